@@ -1,0 +1,131 @@
+"""Measure a day's clusters and data, and judge the figures against thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from newsletter_pipeline.stages.cluster import NOISE
+
+ERROR, WARN = "ERROR", "WARN"
+
+
+class QualityThresholds(dg.Config):
+    """Limits of the cluster-quality checks. Failing an ERROR check keeps the day out of the sheet."""
+
+    max_noise_share: float = Field(
+        default=0.6,
+        description="ERROR above this share of items left as noise (default 0.6): most of the day would be missing from the sheet.",
+    )
+    min_clusters: int = Field(
+        default=1,
+        description="ERROR below this many clusters on a day with items (default 1): nothing to publish.",
+    )
+    max_largest_share: float = Field(
+        default=0.6,
+        description="WARN when one cluster holds more than this share of the day (default 0.6): likely several stories merged.",
+    )
+    min_silhouette: float = Field(
+        default=0.0,
+        description=(
+            "WARN below this silhouette (cosine, on the embeddings, noise left out; default 0.0): clusters no tighter "
+            "than chance. Not computed with fewer than 2 clusters."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A check's verdict: passed, its severity when it fails, what it measured."""
+
+    check: str
+    passed: bool
+    severity: str
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+
+def cluster_figures(embeddings: np.ndarray, labels: np.ndarray) -> dict:
+    """The quality figures of one day's clustering."""
+    n = len(labels)
+    clustered = labels != NOISE
+    sizes = np.bincount(labels[clustered]) if clustered.any() else np.array([], dtype=int)
+    figures = {
+        "items": n,
+        "clusters": int((sizes > 0).sum()),
+        "noise_share": float((~clustered).mean()) if n else 0.0,
+        "largest_share": float(sizes.max() / n) if len(sizes) else 0.0,
+        "silhouette": None,
+    }
+    if figures["clusters"] >= 2 and clustered.sum() > figures["clusters"]:
+        from sklearn.metrics import silhouette_score
+
+        figures["silhouette"] = float(silhouette_score(embeddings[clustered], labels[clustered], metric="cosine"))
+    return figures
+
+
+def _no_items(check: str) -> Outcome:
+    return Outcome(check, False, WARN, "no items on this day", {"items": 0})
+
+
+def judge_clusters(figures: dict, thresholds: QualityThresholds) -> list[Outcome]:
+    """One outcome per cluster-quality check."""
+    names = ["noise_share", "cluster_count", "largest_cluster_share", "silhouette"]
+    if figures["items"] == 0:
+        return [_no_items(name) for name in names]
+    noise, clusters, largest, silhouette = (figures[k] for k in ("noise_share", "clusters", "largest_share", "silhouette"))
+    return [
+        Outcome(names[0], noise <= thresholds.max_noise_share, ERROR,
+                f"noise share {noise:.1%} (limit {thresholds.max_noise_share:.0%})",
+                {"noise_share": noise, "limit": thresholds.max_noise_share}),
+        Outcome(names[1], clusters >= thresholds.min_clusters, ERROR,
+                f"{clusters} clusters (at least {thresholds.min_clusters})",
+                {"clusters": clusters, "limit": thresholds.min_clusters}),
+        Outcome(names[2], largest <= thresholds.max_largest_share, WARN,
+                f"largest cluster holds {largest:.1%} of items (limit {thresholds.max_largest_share:.0%})",
+                {"largest_share": largest, "limit": thresholds.max_largest_share}),
+        Outcome(names[3], silhouette is None or silhouette >= thresholds.min_silhouette, WARN,
+                "silhouette not computed: fewer than 2 clusters" if silhouette is None
+                else f"silhouette {silhouette:.3f} (at least {thresholds.min_silhouette})",
+                {"silhouette": silhouette, "limit": thresholds.min_silhouette}),
+    ]
+
+
+def judge_unique_ids(items: pd.DataFrame) -> Outcome:
+    if items.empty:
+        return _no_items("unique_item_id")
+    repeated = items["item_id"][items["item_id"].duplicated()].unique().tolist()
+    return Outcome("unique_item_id", not repeated, ERROR,
+                   f"{len(repeated)} repeated item ids" if repeated else f"{len(items)} items, ids unique",
+                   {"items": len(items), "repeated_ids": len(repeated), "examples": ", ".join(repeated[:5])})
+
+
+def judge_embeddings(item_ids: pd.Series, vectors: np.ndarray, expected_ids: pd.Series, dimension: int) -> Outcome:
+    if len(expected_ids) == 0:
+        return _no_items("embeddings_valid")
+    problems = []
+    if vectors.ndim != 2 or vectors.shape[1] != dimension:
+        problems.append(f"shape {vectors.shape}, expected (n, {dimension})")
+    non_finite = int((~np.isfinite(vectors)).any(axis=1).sum()) if vectors.size else 0
+    if non_finite:
+        problems.append(f"{non_finite} vectors with NaN or infinity")
+    if set(item_ids) != set(expected_ids) or len(item_ids) != len(expected_ids):
+        problems.append(f"{len(item_ids)} vectors for {len(expected_ids)} items")
+    return Outcome("embeddings_valid", not problems, ERROR, "; ".join(problems) or f"{len(item_ids)} finite vectors of dimension {dimension}",
+                   {"vectors": len(item_ids), "dimension": int(vectors.shape[1]) if vectors.ndim == 2 else 0, "non_finite": non_finite})
+
+
+def judge_assignment(assignments: pd.DataFrame, items: pd.DataFrame) -> Outcome:
+    if items.empty:
+        return _no_items("every_item_assigned")
+    missing = sorted(set(items["item_id"]) - set(assignments["item_id"]))
+    unknown = sorted(set(assignments["item_id"]) - set(items["item_id"]))
+    null_ids = int(assignments["cluster_id"].isna().sum())
+    passed = not missing and not unknown and not null_ids and len(assignments) == len(items)
+    return Outcome("every_item_assigned", passed, ERROR,
+                   f"{len(items)} items assigned" if passed else f"{len(missing)} items missing, {len(unknown)} unknown, {null_ids} without a cluster id",
+                   {"items": len(items), "assigned": len(assignments), "missing": len(missing), "unknown": len(unknown)})
