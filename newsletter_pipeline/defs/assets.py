@@ -84,25 +84,22 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
     timings: dict = {}
     # Every day of the run in one encode call: larger batches, and the model is loaded once.
     with _timed(timings, "embed_seconds"):
-        vectors = embedder.embed(texts) if texts else None
+        vectors = embedder.embed(texts)
+    # The dimension comes from the model even on an empty run, so every day's file has the same schema.
+    dimension = embedder.dimension
+    model_meta = {"model": embedder.model, "dimension": str(dimension)}
     per_day, outcomes, offset = {}, {}, 0
     for day, day_items in items.items():
-        if vectors is None:  # no items in the whole run: no need to load the model
-            day_vectors = np.zeros((0, 0), dtype=np.float32)
-            model_meta = {"model": embedder.model, "dimension": "0"}
-        else:
-            day_vectors = vectors[offset : offset + len(day_items)]
-            model_meta = {"model": embedder.model, "dimension": str(embedder.dimension)}
+        day_vectors = vectors[offset : offset + len(day_items)]
         offset += len(day_items)
         table = pa.table({"item_id": pa.array(day_items["item_id"], pa.string()), "embedding": vectors_to_arrow_column(day_vectors)})
         store.store.write("item_embeddings", day, table, metadata=model_meta)
         stored_items, stored = _read_vectors(store.store, "item_embeddings", "embedding", day)
-        expected_dimension = embedder.dimension if vectors is not None else 0
-        outcomes[day] = [quality.judge_embeddings(stored_items["item_id"], stored, day_items["item_id"], expected_dimension)]
-        per_day[day] = {"items": len(day_items), "dimension": int(model_meta["dimension"]), "path": store.store.path("item_embeddings", day)}
-    metadata = _day_metadata(per_day) | {"model": embedder.model, **timings}
-    if vectors is not None:
-        metadata |= {"device": embedder.device_used, "items_per_second": round(len(texts) / max(timings["embed_seconds"], 1e-9), 1)}
+        outcomes[day] = [quality.judge_embeddings(stored_items["item_id"], stored, day_items["item_id"], dimension)]
+        per_day[day] = {"items": len(day_items), "path": store.store.path("item_embeddings", day)}
+    metadata = _day_metadata(per_day) | {"model": embedder.model, "dimension": dimension, "device": embedder.device_used, **timings}
+    if texts:
+        metadata["items_per_second"] = round(len(texts) / max(timings["embed_seconds"], 1e-9), 1)
     return dg.MaterializeResult(metadata=metadata, check_results=check_results("item_embeddings", outcomes))
 
 
@@ -164,7 +161,7 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         store.store.write("cluster_summaries", day, summaries)
         stored = store.store.read("clusters", day)
         figures = quality.cluster_figures(vectors, stored["cluster_id"].to_numpy())
-        outcomes[day] = [quality.judge_assignment(stored, items), *quality.judge_clusters(figures, clustering.quality)]
+        outcomes[day] = [quality.judge_assignment(stored, items), *quality.judge_clusters(figures, clustering.quality, small_day=result.method != "hdbscan")]
         noise = int((result.labels == cluster.NOISE).sum())
         per_day[day] = {
             "items": len(items),
@@ -190,7 +187,9 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
     return dg.MaterializeResult(metadata=metadata, check_results=check_results("clusters", outcomes))
 
 
-@dg.asset(**DAILY, deps=[clusters], kinds={"googlesheets"})
+# The `sheets` pool (limit 1 in dagster.yaml) serializes exports: a tab is rewritten whole, and two runs
+# writing different days at once would otherwise lose one run's rows.
+@dg.asset(**DAILY, deps=[clusters], kinds={"googlesheets"}, pool="sheets")
 def sheet_export(context: dg.AssetExecutionContext, sheets: SheetsResource, store: OutputStore) -> dg.MaterializeResult:
     """The day's clusters and items in the sheet layout; a re-run replaces the day's rows."""
     per_day = {}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from newsletter_pipeline.stages.quality import ERROR, Outcome
+from newsletter_pipeline.defs.partitions import daily_partitions
+from newsletter_pipeline.stages.quality import ERROR, WARN, Outcome
 
 # Blocking: a failure of ERROR severity stops the assets downstream in the same run; WARN never does.
 CHECKS = {
@@ -21,7 +22,11 @@ CHECKS = {
 
 
 def check_specs(asset: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(name, asset=asset, description=text, blocking=True) for name, text in CHECKS[asset].items()]
+    """Partitioned like the assets, so a one-day run records each check against its day."""
+    return [
+        dg.AssetCheckSpec(name, asset=asset, description=text, blocking=True, partitions_def=daily_partitions)
+        for name, text in CHECKS[asset].items()
+    ]
 
 
 def check_results(asset: str, outcomes_by_day: dict[str, list[Outcome]]) -> list[dg.AssetCheckResult]:
@@ -30,7 +35,7 @@ def check_results(asset: str, outcomes_by_day: dict[str, list[Outcome]]) -> list
     for name in CHECKS[asset]:
         per_day = {day: next(o for o in outcomes if o.check == name) for day, outcomes in outcomes_by_day.items()}
         failed = {day: o for day, o in per_day.items() if not o.passed}
-        severity = ERROR if any(o.severity == ERROR for o in failed.values()) else "WARN"
+        severity = ERROR if any(o.severity == ERROR for o in (failed or per_day).values()) else WARN
         if len(per_day) == 1:
             (day, outcome), = per_day.items()
             description, metadata = f"{day}: {outcome.description}", {"day": day, **outcome.metadata}

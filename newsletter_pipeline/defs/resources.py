@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from newsletter_pipeline.stages import embed, export
 from newsletter_pipeline.stages.cluster import ClusterParams
@@ -34,6 +35,13 @@ class OutputStore(dg.ConfigurableResource):
         return ParquetStore(self.root)
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_model(model: str, device: str, allow_download: bool, fp16_on_cuda: bool):
+    """Loaded on first use and kept for the process: Dagster re-creates resources for every run, and a
+    process (a test session, a sensor's in-process runs) may run many."""
+    return embed.load_model(model, device, allow_download=allow_download, fp16_on_cuda=fp16_on_cuda)
+
+
 class EmbeddingResource(dg.ConfigurableResource):
     """The sentence-transformers model, on a GPU when there is one and on the CPU otherwise."""
 
@@ -43,13 +51,8 @@ class EmbeddingResource(dg.ConfigurableResource):
     fp16_on_cuda: bool = Field(default=True, description="Run in float16 on CUDA (vectors are stored as float32 either way).")
     allow_download: bool = Field(default=False, description="Let sentence-transformers fetch a model from the hub; off, so runs never reach the network.")
 
-    # Loaded once per process, on first use, so a run with no items never loads the model.
-    _model = PrivateAttr(default=None)
-
     def loaded(self):
-        if self._model is None:
-            self._model = embed.load_model(self.model, self.device, allow_download=self.allow_download, fp16_on_cuda=self.fp16_on_cuda)
-        return self._model
+        return _cached_model(self.model, self.device, self.allow_download, self.fp16_on_cuda)
 
     @property
     def dimension(self) -> int:
@@ -97,7 +100,7 @@ class SheetsResource(dg.ConfigurableResource):
             client = gspread.service_account(filename=self.service_account_file)
         else:
             raise ValueError("NEWSLETTER_SPREADSHEET_KEY is set but no credentials are: set GOOGLE_SERVICE_ACCOUNT_FILE or GOOGLE_SERVICE_ACCOUNT_JSON")
-        client.http_client.timeout = 60  # gspread waits forever by default
+        client.set_timeout(60)  # gspread waits forever by default
         return client.open_by_key(self.spreadsheet_key)
 
     def write(self, day: str, tables: dict[str, pd.DataFrame]) -> dict[str, int]:

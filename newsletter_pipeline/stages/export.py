@@ -59,10 +59,11 @@ def table_rows(table: pd.DataFrame) -> list[list]:
 
 def replace_day(existing: list[list], header: list[str], day: str, new_rows: list[list]) -> list[list]:
     """Header, then every other day's rows as they were, then this day's rows; days in order."""
+    existing = [row for row in existing if any(cell not in ("", None) for cell in row)]  # a new tab reads as [[]]
     if existing and [str(h) for h in existing[0]] != header:
         raise ValueError(f"header row {existing[0]} differs from the layout v{LAYOUT_VERSION} header {header}; "
                          "move the old tab aside or migrate it before exporting")
-    kept = [row for row in existing[1:] if row and str(row[0]) != day]
+    kept = [row for row in existing[1:] if str(row[0]) != day]
     # Stable sort on the day column only: rows within a day keep their order.
     return [header, *sorted(kept + new_rows, key=lambda row: str(row[0]))]
 
@@ -107,6 +108,10 @@ def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame]) -> dic
             sheet = book.create_sheet(tab)
             for row in rows:
                 sheet.append(row)
+            for cells in sheet.iter_rows(min_row=2):
+                for cell in cells:
+                    if cell.data_type == "f":  # a headline starting with "=" is text, never a live formula
+                        cell.data_type = "s"
             sheet.freeze_panes = "A2"
             totals[tab] = len(rows) - 1
         # Write aside, then move: a crash mid-save leaves the previous workbook intact.
@@ -129,13 +134,18 @@ def write_google_sheet(spreadsheet: gspread.Spreadsheet, day: str, tables: dict[
     for tab, header in TABS.items():
         try:
             sheet = spreadsheet.worksheet(tab)
-            existing = sheet.get_all_values()
+            # Unformatted, so other days' numbers are written back as numbers, not as their display text.
+            existing = sheet.get_all_values(value_render_option=gspread.utils.ValueRenderOption.unformatted)
         except gspread.WorksheetNotFound:
             sheet = spreadsheet.add_worksheet(tab, rows=1, cols=len(header))
             existing = []
         rows = replace_day(existing, header, day, table_rows(tables[tab]))
-        # Size the grid to the rows (which also drops rows left over when a day shrank), then write in one request.
-        sheet.resize(rows=len(rows), cols=len(header))
+        # Grow the grid, write every row in one request, and only then drop rows left over from a longer
+        # version of the day: a failed write must never cut other days' rows off.
+        if sheet.row_count < len(rows) or sheet.col_count < len(header):
+            sheet.resize(rows=max(sheet.row_count, len(rows)), cols=max(sheet.col_count, len(header)))
         sheet.update(rows, "A1", value_input_option="RAW")
+        if sheet.row_count > len(rows) or sheet.col_count > len(header):
+            sheet.resize(rows=len(rows), cols=len(header))
         totals[tab] = len(rows) - 1
     return totals

@@ -35,8 +35,8 @@ def ctfidf_keywords(docs_by_cluster: dict[int, str], top_n: int = TOP_KEYWORDS) 
     scores = tf * idf
     keywords = {}
     for row, cluster_id in enumerate(cluster_ids):
-        # Ties break alphabetically so labels are deterministic.
-        order = sorted(np.flatnonzero(scores[row]), key=lambda j: (-scores[row, j], terms[j]))
+        # Ties go to the bigram (more specific), then alphabetically, so labels are deterministic.
+        order = sorted(np.flatnonzero(scores[row]), key=lambda j: (-scores[row, j], -terms[j].count(" "), terms[j]))
         keywords[cluster_id] = _drop_overlaps([terms[j] for j in order], top_n)
     return keywords
 

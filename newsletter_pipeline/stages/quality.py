@@ -72,18 +72,23 @@ def _no_items(check: str) -> Outcome:
     return Outcome(check, False, WARN, "no items on this day", {"items": 0})
 
 
-def judge_clusters(figures: dict, thresholds: QualityThresholds) -> list[Outcome]:
-    """One outcome per cluster-quality check."""
+def judge_clusters(figures: dict, thresholds: QualityThresholds, small_day: bool = False) -> list[Outcome]:
+    """One outcome per cluster-quality check.
+
+    On a small day (clustered by the fallback) a handful of unrelated items is a fact, not a fault: the
+    checks still fail there, but as warnings, so the day still reaches the sheet.
+    """
     names = ["noise_share", "cluster_count", "largest_cluster_share", "silhouette"]
     if figures["items"] == 0:
         return [_no_items(name) for name in names]
     noise, clusters, largest, silhouette = (figures[k] for k in ("noise_share", "clusters", "largest_share", "silhouette"))
+    gate, note = (WARN, f" (small day of {figures['items']} items: a warning only)") if small_day else (ERROR, "")
     return [
-        Outcome(names[0], noise <= thresholds.max_noise_share, ERROR,
-                f"noise share {noise:.1%} (limit {thresholds.max_noise_share:.0%})",
+        Outcome(names[0], noise <= thresholds.max_noise_share, gate,
+                f"noise share {noise:.1%} (limit {thresholds.max_noise_share:.0%}){note}",
                 {"noise_share": noise, "limit": thresholds.max_noise_share}),
-        Outcome(names[1], clusters >= thresholds.min_clusters, ERROR,
-                f"{clusters} clusters (at least {thresholds.min_clusters})",
+        Outcome(names[1], clusters >= thresholds.min_clusters, gate,
+                f"{clusters} clusters (at least {thresholds.min_clusters}){note}",
                 {"clusters": clusters, "limit": thresholds.min_clusters}),
         Outcome(names[2], largest <= thresholds.max_largest_share, WARN,
                 f"largest cluster holds {largest:.1%} of items (limit {thresholds.max_largest_share:.0%})",

@@ -1,0 +1,42 @@
+# The two commands of the README: `make demo` and `make test`. Each sets everything up on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(abspath .dagster_home)
+# The bundled sample data covers these days.
+SAMPLE_RANGE := 2026-11-16...2026-11-20
+
+.PHONY: setup demo test ui daemon clean
+
+# Install once; again when pyproject.toml changes. torch goes first, pinned, so pip takes the CPU wheel
+# instead of several GB of CUDA packages.
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+setup: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+# Copy the sample into the landing folder, materialize every asset for its five days as one run, show the result.
+demo: setup
+	mkdir -p data/landing
+	cp data/sample/* data/landing/
+	$(BIN)/dagster asset materialize -m newsletter_pipeline.definitions --select '*' --partition-range $(SAMPLE_RANGE)
+	$(BIN)/python -m newsletter_pipeline.summary
+
+test: setup
+	$(BIN)/pytest
+
+# The UI with the daemon (schedules, backfills): http://127.0.0.1:3000
+ui: setup
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf data/landing data/outputs data/sheets $(DAGSTER_HOME)

@@ -1,0 +1,30 @@
+"""Print what a run left behind: the workbook's clusters per day and where every output lives."""
+
+import os
+import sys
+from pathlib import Path
+
+from newsletter_pipeline.stages.export import read_workbook
+
+
+def main() -> int:
+    data = Path(os.environ.get("NEWSLETTER_DATA_DIR", "data"))
+    workbook = Path(os.environ.get("NEWSLETTER_WORKBOOK", data / "sheets" / "newsletter_clusters.xlsx"))
+    if not workbook.exists():
+        print(f"No workbook at {workbook}: materialize sheet_export for a day first.", file=sys.stderr)
+        return 1
+    tabs = read_workbook(workbook)
+    header, *rows = tabs["clusters"]
+    day, size, label = header.index("day"), header.index("size"), header.index("label")
+    print(f"Workbook: {workbook.resolve()}  (tabs: {', '.join(tabs)}; {len(tabs['items']) - 1} item rows)")
+    for current in sorted({row[day] for row in rows}):
+        print(f"\n{current}")
+        for row in (r for r in rows if r[day] == current):
+            print(f"  {row[size]:>3} items  {row[label]}")
+    print(f"\nParquet outputs: {(data / 'outputs').resolve()}/<table>/<YYYY-MM-DD>.parquet")
+    print("UI: make ui   (then open http://127.0.0.1:3000 and look at the asset graph, checks and plots)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Shared fixtures: the sample data, a workspace of temporary folders, and one model per test session."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, umap_coordinates
+from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, LandingFolder, OutputStore, SheetsResource
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+SAMPLE_DAYS = ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]
+DATASETS = REPO.parent / "shared" / "datasets"
+ASSETS = [raw_items, item_embeddings, umap_coordinates, clusters, sheet_export]
+
+
+def needs_datasets(name: str) -> Path:
+    """The path of a shared dataset, or skip the test with the reason."""
+    path = DATASETS / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent: real-data tests need ../shared/datasets beside the repo")
+    return path
+
+
+class Workspace:
+    """Temporary landing, output and workbook locations, and the resources that point at them."""
+
+    def __init__(self, root: Path, embedder: EmbeddingResource):
+        self.root = root
+        self.landing = root / "landing"
+        self.outputs = root / "outputs"
+        self.workbook = root / "sheets" / "clusters.xlsx"
+        self.landing.mkdir(parents=True)
+        self.embedder = embedder
+        self.clustering = ClusteringResource()
+
+    def add_sample(self) -> "Workspace":
+        for path in SAMPLE.iterdir():
+            shutil.copy(path, self.landing / path.name)
+        return self
+
+    def resources(self) -> dict:
+        return {
+            "landing": LandingFolder(path=str(self.landing)),
+            "store": OutputStore(root=str(self.outputs)),
+            "embedder": self.embedder,
+            "clustering": self.clustering,
+            "sheets": SheetsResource(workbook_path=str(self.workbook)),
+        }
+
+    @property
+    def store(self):
+        return OutputStore(root=str(self.outputs)).store
+
+    def materialize(self, day: str, instance: dg.DagsterInstance | None = None, **kwargs):
+        return dg.materialize(ASSETS, partition_key=day, resources=self.resources(), instance=instance or dg.DagsterInstance.ephemeral(), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> EmbeddingResource:
+    """The shipped all-MiniLM-L6-v2 on the CPU; loaded once and cached for the session."""
+    return EmbeddingResource(device="cpu")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, embedder: EmbeddingResource) -> Workspace:
+    return Workspace(tmp_path, embedder)

@@ -1,0 +1,108 @@
+"""Every asset and check, materialized by Dagster on the sample data with the real model, UMAP and HDBSCAN."""
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from newsletter_pipeline.defs.resources import ClusteringResource
+from newsletter_pipeline.stages import export
+from newsletter_pipeline.stages.quality import QualityThresholds
+from newsletter_pipeline_tests.conftest import SAMPLE_DAYS
+
+DAY = SAMPLE_DAYS[0]
+
+
+def checks_of(result) -> dict:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def metadata_of(result, asset: str) -> dict:
+    return next(m.metadata for m in result.asset_materializations_for_node(asset))
+
+
+def test_a_sample_day_end_to_end(workspace):
+    result = workspace.add_sample().materialize(DAY)
+    assert result.success
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
+        "raw_items", "item_embeddings", "umap_coordinates", "clusters", "sheet_export"}
+    checks = checks_of(result)
+    assert set(checks) == {"unique_item_id", "embeddings_valid", "every_item_assigned", "noise_share", "cluster_count", "largest_cluster_share", "silhouette"}
+    assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items() if not c.passed}
+    assert checks["noise_share"].metadata["noise_share"].value <= QualityThresholds().max_noise_share
+
+    # What a person sees in the UI: counts, timings, the size table and the plot.
+    raw = metadata_of(result, "raw_items")
+    assert raw["items"].value == 36 and raw["sources"].value == 5 and raw["quarantined"].value == 0
+    embedded = metadata_of(result, "item_embeddings")
+    assert embedded["model"].value == "all-MiniLM-L6-v2" and embedded["device"].value == "cpu" and embedded["embed_seconds"].value > 0
+    clustered = metadata_of(result, "clusters")
+    assert clustered["clusters"].value >= 4 and clustered["method"].value == "hdbscan"
+    assert clustered["cluster_sizes"].value.startswith("| cluster | items | sources | label |")
+    assert "data:image/png;base64," in clustered["plot"].value
+
+    # Anyone can read the per-item assignment from the Parquet files.
+    assignment = pd.read_parquet(workspace.outputs / "clusters" / f"{DAY}.parquet")
+    items = pd.read_parquet(workspace.outputs / "raw_items" / f"{DAY}.parquet")
+    assert {"item_id", "source_id", "cluster_id", "probability"} <= set(assignment.columns)
+    assert sorted(assignment["item_id"]) == sorted(items["item_id"]) and assignment["source_id"].notna().all()
+    embeddings = workspace.store.read_metadata("item_embeddings", DAY)
+    assert embeddings == {"model": "all-MiniLM-L6-v2", "dimension": "384"}
+
+    book = export.read_workbook(workspace.workbook)
+    assert len(book["items"]) - 1 == 36 and len(book["clusters"]) - 1 == clustered["clusters"].value
+
+
+def test_same_input_twice_gives_identical_clusters(workspace, tmp_path):
+    workspace.add_sample().materialize(DAY)
+    first = pd.read_parquet(workspace.outputs / "clusters" / f"{DAY}.parquet")
+    first_summary = pd.read_parquet(workspace.outputs / "cluster_summaries" / f"{DAY}.parquet")
+    workspace.outputs = tmp_path / "second_outputs"
+    workspace.materialize(DAY)
+    pd.testing.assert_frame_equal(first, pd.read_parquet(workspace.outputs / "clusters" / f"{DAY}.parquet"))
+    pd.testing.assert_frame_equal(first_summary, pd.read_parquet(workspace.outputs / "cluster_summaries" / f"{DAY}.parquet"))
+    # Re-running the day replaced its rows in the workbook instead of adding them again.
+    assert len(export.read_workbook(workspace.workbook)["items"]) - 1 == 36
+
+
+def test_empty_day_materializes_and_warns(workspace):
+    result = workspace.add_sample().materialize("2026-11-21")
+    assert result.success
+    checks = checks_of(result)
+    assert all(not c.passed and c.severity == dg.AssetCheckSeverity.WARN and "no items" in c.description for c in checks.values())
+    assert workspace.store.read("clusters", "2026-11-21").empty
+    book = export.read_workbook(workspace.workbook)
+    assert book["items"] == [export.TABS["items"]] and book["clusters"] == [export.TABS["clusters"]]
+
+
+def test_tiny_day_uses_the_fallback_and_records_it(workspace):
+    records = [
+        ("Storm Odile makes landfall on the southern coast", "a"), ("Storm Odile floods coastal towns overnight", "b"),
+        ("Central bank cuts its key interest rate", "c"), ("Central bank lowers rates by a quarter point", "d"),
+        ("City museum opens a new sculpture hall", "e"),
+    ]
+    lines = [json.dumps({"headline": h, "link": f"https://x.test/{s}", "date": "2026-11-10", "source": "Tiny"}) for h, s in records]
+    (workspace.landing / "tiny.jsonl").write_text("\n".join(lines) + "\n")
+    result = workspace.materialize("2026-11-10")
+    assert result.success
+    clustered = metadata_of(result, "clusters")
+    assert clustered["method"].value == "agglomerative" and clustered["clusters"].value == 2
+    assert clustered["settings"].value["method"] == "agglomerative"
+    assert metadata_of(result, "umap_coordinates")["method"].value == "pca"
+    assert checks_of(result)["noise_share"].passed
+
+
+def test_failing_blocking_check_stops_the_export(workspace):
+    workspace.clustering = ClusteringResource(quality=QualityThresholds(min_clusters=50))
+    result = workspace.add_sample().materialize(DAY, raise_on_error=False)
+    assert not result.success
+    failed = checks_of(result)["cluster_count"]
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR and "at least 50" in failed.description
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "clusters" in materialized and "sheet_export" not in materialized
+    assert not workspace.workbook.exists()
+
+
+def test_checks_are_recorded_against_the_day(workspace):
+    result = workspace.add_sample().materialize("2026-11-21")
+    assert {e.partition for e in result.get_asset_check_evaluations()} == {"2026-11-21"}

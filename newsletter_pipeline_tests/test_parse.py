@@ -1,0 +1,93 @@
+"""Landing files -> the normalized items table: layouts, days, ids and rejected records."""
+
+import json
+
+import pandas as pd
+
+from newsletter_pipeline.stages import parse
+from newsletter_pipeline_tests.conftest import SAMPLE, SAMPLE_DAYS
+
+HUFFPOST = {
+    "link": "https://www.huffpost.com/entry/a",
+    "headline": "Storm hits the coast",
+    "category": "WEATHER",
+    "short_description": "Thousands leave their homes.",
+    "authors": "A. Writer",
+    "date": "2022-09-23",
+}
+
+
+def write_jsonl(path, records):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def test_huffpost_layout_is_read_as_it_is(tmp_path):
+    write_jsonl(tmp_path / "huffpost.jsonl", [HUFFPOST])
+    items = parse.parse_landing(tmp_path).items
+    row = items.iloc[0]
+    assert list(items.columns) == parse.ITEM_COLUMNS
+    assert (row.headline, row.short_description, row.link, row.authors, row.category) == (
+        "Storm hits the coast", "Thousands leave their homes.", "https://www.huffpost.com/entry/a", "A. Writer", "WEATHER")
+    assert row.day == "2022-09-23" and row.published_at == pd.Timestamp("2022-09-23", tz="UTC")
+    assert row.source == "huffpost"  # no source field: the file names the newsletter
+    assert row.source_id is None and row.origin == "huffpost.jsonl:1"
+
+
+def test_csv_with_header_and_source_id(tmp_path):
+    (tmp_path / "feed.csv").write_text(
+        'id,source,date,title,description,url\n'
+        '17,Daily Wire,2024-03-01T23:30:00-02:00,"Rates, again",Central bank holds,https://x.test/1\n'
+    )
+    row = parse.parse_landing(tmp_path).items.iloc[0]
+    assert (row.source_id, row.source, row.headline, row.short_description, row.link) == ("17", "Daily Wire", "Rates, again", "Central bank holds", "https://x.test/1")
+    assert row.day == "2024-03-02"  # 23:30 at UTC-2 is the next day in UTC
+
+
+def test_multi_day_export_splits_by_day_and_ids_are_stable(tmp_path):
+    records = [dict(HUFFPOST, link=f"https://x.test/{i}", date=f"2022-09-2{i % 3}") for i in range(9)]
+    write_jsonl(tmp_path / "export.jsonl", records)
+    first = parse.parse_landing(tmp_path)
+    days = {day: len(parse.items_for_day(first, day).items) for day in ("2022-09-20", "2022-09-21", "2022-09-22")}
+    assert days == {"2022-09-20": 3, "2022-09-21": 3, "2022-09-22": 3}
+    assert first.items["item_id"].is_unique
+    assert parse.parse_landing(tmp_path).items["item_id"].tolist() == first.items["item_id"].tolist()
+
+
+def test_bad_records_are_rejected_with_file_position_and_reason(tmp_path):
+    path = write_jsonl(tmp_path / "mixed.jsonl", [
+        HUFFPOST,
+        '{"headline": "truncated',
+        dict(HUFFPOST, headline="", link="https://x.test/2"),
+        dict(HUFFPOST, date="next tuesday", link="https://x.test/3"),
+        "[1, 2]",
+        dict(HUFFPOST, link="https://x.test/5", headline="Second good one"),
+    ])
+    parsed = parse.parse_landing(tmp_path)
+    assert parsed.items["headline"].tolist() == ["Storm hits the coast", "Second good one"]
+    reasons = dict(zip(parsed.rejects["position"], parsed.rejects["reason"], strict=True))
+    assert reasons[2].startswith("malformed JSON")
+    assert reasons[3].startswith("missing headline")
+    assert reasons[4] == "unparseable date 'next tuesday'"
+    assert reasons[5].startswith("expected an object")
+    assert set(parsed.rejects["file"]) == {str(path)}
+    # A rejected record that still has a readable date is filed under its day.
+    assert parsed.rejects.set_index("position").loc[3, "day"] == "2022-09-23"
+
+
+def test_repeated_records_are_kept_once_and_counted(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [HUFFPOST, HUFFPOST])
+    parsed = parse.parse_landing(tmp_path)
+    assert len(parsed.items) == 1 and len(parsed.repeats) == 1
+
+
+def test_ag_news_escapes_are_cleaned():
+    assert parse.clean_text("Costs rise to #36;5bn\\ as   profits &amp; sales fall") == "Costs rise to $5bn as profits & sales fall"
+
+
+def test_sample_data_covers_five_days_of_several_sources():
+    parsed = parse.parse_landing(SAMPLE)
+    assert parsed.rejects.empty
+    per_day = parsed.items.groupby("day").size()
+    assert list(per_day.index) == SAMPLE_DAYS and per_day.between(30, 45).all()
+    assert parsed.items.groupby("day")["source"].nunique().min() >= 4
