@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from newsletter_pipeline.defs.checks import CHECKS
 from newsletter_pipeline.stages import export
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE, SAMPLE_DAYS
 
@@ -44,6 +45,14 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
         assert len(instance.get_runs()) == 1
         for asset in ("raw_items", "clusters", "sheet_export"):
             assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(DAYS)
+        # Each day has its own check results and its own figures and plot, as after a one-day run.
+        check_keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, names in CHECKS.items() for name in names]
+        statuses = {(info.check_key.name, info.partition_key): info.latest_execution_status.value
+                    for info in instance.event_log_storage.get_asset_check_partition_info(check_keys)}
+        assert all(statuses[(key.name, day)] == "SUCCEEDED" for key in check_keys for day in DAYS)
+        observed = instance.fetch_observations(dg.AssetKey("clusters"), limit=10).records
+        plots = {r.partition_key: r.asset_observation.metadata["plot"].value for r in observed}
+        assert sorted(plots) == DAYS and all(f"clusters of {day}" in plots[day] for day in DAYS)
 
 
 @pytest.mark.slow

@@ -91,3 +91,22 @@ def test_sample_data_covers_five_days_of_several_sources():
     per_day = parsed.items.groupby("day").size()
     assert list(per_day.index) == SAMPLE_DAYS and per_day.between(30, 45).all()
     assert parsed.items.groupby("day")["source"].nunique().min() >= 4
+
+
+def test_a_bad_byte_in_a_csv_spoils_only_its_row(tmp_path):
+    rows = [f"Headline {i},2024-03-01,https://x.test/{i}".encode() for i in range(5)]
+    rows[2] = b"Caf\xe9 opens,2024-03-01,https://x.test/2"  # Latin-1, not UTF-8
+    (tmp_path / "feed.csv").write_bytes(b"title,date,url\n" + b"\n".join(rows) + b"\n")
+    parsed = parse.parse_landing(tmp_path)
+    assert len(parsed.items) == 4
+    assert parsed.rejects[["position", "reason"]].values.tolist() == [[3, "row is not valid UTF-8"]]
+
+
+def test_control_characters_are_dropped():
+    assert parse.clean_text("Bell\x07 and\x00 null") == "Bell and null"
+
+
+def test_a_rejected_csv_row_is_filed_under_its_day(tmp_path):
+    (tmp_path / "feed.csv").write_text("title,published,url\n,2024-03-01T10:00:00Z,https://x.test/1\n")
+    rejects = parse.parse_landing(tmp_path).rejects
+    assert rejects[["day", "reason"]].values.tolist() == [["2024-03-01", "missing headline (looked for: headline, title)"]]

@@ -58,7 +58,7 @@ def test_small_day_falls_back_to_agglomerative(embedder):
              "Central bank cuts interest rates", "Central bank lowers its key rate", "A museum opens a sculpture hall"]
     vectors = embedder.embed(texts)
     reduction = reduce.reduce_embeddings(vectors)
-    assert reduction.method == "pca" and reduction.plot.shape == (5, 2)
+    assert reduction.method == "small-day" and reduction.plot.shape == (5, 2)
     result = cluster.cluster_items(vectors, reduction.cluster, reduction.method)
     assert result.method == "agglomerative"
     labels = result.labels.tolist()

@@ -93,8 +93,9 @@ class SheetsResource(dg.ConfigurableResource):
             try:
                 info = json.loads(self.service_account_json)
             except json.JSONDecodeError:
-                # Never echo the value: it is a secret.
-                raise ValueError("GOOGLE_SERVICE_ACCOUNT_JSON is not valid JSON; set it to the service-account key's content") from None
+                info = None
+            if not isinstance(info, dict):  # never echo the value: it is a secret
+                raise ValueError("GOOGLE_SERVICE_ACCOUNT_JSON is not a JSON object; set it to the service-account key's content")
             client = gspread.service_account_from_dict(info)
         elif self.service_account_file:
             client = gspread.service_account(filename=self.service_account_file)

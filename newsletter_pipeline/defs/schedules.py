@@ -4,15 +4,12 @@ import os
 
 import dagster as dg
 
-from newsletter_pipeline.defs.partitions import daily_partitions
-
 # Hour (UTC) at which yesterday's partition runs; late enough for the morning newsletters to land.
 SCHEDULE_HOUR = int(os.environ.get("NEWSLETTER_SCHEDULE_HOUR", "6"))
 
 daily_job = dg.define_asset_job(
     "daily_newsletter_job",
     selection=dg.AssetSelection.groups("newsletter"),
-    partitions_def=daily_partitions,
     description="Every asset of one day, from the landing files to the sheet.",
 )
 

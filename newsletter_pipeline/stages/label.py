@@ -81,7 +81,7 @@ def summarize_clusters(items: pd.DataFrame, embeddings: np.ndarray, labels: np.n
                 "n_sources": len(sources),
                 "sources": ", ".join(sources),
                 "top_headlines": "\n".join(items.iloc[ranked]["headline"]),
-                "top_links": "\n".join(items.iloc[ranked]["link"]),
+                "top_links": "\n".join(link for link in items.iloc[ranked]["link"] if link),
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -43,7 +43,10 @@ ALIASES = {
 }
 
 _WS = re.compile(r"\s+")
+# Control characters mean nothing in a headline, and a workbook cell refuses them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # AG News style escapes: "#36;" for "&#36;", and literal backslashes where line breaks were.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 _BARE_ENTITY = re.compile(r"(?<!&)#(\d{2,4});")
 
 
@@ -66,7 +69,7 @@ def clean_text(value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
     text = _BARE_ENTITY.sub(r"&#\1;", str(value))
-    text = html.unescape(text).replace("\\", " ")
+    text = _CONTROL.sub(" ", html.unescape(text).replace("\\", " "))
     return _WS.sub(" ", text).strip()
 
 
@@ -83,6 +86,17 @@ def _pick(record: dict, field: str) -> object:
     return None
 
 
+def published_utc(value: object) -> pd.Timestamp | None:
+    """A date or date-time as a UTC timestamp; naive times are UTC, so a day never depends on the machine."""
+    try:
+        stamp = pd.Timestamp(str(value).strip())
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if pd.isna(stamp):
+        return None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def normalize_record(record: object, default_source: str, origin: str) -> dict:
     """One raw record -> one item row; raises RejectedRecord with the reason."""
     if not isinstance(record, dict):
@@ -93,14 +107,9 @@ def normalize_record(record: object, default_source: str, origin: str) -> dict:
     raw_date = _pick(record, "date")
     if raw_date is None:
         raise RejectedRecord("missing date (looked for: date, published, published_at)")
-    try:
-        published = pd.Timestamp(str(raw_date).strip())
-    except (ValueError, TypeError):
-        raise RejectedRecord(f"unparseable date {str(raw_date)[:40]!r}") from None
-    if pd.isna(published):
+    published = published_utc(raw_date)
+    if published is None:
         raise RejectedRecord(f"unparseable date {str(raw_date)[:40]!r}")
-    # Naive times are taken as UTC so a day never depends on the machine's time zone.
-    published = published.tz_localize("UTC") if published.tzinfo is None else published.tz_convert("UTC")
     day = published.strftime("%Y-%m-%d")
     source = clean_text(_pick(record, "source")) or default_source
     link = clean_text(_pick(record, "link"))
@@ -123,11 +132,14 @@ def normalize_record(record: object, default_source: str, origin: str) -> dict:
 def _records(path: Path):
     """Yield (position, record or exception) for each record of a file."""
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        # surrogateescape: a bad byte spoils its own row, not the whole file.
+        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
             # Position is the CSV record number (1 = first data row), stable under quoted line breaks.
             for position, row in enumerate(csv.DictReader(handle), start=1):
                 if None in row:
                     yield position, RejectedRecord("row has more fields than the header")
+                elif any(_UNDECODABLE.search(v) for v in row.values() if isinstance(v, str)):
+                    yield position, RejectedRecord("row is not valid UTF-8")
                 else:
                     yield position, row
         return
@@ -159,22 +171,14 @@ def parse_file(path: Path) -> Parsed:
                     raise record
                 items.append(normalize_record(record, default_source, f"{path.name}:{position}"))
             except RejectedRecord as error:
-                day = record.get("date") if isinstance(record, dict) else None
-                rejects.append({"file": str(path), "position": position, "day": _day_or_none(day), "reason": str(error)})
+                # A rejected record with a readable date is filed under its day's quarantine.
+                stamp = published_utc(_pick(record, "date")) if isinstance(record, dict) else None
+                day = None if stamp is None else stamp.strftime("%Y-%m-%d")
+                rejects.append({"file": str(path), "position": position, "day": day, "reason": str(error)})
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         rejects.append({"file": str(path), "position": 0, "day": None, "reason": f"unreadable file: {error}"})
     items_frame = _frame(items, ITEM_COLUMNS)
     return Parsed(items_frame, _frame(rejects, REJECT_COLUMNS), items_frame.iloc[0:0])
-
-
-def _day_or_none(value: object) -> str | None:
-    try:
-        stamp = pd.Timestamp(str(value))
-    except (ValueError, TypeError):
-        return None
-    if pd.isna(stamp):
-        return None
-    return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp).strftime("%Y-%m-%d")
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:

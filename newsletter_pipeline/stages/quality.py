@@ -132,5 +132,6 @@ def judge_assignment(assignments: pd.DataFrame, items: pd.DataFrame) -> Outcome:
     null_ids = int(assignments["cluster_id"].isna().sum())
     passed = not missing and not unknown and not null_ids and len(assignments) == len(items)
     return Outcome("every_item_assigned", passed, ERROR,
-                   f"{len(items)} items assigned" if passed else f"{len(missing)} items missing, {len(unknown)} unknown, {null_ids} without a cluster id",
+                   f"{len(items)} items assigned" if passed else f"{len(missing)} items missing, {len(unknown)} unknown, {null_ids} "
+                   "without a cluster id: materialize item_embeddings and umap_coordinates for the day again",
                    {"items": len(items), "assigned": len(assignments), "missing": len(missing), "unknown": len(unknown)})

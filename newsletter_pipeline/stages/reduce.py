@@ -51,7 +51,7 @@ class Reduction:
 
     cluster: np.ndarray
     plot: np.ndarray
-    method: str  # "umap", or "pca" on days below ReduceParams.min_items (no UMAP; cluster on embeddings)
+    method: str  # "umap"; or "small-day" below ReduceParams.min_items: `cluster` is the embeddings, `plot` is PCA
 
 
 def _umap(embeddings: np.ndarray, params: ReduceParams, n_components: int, min_dist: float) -> np.ndarray:
@@ -87,7 +87,7 @@ def reduce_embeddings(embeddings: np.ndarray, params: ReduceParams | None = None
     params = params or ReduceParams()
     n = len(embeddings)
     if n < max(params.min_items, params.n_components + 2):
-        return Reduction(cluster=embeddings.astype(np.float32), plot=plot_layout_small(embeddings), method="pca")
+        return Reduction(cluster=embeddings.astype(np.float32), plot=plot_layout_small(embeddings), method="small-day")
     cluster = _umap(embeddings, params, params.n_components, params.min_dist)
     plot = _umap(embeddings, params, 2, params.plot_min_dist)
     return Reduction(cluster=cluster, plot=plot, method="umap")
