@@ -1,6 +1,5 @@
 """Backfills from the command line, exactly as the README documents them: a range as one run, and a run per day."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -18,18 +17,23 @@ from newsletter_pipeline_tests.conftest import REPO, SAMPLE, SAMPLE_DAYS
 DAYS = SAMPLE_DAYS[:3]
 
 
-@pytest.mark.slow
-def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
+def run_dagster(tmp_path: Path, monkeypatch, *args: str) -> Path:
+    """Run the dagster CLI on the sample data with a fresh instance; returns the data folder."""
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     shutil.copytree(SAMPLE, data / "landing")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "NEWSLETTER_DATA_DIR": str(data)}
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(data))
     dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "asset", "materialize", "-m", "newsletter_pipeline.definitions", "--select", "*",
-               "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run([str(dagster), *args, "-m", "newsletter_pipeline.definitions"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    return data
+
+
+@pytest.mark.slow
+def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
+    data = run_dagster(tmp_path, monkeypatch, "asset", "materialize", "--select", "*", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
 
     # Every day of the range has its own files and its own rows in the workbook.
     for day in DAYS:
@@ -40,7 +44,6 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
     assert not (data / "outputs" / "clusters" / f"{SAMPLE_DAYS[3]}.parquet").exists()
 
     # One run, and the instance knows each day of each asset as materialized.
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs()) == 1
         for asset in ("raw_items", "clusters", "sheet_export"):
@@ -57,17 +60,7 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_cli_backfill_with_one_run_per_day(tmp_path, monkeypatch):
-    home, data = tmp_path / "dagster_home", tmp_path / "data"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    shutil.copytree(SAMPLE, data / "landing")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(data))
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "job", "backfill", "-m", "newsletter_pipeline.definitions", "-j", "daily_newsletter_job",
-               "--partitions", ",".join(DAYS[:2]), "--noprompt"]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_dagster(tmp_path, monkeypatch, "job", "backfill", "-j", "daily_newsletter_job", "--partitions", ",".join(DAYS[:2]), "--noprompt")
     with dg.DagsterInstance.get() as instance:
         # The runs are launched as subprocesses; wait for them to finish.
         deadline = time.monotonic() + 600
