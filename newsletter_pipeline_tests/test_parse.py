@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 
+from newsletter_pipeline.landing import local_files
 from newsletter_pipeline.stages import parse
 from newsletter_pipeline_tests.conftest import SAMPLE, SAMPLE_DAYS
 
@@ -24,7 +25,7 @@ def write_jsonl(path, records):
 
 def test_huffpost_layout_is_read_as_it_is(tmp_path):
     write_jsonl(tmp_path / "huffpost.jsonl", [HUFFPOST])
-    items = parse.parse_landing(tmp_path).items
+    items = parse.parse_landing(local_files(tmp_path)).items
     row = items.iloc[0]
     assert list(items.columns) == parse.ITEM_COLUMNS
     assert (row.headline, row.short_description, row.link, row.authors, row.category) == (
@@ -39,7 +40,7 @@ def test_csv_with_header_and_source_id(tmp_path):
         'id,source,date,title,description,url\n'
         '17,Daily Wire,2024-03-01T23:30:00-02:00,"Rates, again",Central bank holds,https://x.test/1\n'
     )
-    row = parse.parse_landing(tmp_path).items.iloc[0]
+    row = parse.parse_landing(local_files(tmp_path)).items.iloc[0]
     assert (row.source_id, row.source, row.headline, row.short_description, row.link) == ("17", "Daily Wire", "Rates, again", "Central bank holds", "https://x.test/1")
     assert row.day == "2024-03-02"  # 23:30 at UTC-2 is the next day in UTC
 
@@ -47,11 +48,11 @@ def test_csv_with_header_and_source_id(tmp_path):
 def test_multi_day_export_splits_by_day_and_ids_are_stable(tmp_path):
     records = [dict(HUFFPOST, link=f"https://x.test/{i}", date=f"2022-09-2{i % 3}") for i in range(9)]
     write_jsonl(tmp_path / "export.jsonl", records)
-    first = parse.parse_landing(tmp_path)
+    first = parse.parse_landing(local_files(tmp_path))
     days = {day: len(parse.items_for_day(first, day).items) for day in ("2022-09-20", "2022-09-21", "2022-09-22")}
     assert days == {"2022-09-20": 3, "2022-09-21": 3, "2022-09-22": 3}
     assert first.items["item_id"].is_unique
-    assert parse.parse_landing(tmp_path).items["item_id"].tolist() == first.items["item_id"].tolist()
+    assert parse.parse_landing(local_files(tmp_path)).items["item_id"].tolist() == first.items["item_id"].tolist()
 
 
 def test_bad_records_are_rejected_with_file_position_and_reason(tmp_path):
@@ -63,7 +64,7 @@ def test_bad_records_are_rejected_with_file_position_and_reason(tmp_path):
         "[1, 2]",
         dict(HUFFPOST, link="https://x.test/5", headline="Second good one"),
     ])
-    parsed = parse.parse_landing(tmp_path)
+    parsed = parse.parse_landing(local_files(tmp_path))
     assert parsed.items["headline"].tolist() == ["Storm hits the coast", "Second good one"]
     reasons = dict(zip(parsed.rejects["position"], parsed.rejects["reason"], strict=True))
     assert reasons[2].startswith("malformed JSON")
@@ -77,7 +78,7 @@ def test_bad_records_are_rejected_with_file_position_and_reason(tmp_path):
 
 def test_repeated_records_are_kept_once_and_counted(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [HUFFPOST, HUFFPOST])
-    parsed = parse.parse_landing(tmp_path)
+    parsed = parse.parse_landing(local_files(tmp_path))
     assert len(parsed.items) == 1 and len(parsed.repeats) == 1
 
 
@@ -86,7 +87,7 @@ def test_ag_news_escapes_are_cleaned():
 
 
 def test_sample_data_covers_five_days_of_several_sources():
-    parsed = parse.parse_landing(SAMPLE)
+    parsed = parse.parse_landing(local_files(SAMPLE))
     assert parsed.rejects.empty
     per_day = parsed.items.groupby("day").size()
     assert list(per_day.index) == SAMPLE_DAYS and per_day.between(30, 45).all()
@@ -97,7 +98,7 @@ def test_a_bad_byte_in_a_csv_spoils_only_its_row(tmp_path):
     rows = [f"Headline {i},2024-03-01,https://x.test/{i}".encode() for i in range(5)]
     rows[2] = b"Caf\xe9 opens,2024-03-01,https://x.test/2"  # Latin-1, not UTF-8
     (tmp_path / "feed.csv").write_bytes(b"title,date,url\n" + b"\n".join(rows) + b"\n")
-    parsed = parse.parse_landing(tmp_path)
+    parsed = parse.parse_landing(local_files(tmp_path))
     assert len(parsed.items) == 4
     assert parsed.rejects[["position", "reason"]].values.tolist() == [[3, "row is not valid UTF-8"]]
 
@@ -108,5 +109,5 @@ def test_control_characters_are_dropped():
 
 def test_a_rejected_csv_row_is_filed_under_its_day(tmp_path):
     (tmp_path / "feed.csv").write_text("title,published,url\n,2024-03-01T10:00:00Z,https://x.test/1\n")
-    rejects = parse.parse_landing(tmp_path).rejects
+    rejects = parse.parse_landing(local_files(tmp_path)).rejects
     assert rejects[["day", "reason"]].values.tolist() == [["2024-03-01", "missing headline (looked for: headline, title)"]]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from newsletter_pipeline.landing import local_files
 from newsletter_pipeline.stages import cluster, embed, label, parse, quality, reduce
 from newsletter_pipeline_tests.conftest import needs_datasets
 
@@ -13,7 +14,7 @@ def huffpost(tmp_path_factory):
     source = needs_datasets("huffpost_news_category_v3_10k.jsonl")
     landing = tmp_path_factory.mktemp("huffpost")
     (landing / source.name).symlink_to(source)
-    return source, parse.parse_landing(landing)
+    return source, parse.parse_landing(local_files(landing))
 
 
 def test_every_huffpost_record_is_an_item_or_a_counted_repeat(huffpost):
@@ -44,7 +45,7 @@ def test_a_busy_huffpost_day_clusters_better_than_chance(huffpost, embedder):
 def test_ag_news_without_dates_is_rejected_with_a_reason(tmp_path):
     source = needs_datasets("ag_news_test.csv")
     (tmp_path / source.name).symlink_to(source)
-    parsed = parse.parse_landing(tmp_path)
+    parsed = parse.parse_landing(local_files(tmp_path))
     assert parsed.items.empty and len(parsed.rejects) == 7_600
     assert set(parsed.rejects["reason"]) == {"missing date (looked for: date, published, published_at)"}
     assert set(parsed.rejects["file"]) == {str(tmp_path / source.name)}

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from newsletter_pipeline.landing import local_files
 from newsletter_pipeline.stages import cluster, embed, label, parse, quality, reduce
 from newsletter_pipeline.stages.cluster import NOISE
 from newsletter_pipeline_tests.conftest import SAMPLE
@@ -12,7 +13,7 @@ from newsletter_pipeline_tests.conftest import SAMPLE
 @pytest.fixture(scope="module")
 def sample_day(embedder):
     """The sample's first day: items and their real embeddings."""
-    items = parse.items_for_day(parse.parse_landing(SAMPLE), "2026-11-16").items
+    items = parse.items_for_day(parse.parse_landing(local_files(SAMPLE)), "2026-11-16").items
     return items, embedder.embed(embed.item_texts(items))
 
 

@@ -7,7 +7,6 @@ Parquet file per day through the OutputStore, so a range run leaves the same fil
 import base64
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -42,7 +41,8 @@ def _read_vectors(store: ParquetStore, table: str, column: str, day: str) -> tup
 @dg.asset(**DAILY, kinds={"parquet"}, check_specs=check_specs("raw_items"))
 def raw_items(context: dg.AssetExecutionContext, landing: LandingFolder, store: OutputStore):
     """The day's newsletter items from the landing folder, normalized to one table."""
-    parsed = parse.parse_landing(Path(landing.path))
+    files = landing.files()
+    parsed = parse.parse_landing(files)
     undated = parsed.rejects[parsed.rejects["day"].isna()]
     for reject in undated.itertuples():
         context.log.warning(f"{reject.file}, record {reject.position}: {reject.reason}; it belongs to no day until fixed")
@@ -63,7 +63,7 @@ def raw_items(context: dg.AssetExecutionContext, landing: LandingFolder, store: 
             "path": store.store.path("raw_items", day),
         }
     yield from report(context, "raw_items", per_day, outcomes,
-                      landing_files=len(parse.landing_files(Path(landing.path))), records_without_a_day=len(undated))
+                      landing_files=len(files), records_without_a_day=len(undated))
 
 
 @dg.asset(**DAILY, deps=[raw_items], kinds={"pytorch", "parquet"}, pool="gpu", check_specs=check_specs("item_embeddings"))

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from newsletter_pipeline.landing import local_files
 from newsletter_pipeline.stages import embed, export
 from newsletter_pipeline.stages.cluster import ClusterParams
+from newsletter_pipeline.stages.parse import LandingFile
 from newsletter_pipeline.stages.quality import QualityThresholds
 from newsletter_pipeline.stages.reduce import ReduceParams
 from newsletter_pipeline.storage import ParquetStore
@@ -23,6 +25,9 @@ class LandingFolder(dg.ConfigurableResource):
     """The folder newsletter exports are dropped into (JSON Lines or CSV, any number of days per file)."""
 
     path: str = Field(default="data/landing", description="Folder read recursively for *.jsonl, *.ndjson and *.csv files.")
+
+    def files(self) -> list[LandingFile]:
+        return local_files(self.path)
 
 
 class OutputStore(dg.ConfigurableResource):

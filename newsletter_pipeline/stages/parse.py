@@ -1,16 +1,17 @@
-"""Parse landing files (JSON Lines in the HuffPost layout, CSV with a header) into one items table."""
+"""Parse landing files into one normalized items table; `readers` turns each format into records."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
-import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import pandas as pd
+
+from newsletter_pipeline.stages.readers import READERS, RejectedRecord
 
 # The normalized items table, in this column order, is what every later stage reads.
 ITEM_COLUMNS = [
@@ -28,8 +29,6 @@ ITEM_COLUMNS = [
 ]
 REJECT_COLUMNS = ["file", "position", "day", "reason"]
 
-SUPPORTED_SUFFIXES = (".jsonl", ".ndjson", ".csv")
-
 # Field names as sources spell them -> our name. The first one present wins.
 ALIASES = {
     "headline": ("headline", "title"),
@@ -46,12 +45,7 @@ _WS = re.compile(r"\s+")
 # Control characters mean nothing in a headline, and a workbook cell refuses them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # AG News style escapes: "#36;" for "&#36;", and literal backslashes where line breaks were.
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
 _BARE_ENTITY = re.compile(r"(?<!&)#(\d{2,4});")
-
-
-class RejectedRecord(ValueError):
-    """A record that cannot become an item; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -129,54 +123,39 @@ def normalize_record(record: object, default_source: str, origin: str) -> dict:
     }
 
 
-def _records(path: Path):
-    """Yield (position, record or exception) for each record of a file."""
-    if path.suffix.lower() == ".csv":
-        # surrogateescape: a bad byte spoils its own row, not the whole file.
-        with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-            # Position is the CSV record number (1 = first data row), stable under quoted line breaks.
-            for position, row in enumerate(csv.DictReader(handle), start=1):
-                if None in row:
-                    yield position, RejectedRecord("row has more fields than the header")
-                elif any(_UNDECODABLE.search(v) for v in row.values() if isinstance(v, str)):
-                    yield position, RejectedRecord("row is not valid UTF-8")
-                else:
-                    yield position, row
-        return
-    with path.open("rb") as handle:
-        for position, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield position, json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                yield position, RejectedRecord("line is not valid UTF-8")
-            except json.JSONDecodeError as error:
-                yield position, RejectedRecord(f"malformed JSON: {error.msg} at column {error.colno}")
+@dataclass(frozen=True)
+class LandingFile:
+    """One input file, wherever it lives: `name` is what messages show (a path, or s3://bucket/key)."""
+
+    name: str
+    load: Callable[[], bytes]
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix.lower()
+
+    @property
+    def default_source(self) -> str:
+        """A file without a source field names its newsletter: morning_brief.jsonl -> 'morning brief'."""
+        return PurePosixPath(self.name).stem.replace("_", " ").replace("-", " ").strip()
 
 
-def source_from_filename(path: Path) -> str:
-    """A file without a source field names its newsletter: morning_brief.jsonl -> 'morning brief'."""
-    return path.stem.replace("_", " ").replace("-", " ").strip()
-
-
-def parse_file(path: Path) -> Parsed:
+def parse_file(file: LandingFile) -> Parsed:
     """Parse one landing file; a record that fails is rejected with its position and reason."""
     items, rejects = [], []
-    default_source = source_from_filename(path)
     try:
-        for position, record in _records(path):
+        for position, record in READERS[file.suffix](file.load()):
             try:
                 if isinstance(record, Exception):
                     raise record
-                items.append(normalize_record(record, default_source, f"{path.name}:{position}"))
+                items.append(normalize_record(record, file.default_source, f"{PurePosixPath(file.name).name}:{position}"))
             except RejectedRecord as error:
                 # A rejected record with a readable date is filed under its day's quarantine.
                 stamp = published_utc(_pick(record, "date")) if isinstance(record, dict) else None
                 day = None if stamp is None else stamp.strftime("%Y-%m-%d")
-                rejects.append({"file": str(path), "position": position, "day": day, "reason": str(error)})
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        rejects.append({"file": str(path), "position": 0, "day": None, "reason": f"unreadable file: {error}"})
+                rejects.append({"file": file.name, "position": position, "day": day, "reason": str(error)})
+    except (OSError, ValueError) as error:  # the file as a whole: unreadable, or not the format its name says
+        rejects.append({"file": file.name, "position": 0, "day": None, "reason": f"unreadable file: {error}"})
     items_frame = _frame(items, ITEM_COLUMNS)
     return Parsed(items_frame, _frame(rejects, REJECT_COLUMNS), items_frame.iloc[0:0])
 
@@ -188,16 +167,9 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def landing_files(landing_dir: Path) -> list[Path]:
-    """The files the pipeline reads, in a stable order."""
-    if not landing_dir.exists():
-        return []
-    return sorted(p for p in landing_dir.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
-
-
-def parse_landing(landing_dir: Path) -> Parsed:
+def parse_landing(files: Iterable[LandingFile]) -> Parsed:
     """Parse every landing file; exact repeats of an item (same item_id) keep their first copy."""
-    parsed = [parse_file(path) for path in landing_files(landing_dir)]
+    parsed = [parse_file(file) for file in files]
     items = pd.concat([_frame([], ITEM_COLUMNS)] + [p.items for p in parsed], ignore_index=True)
     rejects = pd.concat([_frame([], REJECT_COLUMNS)] + [p.rejects for p in parsed], ignore_index=True)
     repeated = items.duplicated("item_id", keep="first")
