@@ -5,11 +5,13 @@ import dagster as dg
 from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, umap_coordinates
 from newsletter_pipeline.defs.resources import resources_from_env
 from newsletter_pipeline.defs.schedules import daily_job, daily_schedule
+from newsletter_pipeline.defs.sensors import landing_sensor
 
 defs = dg.Definitions(
     assets=[raw_items, item_embeddings, umap_coordinates, clusters, sheet_export],
     jobs=[daily_job],
     schedules=[daily_schedule],
+    sensors=[landing_sensor],
     resources=resources_from_env(),
     # One process for the whole run: the model loads once instead of once per step.
     executor=dg.in_process_executor,

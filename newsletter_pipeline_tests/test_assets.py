@@ -28,13 +28,13 @@ def test_a_sample_day_end_to_end(workspace):
     assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
         "raw_items", "item_embeddings", "umap_coordinates", "clusters", "sheet_export"}
     checks = checks_of(result)
-    assert set(checks) == {"unique_item_id", "embeddings_valid", "every_item_assigned", "noise_share", "cluster_count", "largest_cluster_share", "silhouette"}
+    assert set(checks) == {"unique_item_id", "records_balance", "quarantine_share", "embeddings_valid", "every_item_assigned", "noise_share", "cluster_count", "largest_cluster_share", "silhouette"}
     assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items() if not c.passed}
     assert checks["noise_share"].metadata["noise_share"].value <= QualityThresholds().max_noise_share
 
     # What a person sees in the UI: counts, timings, the size table and the plot.
     raw = metadata_of(result, "raw_items")
-    assert raw["items"].value == 36 and raw["sources"].value == 5 and raw["quarantined"].value == 0
+    assert raw["items"].value == raw["records"].value == 36 and raw["sources"].value == 5 and raw["quarantined"].value == 0
     embedded = metadata_of(result, "item_embeddings")
     assert embedded["model"].value == "all-MiniLM-L6-v2" and embedded["device"].value == "cpu" and embedded["embed_seconds"].value > 0
     clustered = metadata_of(result, "clusters")
@@ -70,6 +70,7 @@ def test_empty_day_materializes_and_warns(workspace):
     result = workspace.add_sample().materialize(EMPTY_DAY)
     assert result.success
     checks = checks_of(result)
+    assert checks.pop("records_balance").passed  # nothing read, nothing lost
     assert all(not c.passed and c.severity == dg.AssetCheckSeverity.WARN and "no items" in c.description for c in checks.values())
     assert workspace.store.read("clusters", EMPTY_DAY).empty
     book = export.read_workbook(workspace.workbook)

@@ -20,7 +20,7 @@ def huffpost(tmp_path_factory):
 def test_every_huffpost_record_is_an_item_or_a_counted_repeat(huffpost):
     source, parsed = huffpost
     lines = sum(1 for line in source.open() if line.strip())
-    assert len(parsed.items) + len(parsed.repeats) + len(parsed.rejects) == lines == 10_000
+    assert len(parsed.items) + len(parsed.duplicates) + len(parsed.rejects) == lines == 10_000
     assert parsed.rejects.empty and parsed.items["item_id"].is_unique
     assert parsed.items["day"].min() == "2018-05-01" and parsed.items["day"].max() == "2022-09-23"
 

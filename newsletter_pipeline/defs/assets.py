@@ -5,6 +5,7 @@ Parquet file per day through the OutputStore, so a range run leaves the same fil
 """
 
 import base64
+import datetime as dt
 import time
 from contextlib import contextmanager
 
@@ -38,32 +39,52 @@ def _read_vectors(store: ParquetStore, table: str, column: str, day: str) -> tup
     return frame, column_to_vectors(frame[column], dimension)
 
 
+def _partition_window() -> tuple[str, str]:
+    """The days an item may have: from the first partition to tomorrow (UTC), for items sent a little early."""
+    tomorrow = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+    return daily_partitions.start.strftime("%Y-%m-%d"), tomorrow.isoformat()
+
+
 @dg.asset(**DAILY, kinds={"parquet"}, check_specs=check_specs("raw_items"))
-def raw_items(context: dg.AssetExecutionContext, landing: LandingFolder, store: OutputStore):
-    """The day's newsletter items from the landing folder, normalized to one table."""
+def raw_items(context: dg.AssetExecutionContext, landing: LandingFolder, store: OutputStore, clustering: ClusteringResource):
+    """The day's newsletter items from the landing locations; every record an item, a duplicate or quarantined."""
     files = landing.files()
-    parsed = parse.parse_landing(files)
-    undated = parsed.rejects[parsed.rejects["day"].isna()]
-    for reject in undated.itertuples():
+    first_day, last_day = _partition_window()
+    parsed = parse.parse_landing(files, first_day=first_day, last_day=last_day)
+    # Records that belong to no day (no usable date, or a date outside the partitions) are kept in one table.
+    unassigned = parsed.rejects[parsed.rejects["day"].isna()].reset_index(drop=True)
+    store.store.write("quarantine", "unassigned", unassigned)
+    for reject in unassigned.itertuples():
         context.log.warning(f"{reject.file}, record {reject.position}: {reject.reason}; it belongs to no day until fixed")
     per_day, outcomes = {}, {}
     for day in context.partition_keys:
         today = parse.items_for_day(parsed, day)
         store.store.write("raw_items", day, today.items)
+        store.store.write("duplicates", day, today.duplicates)
         store.store.write("quarantine", day, today.rejects)
         for reject in today.rejects.itertuples():
             context.log.warning(f"{reject.file}, record {reject.position}: {reject.reason}")
-        written = store.store.read("raw_items", day)
-        outcomes[day] = [quality.judge_unique_ids(written)]
+        written = {table: store.store.read(table, day) for table in ("raw_items", "duplicates", "quarantine")}
+        counts = {table: len(frame) for table, frame in written.items()}
+        outcomes[day] = [
+            quality.judge_unique_ids(written["raw_items"]),
+            quality.judge_balance(today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], parsed.balanced()),
+            quality.judge_quarantine(today.records, counts["quarantine"], clustering.quality),
+        ]
         per_day[day] = {
-            "items": len(written),
-            "sources": int(written["source"].nunique()),
-            "quarantined": len(today.rejects),
-            "repeats_dropped": len(today.repeats),
+            "records": today.records,
+            "items": counts["raw_items"],
+            "duplicates": counts["duplicates"],
+            "quarantined": counts["quarantine"],
+            "sources": int(written["raw_items"]["source"].nunique()),
             "path": store.store.path("raw_items", day),
         }
-    yield from report(context, "raw_items", per_day, outcomes,
-                      landing_files=len(files), records_without_a_day=len(undated))
+        if counts["quarantine"]:
+            reasons = today.rejects.groupby("reason").size().sort_values(ascending=False)
+            per_day[day]["quarantine_reasons"] = dg.MetadataValue.md(
+                "| reason | records |\n|---|---|\n" + "\n".join(f"| {r} | {n} |" for r, n in reasons.items()))
+    yield from report(context, "raw_items", per_day, outcomes, landing_files=len(files), records_read=parsed.records,
+                      records_without_a_day=len(unassigned))
 
 
 @dg.asset(**DAILY, deps=[raw_items], kinds={"pytorch", "parquet"}, pool="gpu", check_specs=check_specs("item_embeddings"))

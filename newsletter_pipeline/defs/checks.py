@@ -7,7 +7,11 @@ from newsletter_pipeline.defs.partitions import daily_partitions
 # Blocking: a failure of ERROR severity stops the assets downstream in the same run; WARN never does.
 CHECKS = {
     # A guard on the stored table: parsing keeps one copy of a repeated id, and joins downstream rely on it.
-    "raw_items": {"unique_item_id": "Every item_id occurs once in the day's stored items."},
+    "raw_items": {
+        "unique_item_id": "Every item_id occurs once in the day's stored items.",
+        "records_balance": "Records read = items + duplicates + quarantined: nothing is lost (ERROR).",
+        "quarantine_share": "At most the limit's share of the day's records is quarantined (WARN).",
+    },
     "item_embeddings": {"embeddings_valid": "One finite vector of the model's dimension per item."},
     "clusters": {
         "every_item_assigned": "Every item of the day has a cluster id (-1 for noise).",

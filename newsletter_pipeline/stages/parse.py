@@ -11,6 +11,7 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
+from newsletter_pipeline.stages.dedupe import DUPLICATE_COLUMNS, find_duplicates
 from newsletter_pipeline.stages.readers import READERS, RejectedRecord
 
 # The normalized items table, in this column order, is what every later stage reads.
@@ -48,14 +49,22 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BARE_ENTITY = re.compile(r"(?<!&)#(\d{2,4});")
 
 
+# Longer than this, a field is not a headline or a summary but a mistake (or an attack): quarantine the record.
+MAX_FIELD_CHARS = 20_000
+TEXT_FIELDS = ("headline", "short_description", "link", "source", "authors", "category", "source_id")
+
+
 @dataclass(frozen=True)
 class Parsed:
-    """Items, rejected records and dropped repeats of a set of landing files."""
+    """Every record of a set of landing files, as exactly one of: an item, a duplicate, a rejected record."""
 
     items: pd.DataFrame
-    rejects: pd.DataFrame
-    # Records that repeat an item already read (same item_id): counted, not kept twice.
-    repeats: pd.DataFrame
+    rejects: pd.DataFrame  # quarantined: file, position, day (None when it has no usable one), reason
+    duplicates: pd.DataFrame  # kept once as an item; each copy recorded with what it duplicates and why
+    records: int = 0  # records read; the balance: records == items + duplicates + rejects
+
+    def balanced(self) -> bool:
+        return self.records == len(self.items) + len(self.duplicates) + len(self.rejects)
 
 
 def clean_text(value: object) -> str:
@@ -73,8 +82,10 @@ def make_item_id(source: str, link: str, day: str, headline: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def _pick(record: dict, field: str) -> object:
-    for name in ALIASES[field]:
+def _pick(record: dict, field: str, column_map: dict[str, str] | None = None) -> object:
+    """The record's value for one of our fields: a configured column first, then the usual spellings."""
+    names = [source for source, ours in (column_map or {}).items() if ours == field] + list(ALIASES[field])
+    for name in names:
         if name in record and record[name] not in (None, ""):
             return record[name]
     return None
@@ -91,34 +102,39 @@ def published_utc(value: object) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def normalize_record(record: object, default_source: str, origin: str) -> dict:
+def normalize_record(record: object, default_source: str, origin: str, column_map: dict[str, str] | None = None) -> dict:
     """One raw record -> one item row; raises RejectedRecord with the reason."""
     if not isinstance(record, dict):
         raise RejectedRecord(f"expected an object with named fields, got {type(record).__name__}")
-    headline = clean_text(_pick(record, "headline"))
+    values = {field: _pick(record, field, column_map) for field in ALIASES}
+    for field in TEXT_FIELDS:
+        value = values[field]
+        if isinstance(value, (dict, list, bool)):
+            raise RejectedRecord(f"{field} is a {type(value).__name__}, expected text")
+        if value is not None and len(str(value)) > MAX_FIELD_CHARS:
+            raise RejectedRecord(f"{field} has {len(str(value)):,} characters, over the {MAX_FIELD_CHARS:,} limit")
+    headline = clean_text(values["headline"])
     if not headline:
         raise RejectedRecord("missing headline (looked for: headline, title)")
-    raw_date = _pick(record, "date")
-    if raw_date is None:
+    if values["date"] is None:
         raise RejectedRecord("missing date (looked for: date, published, published_at)")
-    published = published_utc(raw_date)
+    published = published_utc(values["date"]) if not isinstance(values["date"], (dict, list, bool)) else None
     if published is None:
-        raise RejectedRecord(f"unparseable date {str(raw_date)[:40]!r}")
+        raise RejectedRecord(f"unparseable date {str(values['date'])[:40]!r}")
     day = published.strftime("%Y-%m-%d")
-    source = clean_text(_pick(record, "source")) or default_source
-    link = clean_text(_pick(record, "link"))
-    source_id = _pick(record, "source_id")
+    source = clean_text(values["source"]) or default_source
+    link = clean_text(values["link"])
     return {
         "item_id": make_item_id(source, link, day, headline),
-        "source_id": None if source_id is None else str(source_id),
+        "source_id": None if values["source_id"] is None else clean_text(values["source_id"]),
         "published_at": published,
         "day": day,
         "source": source,
         "headline": headline,
-        "short_description": clean_text(_pick(record, "short_description")),
+        "short_description": clean_text(values["short_description"]),
         "link": link,
-        "authors": clean_text(_pick(record, "authors")),
-        "category": clean_text(_pick(record, "category")),
+        "authors": clean_text(values["authors"]),
+        "category": clean_text(values["category"]),
         "origin": origin,
     }
 
@@ -140,7 +156,7 @@ class LandingFile:
         return PurePosixPath(self.name).stem.replace("_", " ").replace("-", " ").strip()
 
 
-def parse_file(file: LandingFile) -> Parsed:
+def parse_file(file: LandingFile, column_map: dict[str, str] | None = None) -> Parsed:
     """Parse one landing file; a record that fails is rejected with its position and reason."""
     items, rejects = [], []
     try:
@@ -148,16 +164,15 @@ def parse_file(file: LandingFile) -> Parsed:
             try:
                 if isinstance(record, Exception):
                     raise record
-                items.append(normalize_record(record, file.default_source, f"{PurePosixPath(file.name).name}:{position}"))
+                items.append(normalize_record(record, file.default_source, f"{file.name}:{position}", column_map))
             except RejectedRecord as error:
                 # A rejected record with a readable date is filed under its day's quarantine.
-                stamp = published_utc(_pick(record, "date")) if isinstance(record, dict) else None
+                stamp = published_utc(_pick(record, "date", column_map)) if isinstance(record, dict) else None
                 day = None if stamp is None else stamp.strftime("%Y-%m-%d")
                 rejects.append({"file": file.name, "position": position, "day": day, "reason": str(error)})
     except (OSError, ValueError) as error:  # the file as a whole: unreadable, or not the format its name says
         rejects.append({"file": file.name, "position": 0, "day": None, "reason": f"unreadable file: {error}"})
-    items_frame = _frame(items, ITEM_COLUMNS)
-    return Parsed(items_frame, _frame(rejects, REJECT_COLUMNS), items_frame.iloc[0:0])
+    return Parsed(_frame(items, ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), len(items) + len(rejects))
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -167,17 +182,32 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def parse_landing(files: Iterable[LandingFile]) -> Parsed:
-    """Parse every landing file; exact repeats of an item (same item_id) keep their first copy."""
-    parsed = [parse_file(file) for file in files]
+def parse_landing(
+    files: Iterable[LandingFile], column_map: dict[str, str] | None = None, first_day: str | None = None, last_day: str | None = None
+) -> Parsed:
+    """Parse every landing file into items, duplicates and quarantined records; nothing is dropped.
+
+    Items dated outside [first_day, last_day] belong to no partition: they are quarantined with no day.
+    """
+    parsed = [parse_file(file, column_map) for file in files]
     items = pd.concat([_frame([], ITEM_COLUMNS)] + [p.items for p in parsed], ignore_index=True)
-    rejects = pd.concat([_frame([], REJECT_COLUMNS)] + [p.rejects for p in parsed], ignore_index=True)
-    repeated = items.duplicated("item_id", keep="first")
-    repeats = items[repeated].reset_index(drop=True)
-    items = items[~repeated].sort_values(["published_at", "item_id"], kind="stable")
-    return Parsed(items.reset_index(drop=True), rejects.reset_index(drop=True), repeats)
+    rejects = [_frame([], REJECT_COLUMNS)] + [p.rejects for p in parsed]
+    outside = ((items["day"] < first_day) if first_day else False) | ((items["day"] > last_day) if last_day else False)
+    if outside is not False and outside.any():
+        file_and_position = items.loc[outside, "origin"].str.rsplit(":", n=1, expand=True)
+        rejects.append(pd.DataFrame({
+            "file": file_and_position[0], "position": file_and_position[1].astype("int64"), "day": None,
+            "reason": "date " + items.loc[outside, "day"] + f" is outside the partitions ({first_day} to {last_day})",
+        }))
+        items = items[~outside]
+    # Earliest first; equal times keep file order (files are listed sorted), so the kept copy is deterministic.
+    items = items.sort_values("published_at", kind="stable").reset_index(drop=True)
+    keep, duplicates = find_duplicates(items)
+    rejects = pd.concat(rejects, ignore_index=True)
+    return Parsed(items[keep].reset_index(drop=True), rejects, duplicates, sum(p.records for p in parsed))
 
 
 def items_for_day(parsed: Parsed, day: str) -> Parsed:
     """The slice of a parse that belongs to one day."""
-    return Parsed(*(frame[frame["day"] == day].reset_index(drop=True) for frame in (parsed.items, parsed.rejects, parsed.repeats)))
+    items, rejects, duplicates = (frame[frame["day"] == day].reset_index(drop=True) for frame in (parsed.items, parsed.rejects, parsed.duplicates))
+    return Parsed(items, rejects, duplicates, len(items) + len(rejects) + len(duplicates))

@@ -15,8 +15,12 @@ ERROR, WARN = "ERROR", "WARN"
 
 
 class QualityThresholds(dg.Config):
-    """Limits of the cluster-quality checks. Failing an ERROR check keeps the day out of the sheet."""
+    """Limits of the checks. Failing an ERROR check keeps the day out of the sheet."""
 
+    max_quarantine_share: float = Field(
+        default=0.05,
+        description="WARN when more than this share of a day's records is quarantined (default 0.05): a source changed its format.",
+    )
     max_noise_share: float = Field(
         default=0.6,
         description="ERROR above this share of items left as noise (default 0.6): most of the day would be missing from the sheet.",
@@ -98,6 +102,26 @@ def judge_clusters(figures: dict, thresholds: QualityThresholds, small_day: bool
                 else f"silhouette {silhouette:.3f} (at least {thresholds.min_silhouette})",
                 {"silhouette": silhouette, "limit": thresholds.min_silhouette}),
     ]
+
+
+def judge_balance(records: int, items: int, duplicates: int, quarantined: int, landing_balanced: bool) -> Outcome:
+    """Every record read is an item, a duplicate or quarantined: the stored tables add up to what was read."""
+    stored = items + duplicates + quarantined
+    passed = stored == records and landing_balanced
+    description = f"{records} records = {items} items + {duplicates} duplicates + {quarantined} quarantined"
+    if not passed:
+        description = f"records lost: {records} read for the day, {stored} stored" + ("" if landing_balanced else "; the landing files do not balance")
+    return Outcome("records_balance", passed, ERROR, description,
+                   {"records": records, "items": items, "duplicates": duplicates, "quarantined": quarantined})
+
+
+def judge_quarantine(records: int, quarantined: int, thresholds: QualityThresholds) -> Outcome:
+    if records == 0:
+        return _no_items("quarantine_share")
+    share = quarantined / records
+    return Outcome("quarantine_share", share <= thresholds.max_quarantine_share, WARN,
+                   f"{quarantined} of {records} records quarantined ({share:.1%}; limit {thresholds.max_quarantine_share:.0%})",
+                   {"quarantined": quarantined, "records": records, "share": share, "limit": thresholds.max_quarantine_share})
 
 
 def judge_unique_ids(items: pd.DataFrame) -> Outcome:

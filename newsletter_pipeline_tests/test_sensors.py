@@ -1,0 +1,37 @@
+"""The landing sensor requests runs for exactly the days whose files changed."""
+
+import json
+import shutil
+
+import dagster as dg
+
+from newsletter_pipeline.defs.resources import LandingFolder
+from newsletter_pipeline.defs.sensors import landing_sensor
+from newsletter_pipeline_tests.conftest import SAMPLE, SAMPLE_DAYS
+
+
+def tick(landing, cursor=None) -> dg.SensorResult:
+    context = dg.build_sensor_context(cursor=cursor, resources={"landing": LandingFolder(path=str(landing))})
+    return landing_sensor(context)
+
+
+def test_new_changed_and_removed_files_request_their_days(tmp_path):
+    shutil.copytree(SAMPLE, tmp_path / "landing")
+    first = tick(tmp_path / "landing")
+    assert sorted(r.partition_key for r in first.run_requests) == SAMPLE_DAYS
+    # Nothing changed: nothing requested.
+    assert tick(tmp_path / "landing", first.cursor).run_requests == []
+    # A late item for the 17th lands in a new file: only the 17th re-runs, under a new run key.
+    late = {"headline": "Late correction on the rate decision", "link": "https://x.test/late", "date": "2026-11-17", "source": "Late"}
+    (tmp_path / "landing" / "late.jsonl").write_text(json.dumps(late) + "\n")
+    second = tick(tmp_path / "landing", first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["2026-11-17"]
+    assert second.run_requests[0].run_key not in {r.run_key for r in first.run_requests}
+    # The file is removed again: its day re-runs without it.
+    (tmp_path / "landing" / "late.jsonl").unlink()
+    assert [r.partition_key for r in tick(tmp_path / "landing", second.cursor).run_requests] == ["2026-11-17"]
+
+
+def test_days_that_are_not_partitions_yet_are_not_requested(tmp_path):
+    (tmp_path / "future.jsonl").write_text(json.dumps({"headline": "Tomorrow's news today", "date": "2999-01-01"}) + "\n")
+    assert tick(tmp_path).run_requests == []
