@@ -167,7 +167,8 @@ def parse_file(file: LandingFile, column_map: dict[str, str] | None = None) -> P
                 items.append(normalize_record(record, file.default_source, f"{file.name}:{position}", column_map))
             except RejectedRecord as error:
                 # A rejected record with a readable date is filed under its day's quarantine.
-                stamp = published_utc(_pick(record, "date", column_map)) if isinstance(record, dict) else None
+                raw_date = _pick(record, "date", column_map) if isinstance(record, dict) else getattr(record, "date", None)
+                stamp = None if raw_date is None else published_utc(raw_date)
                 day = None if stamp is None else stamp.strftime("%Y-%m-%d")
                 rejects.append({"file": file.name, "position": position, "day": day, "reason": str(error)})
     except (OSError, ValueError) as error:  # the file as a whole: unreadable, or not the format its name says

@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterator
 
 
 class RejectedRecord(ValueError):
-    """A record that cannot become an item; the message says why."""
+    """A record that cannot become an item; the message says why.
+
+    `date`, when a reader knows it (an email's Date header), lets the quarantine file the record under its day.
+    """
+
+    def __init__(self, message: str, *, date: str | None = None):
+        super().__init__(message)
+        self.date = date
 
 
 Records = Iterator[tuple[int, "dict | RejectedRecord"]]
@@ -16,8 +23,15 @@ Records = Iterator[tuple[int, "dict | RejectedRecord"]]
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
+def _refuse_binary(data: bytes) -> None:
+    """Text formats hold no NUL bytes: a file that does is binary, and is quarantined whole, not line by line."""
+    if b"\x00" in data[:65536]:
+        raise ValueError("binary data (NUL bytes), not a text file: check what was saved under this name")
+
+
 def read_jsonl(data: bytes) -> Records:
     """JSON Lines: position is the line number; a bad line spoils only itself."""
+    _refuse_binary(data)
     for position, raw in enumerate(data.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -26,11 +40,12 @@ def read_jsonl(data: bytes) -> Records:
         except UnicodeDecodeError:
             yield position, RejectedRecord("line is not valid UTF-8")
         except json.JSONDecodeError as error:
-            yield position, RejectedRecord(f"malformed JSON: {error.msg} at column {error.colno}")
+            yield position, RejectedRecord(f"malformed JSON: {error.msg} (column {error.colno})")
 
 
 def read_csv(data: bytes) -> Records:
     """CSV with a header row: position is the record number (1 = first data row)."""
+    _refuse_binary(data)
     # surrogateescape: a bad byte spoils its own row, not the whole file.
     text = data.decode("utf-8-sig", errors="surrogateescape")
     try:
@@ -45,9 +60,63 @@ def read_csv(data: bytes) -> Records:
         raise ValueError(f"malformed CSV: {error}") from None
 
 
+def read_json(data: bytes) -> Records:
+    """A JSON array of objects: position is the element number (1 = first element).
+
+    One syntax error spoils the whole array (a parser cannot resynchronise inside it),
+    so it is an error for the file, which parse_file quarantines as 'unreadable file'.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not valid UTF-8 at byte {error.start}: save the file as UTF-8") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}; "
+            "fix the syntax, or deliver one record a line as JSON Lines (.jsonl)"
+        ) from None
+    if not isinstance(document, list):
+        kind = {dict: "an object", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(document), "null")
+        raise ValueError(f"expected a top-level JSON array of records, got {kind}: wrap the records in [ ... ] or deliver them as .jsonl")
+    # Elements that are not objects are left to normalize_record, which rejects them one by one.
+    yield from enumerate(document, start=1)
+
+
+# Feeds and mail live in their own modules, which import RejectedRecord from here: import them when
+# first used, so that neither import order can catch a module half-initialised (and feedparser and
+# selectolax load only when such a file lands).
+def read_feed(data: bytes) -> Records:
+    """RSS/Atom (.rss, .atom, .xml): see feeds.read_feed."""
+    from newsletter_pipeline.stages import feeds
+
+    return feeds.read_feed(data)
+
+
+def read_eml(data: bytes) -> Records:
+    """One email newsletter (.eml): see mail.read_eml."""
+    from newsletter_pipeline.stages import mail
+
+    return mail.read_eml(data)
+
+
+def read_mbox(data: bytes) -> Records:
+    """A mailbox of newsletters (.mbox): see mail.read_mbox."""
+    from newsletter_pipeline.stages import mail
+
+    return mail.read_mbox(data)
+
+
 # Suffix -> reader. A suffix not listed here is not read (landing listings filter on these).
 READERS: dict[str, Callable[[bytes], Records]] = {
     ".jsonl": read_jsonl,
     ".ndjson": read_jsonl,
     ".csv": read_csv,
+    ".json": read_json,
+    ".rss": read_feed,
+    ".atom": read_feed,
+    ".xml": read_feed,
+    ".eml": read_eml,
+    ".mbox": read_mbox,
 }
