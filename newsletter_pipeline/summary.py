@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from newsletter_pipeline.stages.export import read_workbook
+from newsletter_pipeline.stages.export import read_layout
 
 
 def main() -> int:
@@ -13,7 +13,7 @@ def main() -> int:
     if not workbook.exists():
         print(f"No workbook at {workbook}: materialize sheet_export for a day first.", file=sys.stderr)
         return 1
-    tabs = read_workbook(workbook)
+    tabs = read_layout(workbook)
     header, *rows = tabs["clusters"]
     day, size, label = header.index("day"), header.index("size"), header.index("label")
     print(f"Workbook: {workbook.resolve()}  (tabs: {', '.join(tabs)}; {len(tabs['items']) - 1} item rows)")

@@ -3,8 +3,14 @@
 gspread's own request code runs end to end against it: URLs, query parameters, JSON bodies and
 responses follow the real API's shapes, and errors come back as the API's JSON error objects, so
 gspread raises the same APIError it would in production. Only what gspread 6.2.1 needs for
-open_by_key, worksheet, add_worksheet, get_all_values, resize, update (RAW), clear and batch_clear
-is implemented; anything else answers 404 or 400 so a test notices instead of passing silently.
+open_by_key, worksheet, add_worksheet, get_all_values, resize, update (RAW), clear and batch_clear,
+and the lower-level spreadsheets.batchUpdate (addSheet, updateSheetProperties), values:batchGet and
+values:batchUpdate (RAW) that the export calls, is implemented; anything else answers 404 or 400 so a
+test notices instead of passing silently.
+
+Faults: `inject` answers an HTTP error (429, 500, 503...) or raises a requests exception (Timeout,
+ConnectionError) instead of serving a request, or after serving it (`applied=True`: the change is
+made, the answer is lost, as when a response times out on its way back).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 MAX_CELLS = 10_000_000  # the real per-spreadsheet limit
+MAX_BODY_BYTES = 10 * 1024 * 1024  # the API refuses larger request payloads ("Request payload size exceeds the limit")
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 _RENDER_OPTIONS = {"FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA"}
 
@@ -113,8 +120,11 @@ class Logged(NamedTuple):
     method: str
     path: str  # decoded, e.g. /v4/spreadsheets/k/values/'items'
     params: dict[str, list[str]]
-    status: int
+    status: int  # 0 when no answer came back (an injected exception before serving)
     timeout: Any
+    size: int = 0  # bytes of the request body
+    body: dict | None = None  # the request's JSON body, parsed
+    error: str | None = None  # the name of an injected exception, when one was raised
 
 
 @dataclass
@@ -124,9 +134,13 @@ class Fault:
     path: str | None  # substring of the decoded path
     call: Callable[[], Any] | None
     times: int
+    raises: BaseException | type[BaseException] | None = None
+    applied: bool = False
+    body_contains: str | None = None
 
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and (self.path is None or self.path in path)
+    def matches(self, method: str, path: str, body: bytes) -> bool:
+        return ((self.method is None or self.method == method) and (self.path is None or self.path in path)
+                and (self.body_contains is None or self.body_contains.encode() in body))
 
 
 class FakeSheets:
@@ -153,33 +167,62 @@ class FakeSheets:
         return _trim([[_unformatted(sheet.cells.get((r, c), "")) for c in range(sheet.cols)] for r in range(sheet.rows)])
 
     def inject(self, status: int | None = None, *, method: str | None = None, path: str | None = None,
-               call: Callable[[], Any] | None = None, times: int = 1) -> None:
+               call: Callable[[], Any] | None = None, times: int = 1,
+               raises: BaseException | type[BaseException] | None = None, applied: bool = False,
+               body_contains: str | None = None) -> None:
         """For the next `times` requests that match (method, path substring), run `call` first if given
         (e.g. another writer's export, to interleave two runs), then answer `status` instead of
-        serving the request if a status is given (e.g. 429, 500, 503)."""
-        self.faults.append(Fault(status, method, path, call, times))
+        serving the request if a status is given (e.g. 429, 500, 503), or raise `raises` from the
+        transport (e.g. requests.exceptions.ReadTimeout, ConnectionError) as requests would. With
+        `applied`, the request is served first and only its answer is replaced or lost. `body_contains`
+        narrows the match to requests whose JSON body holds that text (e.g. a tab's quoted name)."""
+        self.faults.append(Fault(status, method, path, call, times, raises, applied, body_contains))
+
+    def requests_to(self, method: str, path_part: str) -> list[Logged]:
+        """The logged requests of one kind, e.g. ("POST", "values:batchUpdate")."""
+        return [e for e in self.log if e.method == method and path_part in e.path]
 
     # --- HTTP ------------------------------------------------------------------------------------
 
     def handle(self, method: str, url: str, body: bytes | str | None, timeout: Any) -> tuple[int, dict]:
+        """The answer to one request; raises an injected transport exception instead when one is due."""
         parts = urlsplit(url)
         path = unquote(parts.path)
         params = parse_qs(parts.query, keep_blank_values=True)
-        status, payload = self._answer(method, parts.netloc, parts.path, params, body)
-        self.log.append(Logged(method, path, params, status, timeout))
+        raw = body.encode() if isinstance(body, str) else (body or b"")
+        fault = self._fault(method, path, raw)
+        status, payload = 0, {}
+        if fault and fault.status and not fault.applied:
+            status, payload = fault.status, _error(fault.status, "injected fault")
+        elif not (fault and fault.raises and not fault.applied):
+            status, payload = self._answer(method, parts.netloc, parts.path, params, raw)
+            if fault and fault.status:
+                status, payload = fault.status, _error(fault.status, "injected fault")
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        error = None if not (fault and fault.raises) else getattr(fault.raises, "__name__", type(fault.raises).__name__)
+        self.log.append(Logged(method, path, params, status, timeout, len(raw), parsed, error))
+        if fault and fault.raises:
+            raise fault.raises
         return status, payload
 
-    def _answer(self, method, host, raw_path, params, body) -> tuple[int, dict]:
-        path = unquote(raw_path)
+    def _fault(self, method: str, path: str, body: bytes) -> Fault | None:
+        due = None
         for fault in self.faults:
-            if fault.times > 0 and fault.matches(method, path):
+            if fault.times > 0 and fault.matches(method, path, body):
                 fault.times -= 1
                 if fault.call:
                     fault.call()
-                if fault.status:
-                    return fault.status, _error(fault.status, "injected fault")
+                due = fault if (fault.status or fault.raises) else None
                 break
         self.faults = [f for f in self.faults if f.times > 0]
+        return due
+
+    def _answer(self, method, host, raw_path, params, body: bytes) -> tuple[int, dict]:
+        if len(body) > MAX_BODY_BYTES:
+            return 400, _error(400, f"Request payload size exceeds the limit: {MAX_BODY_BYTES} bytes.")
         try:
             data = json.loads(body) if body else {}
             return 200, self._route(method, host, raw_path, params, data)
@@ -195,6 +238,8 @@ class FakeSheets:
             ("PUT", r"/v4/spreadsheets/([^/:]+)/values/([^/:]+)", self._values_update),
             ("POST", r"/v4/spreadsheets/([^/:]+)/values/([^/:]+):clear", self._values_clear),
             ("POST", r"/v4/spreadsheets/([^/:]+)/values:batchClear", self._values_batch_clear),
+            ("GET", r"/v4/spreadsheets/([^/:]+)/values:batchGet", self._values_batch_get),
+            ("POST", r"/v4/spreadsheets/([^/:]+)/values:batchUpdate", self._values_batch_update),
         ]
         if host == "sheets.googleapis.com":
             for verb, pattern, handler in routes:
@@ -256,53 +301,38 @@ class FakeSheets:
 
     def _values_get(self, book: Book, key: str, a1: str, *, params: dict, data: dict) -> dict:
         _allow(params, majorDimension=["ROWS", "COLUMNS"], valueRenderOption=_RENDER_OPTIONS, dateTimeRenderOption=["SERIAL_NUMBER", "FORMATTED_STRING"])
-        rng = _parse_range(book, a1)
-        r1, c1 = _bounded_end(rng)
-        render = formatted if params.get("valueRenderOption", ["FORMATTED_VALUE"])[0] == "FORMATTED_VALUE" else _unformatted
-        rows = [[render(rng.sheet.cells[r, c]) if (r, c) in rng.sheet.cells else "" for c in range(rng.c0, c1)] for r in range(rng.r0, r1)]
-        if params.get("majorDimension") == ["COLUMNS"]:
-            rows = [list(col) for col in zip(*rows, strict=True)]
-        response = {"range": _a1(rng.sheet, rng.r0, rng.c0, r1, c1), "majorDimension": params.get("majorDimension", ["ROWS"])[0]}
-        values = _trim(rows)
-        return response | ({"values": values} if values else {})  # the API leaves out "values" when all are empty
+        return _read(book, a1, params)
+
+    def _values_batch_get(self, book: Book, key: str, *, params: dict, data: dict) -> dict:
+        ranges = params.get("ranges", [])
+        _allow({k: v for k, v in params.items() if k != "ranges"},
+               majorDimension=["ROWS", "COLUMNS"], valueRenderOption=_RENDER_OPTIONS, dateTimeRenderOption=["SERIAL_NUMBER", "FORMATTED_STRING"])
+        return {"spreadsheetId": key, "valueRanges": [_read(book, a1, params) for a1 in ranges]}
 
     def _values_update(self, book: Book, key: str, a1: str, *, params: dict, data: dict) -> dict:
         _allow(params, valueInputOption=["RAW", "USER_ENTERED", "INPUT_VALUE_OPTION_UNSPECIFIED"], includeValuesInResponse=["false"])
-        option = params.get("valueInputOption", ["INPUT_VALUE_OPTION_UNSPECIFIED"])[0]
-        if option == "INPUT_VALUE_OPTION_UNSPECIFIED":
-            raise ApiError(400, "'valueInputOption' is required but not specified")
-        if option != "RAW":
-            raise ApiError(400, f"valueInputOption {option} is not implemented by the fake")
-        rng = _parse_range(book, a1)
-        values = data.get("values") or []
-        if (data.get("majorDimension") or "ROWS") == "COLUMNS":
-            values = [[col[i] if i < len(col) else None for col in values] for i in range(max(map(len, values), default=0))]
-        height, width = len(values), max(map(len, values), default=0)
-        if not rng.single_cell:
-            # Values must fit an explicit range (an open end runs to the grid's edge).
-            r1, c1 = _bounded_end(rng)
-            if rng.r0 + height > r1:
-                raise ApiError(400, f"Requested writing within range [{_a1(rng.sheet, rng.r0, rng.c0, r1, c1, quote=True)}], but tried writing to row [{r1 + 1}]")
-            if rng.c0 + width > c1:
-                raise ApiError(400, f"Requested writing within range [{_a1(rng.sheet, rng.r0, rng.c0, r1, c1, quote=True)}], but tried writing to column [{column_letters(c1 + 1)}]")
-        sheet, end_r, end_c = rng.sheet, rng.r0 + max(height, 1), rng.c0 + max(width, 1)
-        if end_r > sheet.rows or end_c > sheet.cols:
-            # values.update never grows the grid (values.append does); callers resize first.
-            raise ApiError(400, f"Range ({_a1(sheet, rng.r0, rng.c0, end_r, end_c, quote=True)}) exceeds grid limits. Max rows: {sheet.rows}, max columns: {sheet.cols}")
-        for i, row in enumerate(values):
-            for j, value in enumerate(row):
-                if value is None:
-                    continue  # null leaves the cell as it is
-                if not isinstance(value, (str, int, float, bool)):
-                    raise ApiError(400, f"Invalid values[{i}][{j}]: {json.dumps(value)}")
-                if value == "":
-                    sheet.cells.pop((rng.r0 + i, rng.c0 + j), None)
-                else:
-                    # Sheets stores numbers as doubles; RAW keeps strings as text, even "3" or "=1+1".
-                    cell = value if isinstance(value, (str, bool)) else float(value)
-                    sheet.cells[rng.r0 + i, rng.c0 + j] = cell
-        written = {"spreadsheetId": key, "updatedRange": _a1(sheet, rng.r0, rng.c0, end_r, end_c)}
-        return written | ({"updatedRows": height, "updatedColumns": width, "updatedCells": sum(map(len, values))} if height else {})
+        _check_input_option(params.get("valueInputOption", ["INPUT_VALUE_OPTION_UNSPECIFIED"])[0])
+        write = _plan_write(book, a1, data.get("values") or [], data.get("majorDimension"), "")
+        return {"spreadsheetId": key} | write.apply()
+
+    def _values_batch_update(self, book: Book, key: str, *, params: dict, data: dict) -> dict:
+        _allow(params)
+        unknown = set(data) - {"valueInputOption", "data", "includeValuesInResponse"}
+        if unknown or data.get("includeValuesInResponse"):
+            raise ApiError(400, f"The fake does not implement the fields {sorted(unknown) or ['includeValuesInResponse']}")
+        _check_input_option(data.get("valueInputOption") or "INPUT_VALUE_OPTION_UNSPECIFIED")
+        ranges = data.get("data") or []
+        # Every range is checked before any cell changes: one bad range fails the whole request.
+        writes = [_plan_write(book, r.get("range", ""), r.get("values") or [], r.get("majorDimension"), f"data[{n}].") for n, r in enumerate(ranges)]
+        responses = [{"spreadsheetId": key} | write.apply() for write in writes]
+        return {
+            "spreadsheetId": key,
+            "totalUpdatedRows": sum(r.get("updatedRows", 0) for r in responses),
+            "totalUpdatedColumns": max((r.get("updatedColumns", 0) for r in responses), default=0),
+            "totalUpdatedCells": sum(r.get("updatedCells", 0) for r in responses),
+            "totalUpdatedSheets": len({w.sheet.sheet_id for w in writes if w.values}),
+            "responses": responses,
+        }
 
     def _clear(self, book: Book, a1: str) -> str:
         rng = _parse_range(book, a1)
@@ -320,6 +350,75 @@ class FakeSheets:
         for a1 in ranges:
             _parse_range(book, a1)  # all ranges valid, or nothing is cleared
         return {"spreadsheetId": key, "clearedRanges": [self._clear(book, a1) for a1 in ranges]}
+
+
+def _check_input_option(option: str) -> None:
+    if option == "INPUT_VALUE_OPTION_UNSPECIFIED":
+        raise ApiError(400, "'valueInputOption' is required but not specified")
+    if option != "RAW":
+        raise ApiError(400, f"valueInputOption {option} is not implemented by the fake")
+
+
+def _read(book: Book, a1: str, params: dict) -> dict:
+    """One range as values.get answers it."""
+    rng = _parse_range(book, a1)
+    r1, c1 = _bounded_end(rng)
+    render = formatted if params.get("valueRenderOption", ["FORMATTED_VALUE"])[0] == "FORMATTED_VALUE" else _unformatted
+    rows = [[render(rng.sheet.cells[r, c]) if (r, c) in rng.sheet.cells else "" for c in range(rng.c0, c1)] for r in range(rng.r0, r1)]
+    if params.get("majorDimension") == ["COLUMNS"]:
+        rows = [list(col) for col in zip(*rows, strict=True)]
+    response = {"range": _a1(rng.sheet, rng.r0, rng.c0, r1, c1), "majorDimension": params.get("majorDimension", ["ROWS"])[0]}
+    values = _trim(rows)
+    return response | ({"values": values} if values else {})  # the API leaves out "values" when all are empty
+
+
+@dataclass
+class _Write:
+    sheet: Sheet
+    r0: int
+    c0: int
+    end_r: int
+    end_c: int
+    values: list[list]
+
+    def apply(self) -> dict:
+        sheet = self.sheet
+        for i, row in enumerate(self.values):
+            for j, value in enumerate(row):
+                if value is None:
+                    continue  # null leaves the cell as it is
+                if value == "":
+                    sheet.cells.pop((self.r0 + i, self.c0 + j), None)
+                else:
+                    # Sheets stores numbers as doubles; RAW keeps strings as text, even "3" or "=1+1".
+                    sheet.cells[self.r0 + i, self.c0 + j] = value if isinstance(value, (str, bool)) else float(value)
+        written = {"updatedRange": _a1(sheet, self.r0, self.c0, self.end_r, self.end_c)}
+        height, width = len(self.values), max(map(len, self.values), default=0)
+        return written | ({"updatedRows": height, "updatedColumns": width, "updatedCells": sum(map(len, self.values))} if height else {})
+
+
+def _plan_write(book: Book, a1: str, values: list, major: str | None, where: str) -> _Write:
+    """A values write, checked in full (range, grid, every value) before any cell changes."""
+    rng = _parse_range(book, a1)
+    if (major or "ROWS") == "COLUMNS":
+        values = [[col[i] if i < len(col) else None for col in values] for i in range(max(map(len, values), default=0))]
+    height, width = len(values), max(map(len, values), default=0)
+    if not rng.single_cell:
+        # Values must fit an explicit range (an open end runs to the grid's edge).
+        r1, c1 = _bounded_end(rng)
+        if rng.r0 + height > r1:
+            raise ApiError(400, f"Requested writing within range [{_a1(rng.sheet, rng.r0, rng.c0, r1, c1, quote=True)}], but tried writing to row [{r1 + 1}]")
+        if rng.c0 + width > c1:
+            raise ApiError(400, f"Requested writing within range [{_a1(rng.sheet, rng.r0, rng.c0, r1, c1, quote=True)}], but tried writing to column [{column_letters(c1 + 1)}]")
+    sheet, end_r, end_c = rng.sheet, rng.r0 + max(height, 1), rng.c0 + max(width, 1)
+    if end_r > sheet.rows or end_c > sheet.cols:
+        # values.update never grows the grid (values.append does); callers resize first.
+        raise ApiError(400, f"Range ({_a1(sheet, rng.r0, rng.c0, end_r, end_c, quote=True)}) exceeds grid limits. Max rows: {sheet.rows}, max columns: {sheet.cols}")
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            if value is not None and not isinstance(value, (str, int, float, bool)):
+                raise ApiError(400, f"Invalid {where}values[{i}][{j}]: {json.dumps(value)}")
+    return _Write(sheet, rng.r0, rng.c0, end_r, end_c, values)
 
 
 def _error(status: int, message: str) -> dict:

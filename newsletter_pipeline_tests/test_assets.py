@@ -51,7 +51,7 @@ def test_a_sample_day_end_to_end(workspace):
     assert embeddings == {"model": "all-MiniLM-L6-v2", "dimension": "384"}
 
     book = export.read_workbook(workspace.workbook)
-    assert len(book["items"]) - 1 == 36 and len(book["clusters"]) - 1 == clustered["clusters"].value
+    assert len(book[export.tab_name("items", DAY)]) - 1 == 36 and len(book[export.tab_name("clusters", DAY)]) - 1 == clustered["clusters"].value
 
 
 def test_same_input_twice_gives_identical_clusters(workspace, tmp_path):
@@ -63,7 +63,7 @@ def test_same_input_twice_gives_identical_clusters(workspace, tmp_path):
     pd.testing.assert_frame_equal(first, pd.read_parquet(workspace.outputs / "clusters" / f"{DAY}.parquet"))
     pd.testing.assert_frame_equal(first_summary, pd.read_parquet(workspace.outputs / "cluster_summaries" / f"{DAY}.parquet"))
     # Re-running the day replaced its rows in the workbook instead of adding them again.
-    assert len(export.read_workbook(workspace.workbook)["items"]) - 1 == 36
+    assert len(export.read_workbook(workspace.workbook)[export.tab_name("items", DAY)]) - 1 == 36
 
 
 def test_empty_day_materializes_and_warns(workspace):
@@ -74,7 +74,7 @@ def test_empty_day_materializes_and_warns(workspace):
     assert all(not c.passed and c.severity == dg.AssetCheckSeverity.WARN and "no items" in c.description for c in checks.values())
     assert workspace.store.read("clusters", EMPTY_DAY).empty
     book = export.read_workbook(workspace.workbook)
-    assert book["items"] == [export.TABS["items"]] and book["clusters"] == [export.TABS["clusters"]]
+    assert book[export.tab_name("items", EMPTY_DAY)] == [export.TABS["items"]] and book[export.tab_name("clusters", EMPTY_DAY)] == [export.TABS["clusters"]]
 
 
 def test_tiny_day_uses_the_fallback_and_records_it(workspace):
@@ -121,4 +121,4 @@ def test_stale_upstream_files_stop_the_export(workspace):
     assigned = checks_of(result)["every_item_assigned"]
     assert not assigned.passed and "1 items missing" in assigned.description
     assert "sheet_export" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert len(export.read_workbook(workspace.workbook)["items"]) - 1 == 36  # the first export, untouched
+    assert len(export.read_workbook(workspace.workbook)[export.tab_name("items", DAY)]) - 1 == 36  # the first export, untouched

@@ -39,7 +39,7 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
     for day in DAYS:
         assignment = pd.read_parquet(data / "outputs" / "clusters" / f"{day}.parquet")
         assert len(assignment) == len(pd.read_parquet(data / "outputs" / "raw_items" / f"{day}.parquet")) > 0
-    book = export.read_workbook(data / "sheets" / "newsletter_clusters.xlsx")
+    book = export.read_layout(data / "sheets" / "newsletter_clusters.xlsx")
     assert sorted({row[0] for row in book["items"][1:]}) == DAYS
     assert not (data / "outputs" / "clusters" / f"{SAMPLE_DAYS[3]}.parquet").exists()
 

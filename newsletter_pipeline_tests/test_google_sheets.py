@@ -1,14 +1,21 @@
-"""The Google Sheets export, run through gspread's real client against an in-memory Sheets API."""
+"""The Google Sheets export, run through gspread's real client against an in-memory Sheets API (sheets_fake)."""
 
 from __future__ import annotations
 
+import json
+import logging
+from datetime import UTC, datetime
+
+import dagster as dg
+import google.auth.exceptions
 import gspread
 import pandas as pd
 import pytest
+import requests
 from openpyxl import load_workbook
 
-from newsletter_pipeline.defs.resources import SheetsResource
-from newsletter_pipeline.stages import export
+from newsletter_pipeline.defs.resources import SheetsResource, resources_from_env
+from newsletter_pipeline.stages import export, sheets
 from newsletter_pipeline.stages.cluster import NOISE
 from newsletter_pipeline.stages.label import SUMMARY_COLUMNS
 from newsletter_pipeline.stages.parse import ITEM_COLUMNS
@@ -16,13 +23,17 @@ from newsletter_pipeline_tests.sheets_fake import FakeSheets, formatted, make_cl
 
 KEY = "1FakeSpreadsheetKey"
 A, B, C = "2024-03-01", "2024-03-02", "2024-03-03"
+APRIL, FEBRUARY = "2024-04-01", "2024-02-29"
+MARCH_TABS = [export.tab_name("clusters", A), export.tab_name("items", A)]
+NOW = datetime(2024, 3, 4, 12, 30, tzinfo=UTC)
 TABS_ITEMS = export.TABS["items"]
 # Probabilities that render differently as Python text and as sheet text (1.0 -> "1"), and one that export rounds.
 PROBABILITIES = [1.0, 0.8765, 0.123456, 0.5, 0.75, 0.9]
+SECRET = "s3cr3tK3yMaterial"
 
 
-def day_tables(day: str, n: int, headline: str | None = None) -> dict[str, pd.DataFrame]:
-    """n items of `day` spread over clusters 0 and 1; the last one is noise."""
+def day_tables(day: str, n: int, headline: str | None = None, pad: int = 0) -> dict[str, pd.DataFrame]:
+    """n items of `day` spread over clusters 0 and 1; the last one is noise. `pad` lengthens every headline."""
     published = pd.Timestamp(f"{day}T06:00:00", tz="UTC")
     items = pd.DataFrame({
         "item_id": [f"{day}-{i}" for i in range(n)],
@@ -30,7 +41,7 @@ def day_tables(day: str, n: int, headline: str | None = None) -> dict[str, pd.Da
         "published_at": [published + pd.Timedelta(minutes=7 * i) for i in range(n)],
         "day": day,
         "source": [("Morning Brief", "Tech Digest")[i % 2] for i in range(n)],
-        "headline": [headline if headline and i == 0 else f"Headline {i} of {day}, naïve café" for i in range(n)],
+        "headline": [headline if headline and i == 0 else f"Headline {i} of {day}, naïve café" + " ±" * pad for i in range(n)],
         "short_description": "",
         "link": [f"https://example.com/{day}/{i}" if i != 1 else None for i in range(n)],  # link is the last column: a trailing empty cell
         "authors": "",
@@ -39,13 +50,13 @@ def day_tables(day: str, n: int, headline: str | None = None) -> dict[str, pd.Da
     })[ITEM_COLUMNS]
     clusters = [i % 2 if i < n - 1 else NOISE for i in range(n)]
     assignments = pd.DataFrame({"item_id": items["item_id"], "cluster_id": clusters,
-                                "probability": [0.0 if c == NOISE else PROBABILITIES[i] for i, c in enumerate(clusters)]})
+                                "probability": [0.0 if c == NOISE else PROBABILITIES[i % len(PROBABILITIES)] for i, c in enumerate(clusters)]})
     summaries = []
     for c in sorted(set(clusters) - {NOISE}):
-        members = items[[k == c for k in clusters]]
-        sources = sorted(set(members["source"]))
+        members = items[[k == c for k in clusters]].head(3)
+        sources = sorted(set(items[[k == c for k in clusters]]["source"]))
         summaries.append({"cluster_id": c, "label": f"topic {c}", "title": members["headline"].iloc[0], "keywords": f"topic {c}, news",
-                          "size": len(members), "n_sources": len(sources), "sources": ", ".join(sources),
+                          "size": clusters.count(c), "n_sources": len(sources), "sources": ", ".join(sources),
                           "top_headlines": "\n".join(members["headline"]), "top_links": "\n".join(members["link"].fillna(""))})
     summaries = pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)
     return export.sheet_tables(day, items, assignments, summaries)
@@ -56,8 +67,32 @@ def shown(table: pd.DataFrame) -> list[list[str]]:
     return [[formatted(v) for v in row] for row in export.table_rows(table)]
 
 
+def stored(*tables: pd.DataFrame) -> list[list]:
+    """Tables' rows as fake.values shows them: numbers as numbers, trailing empty cells left out."""
+    rows = [row for table in tables for row in export.table_rows(table)]
+    return [row[: max((i + 1 for i, v in enumerate(row) if v != ""), default=0)] for row in rows]
+
+
 def spreadsheet(fake: FakeSheets) -> gspread.Spreadsheet:
+    """Plain gspread: no retries."""
     return make_client(fake).open_by_key(KEY)
+
+
+def retrying(fake: FakeSheets, slept: list | None = None, **policy) -> gspread.Spreadsheet:
+    """gspread with the export's retries; sleeps are recorded, never slept."""
+    slept = [] if slept is None else slept
+    client = sheets.install_retries(make_client(fake), sheets.RetryPolicy(sleep=slept.append, **policy))
+    return client.open_by_key(KEY)
+
+
+def tab_values(fake: FakeSheets) -> dict[str, list[list]]:
+    """Every tab's stored values and grid size: what a sheet reader could ever see."""
+    return {s.title: (s.rows, s.cols, fake.values(KEY, s.title)) for s in fake.books[KEY].sheets}
+
+
+def index_row(day: str, kind: str, rows: int, days: list[str], now: datetime = NOW) -> list:
+    month = day[:7]
+    return [month, kind, f"{kind} {month}", rows, len(days), days[0], days[-1], now.strftime("%Y-%m-%dT%H:%M:%SZ"), export.LAYOUT_VERSION]
 
 
 @pytest.fixture
@@ -67,48 +102,296 @@ def fake() -> FakeSheets:
     return fake
 
 
+@pytest.fixture(scope="module")
+def service_account_key() -> dict:
+    """A well-formed service-account key (a fresh RSA key; nothing real)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    return {"type": "service_account", "project_id": "newsletter-test", "private_key_id": "0123abcd", "private_key": pem,
+            "client_email": "exporter@newsletter-test.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token"}
+
+
+# --- layout v2: month tabs and the index ---------------------------------------------------------------------
+
 @pytest.mark.parametrize("order", [(A, B), (B, A)], ids=["A-then-B", "B-then-A"])
-def test_days_share_each_tab_under_the_header(fake, order):
+def test_days_share_their_month_tab_under_the_header(fake, order):
     written = {A: day_tables(A, 5), B: day_tables(B, 4)}
     for day in order:
-        totals = export.write_google_sheet(spreadsheet(fake), day, written[day])
+        totals = export.write_google_sheet(spreadsheet(fake), day, written[day], now=NOW)
     sheet = spreadsheet(fake)
-    for tab, header in export.TABS.items():
-        rows = [header, *shown(written[A][tab]), *shown(written[B][tab])]  # days in order, whatever the write order
+    for kind, header in export.TABS.items():
+        tab = export.tab_name(kind, A)
+        rows = [header, *shown(written[A][kind]), *shown(written[B][kind])]  # days in order, whatever the write order
         assert sheet.worksheet(tab).get_all_values() == rows
         assert totals[tab] == len(rows) - 1
         assert (fake.sheet(KEY, tab).rows, fake.sheet(KEY, tab).cols) == (len(rows), len(header))
-    assert [w.title for w in sheet.worksheets()] == ["Sheet1", "clusters", "items"]  # other tabs are left alone
+    assert [w.title for w in sheet.worksheets()] == ["Sheet1", "index", *MARCH_TABS]  # other tabs are left alone
+
+
+def test_each_month_has_its_tabs_and_the_index_lists_them(fake):
+    later = datetime(2024, 4, 2, 7, 0, tzinfo=UTC)
+    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
+    export.write_google_sheet(spreadsheet(fake), APRIL, day_tables(APRIL, 3), now=later)
+    export.write_google_sheet(spreadsheet(fake), FEBRUARY, day_tables(FEBRUARY, 4), now=later)  # a backfill of an earlier month
+    export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 6), now=later)
+    titles = [s.title for s in fake.books[KEY].sheets]
+    assert titles == ["Sheet1", "index", "clusters 2024-02", "items 2024-02", "clusters 2024-03", "items 2024-03",
+                      "clusters 2024-04", "items 2024-04"]
+    assert fake.values(KEY, "index") == [
+        export.INDEX_HEADER,
+        index_row(FEBRUARY, "clusters", 2, [FEBRUARY], later), index_row(FEBRUARY, "items", 4, [FEBRUARY], later),
+        index_row(A, "clusters", 4, [A, B], later), index_row(A, "items", 11, [A, B], later),
+        index_row(APRIL, "clusters", 2, [APRIL], later), index_row(APRIL, "items", 3, [APRIL], later),
+    ]
+    assert [row[0] for row in fake.values(KEY, "items 2024-04")[1:]] == [APRIL] * 3
+    assert {row[0] for row in fake.values(KEY, "items 2024-03")[1:]} == {A, B}
+
+
+def test_every_tab_starts_with_its_pinned_header_row(fake):
+    for day in (A, APRIL):
+        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, 3), now=NOW)
+    heads = {s.title: fake.values(KEY, s.title)[0] for s in fake.books[KEY].sheets if s.title != "Sheet1"}
+    assert heads == {
+        "index": ["month", "kind", "tab", "rows", "days", "first_day", "last_day", "updated_at", "layout_version"],
+        "clusters 2024-03": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links"],
+        "items 2024-03": ["day", "item_id", "source_id", "cluster_id", "cluster_label", "probability", "published_at", "source", "headline", "link"],
+        "clusters 2024-04": export.TABS["clusters"],
+        "items 2024-04": export.TABS["items"],
+    }
 
 
 def test_rewriting_a_day_with_fewer_rows_replaces_them(fake):
     for day, n in [(A, 6), (B, 4), (A, 2)]:
-        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n))
+        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
     sheet = spreadsheet(fake)
-    for tab, header in export.TABS.items():
-        rows = [header, *shown(day_tables(A, 2)[tab]), *shown(day_tables(B, 4)[tab])]
+    for kind, header in export.TABS.items():
+        tab = export.tab_name(kind, A)
+        rows = [header, *shown(day_tables(A, 2)[kind]), *shown(day_tables(B, 4)[kind])]
         assert sheet.worksheet(tab).get_all_values() == rows
         # The grid shrank with the rows: nothing stale is left below them.
         assert fake.sheet(KEY, tab).rows == len(rows)
         assert len(fake.values(KEY, tab)) == len(rows)
 
 
+def test_rerunning_a_day_is_idempotent(fake):
+    for day, n in [(A, 5), (B, 4)]:
+        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
+    before = tab_values(fake)
+    fake.log.clear()
+    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
+    assert tab_values(fake) == before
+    # Nothing changed, so nothing but the reads went out.
+    assert [(e.method, e.path.rsplit("/", 1)[-1]) for e in fake.log] == [("GET", KEY), ("GET", KEY), ("GET", "values:batchGet")]
+
+
 def test_google_sheet_and_workbook_share_one_layout(fake, tmp_path):
     workbook = tmp_path / "clusters.xlsx"
-    for day, n in [(B, 4), (A, 6), (A, 3)]:
+    for day, n in [(B, 4), (A, 6), (APRIL, 2), (A, 3)]:
         tables = day_tables(day, n)
-        assert export.write_google_sheet(spreadsheet(fake), day, tables) == export.write_workbook(workbook, day, tables)
+        assert export.write_google_sheet(spreadsheet(fake), day, tables, now=NOW) == export.write_workbook(workbook, day, tables, now=NOW)
     book, sheet = export.read_workbook(workbook), spreadsheet(fake)
-    assert list(book) == list(export.TABS)
-    for tab in export.TABS:
+    assert list(book) == ["index", "clusters 2024-03", "items 2024-03", "clusters 2024-04", "items 2024-04"]
+    assert [w.title for w in sheet.worksheets()] == ["Sheet1", *book]
+    for tab in book:
         assert sheet.worksheet(tab).get_all_values() == [[formatted(v) for v in row] for row in book[tab]]
+    assert export.joined(book)["items"] == [TABS_ITEMS, *export.table_rows(day_tables(A, 3)["items"]),
+                                            *export.table_rows(day_tables(B, 4)["items"]), *export.table_rows(day_tables(APRIL, 2)["items"])]
 
 
-def test_a_first_export_costs_a_handful_of_requests(fake):
+# --- requests: how many, how big ---------------------------------------------------------------------------
+
+def test_one_values_request_per_tab_write(fake):
     # Sheets allows 60 write requests a minute per user; a day's export must stay well inside that.
-    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5))
-    assert len(fake.log) <= 1 + 4 * len(export.TABS)
-    assert all(entry.status == 200 for entry in fake.log)
+    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
+    first = [(e.method, e.path.removeprefix(f"/v4/spreadsheets/{KEY}")) for e in fake.log]
+    assert first == [("GET", ""), ("GET", ""), ("POST", ":batchUpdate"),  # open, list tabs, add the 3 tabs at their size
+                     ("POST", "/values:batchUpdate"), ("POST", "/values:batchUpdate"), ("POST", "/values:batchUpdate")]
+    fake.log.clear()
+    export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 4), now=NOW)
+    second = [(e.method, e.path.removeprefix(f"/v4/spreadsheets/{KEY}")) for e in fake.log]
+    assert second == [("GET", ""), ("GET", ""), ("GET", "/values:batchGet"), ("POST", ":batchUpdate"),  # read, grow
+                      ("POST", "/values:batchUpdate"), ("POST", "/values:batchUpdate"), ("POST", "/values:batchUpdate")]
+    writes = fake.requests_to("POST", "values:batchUpdate")
+    assert [[d["range"].split("!")[0] for d in e.body["data"]] for e in writes[-3:]] == [["'clusters 2024-03'"], ["'items 2024-03'"], ["'index'"]]
+    assert all(e.status == 200 for e in fake.log)
+
+
+def test_a_day_over_2mb_is_split_into_requests_under_2mb(fake):
+    export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 50), now=NOW)
+    big = day_tables(A, 6000, pad=80)  # "±" is 6 bytes of JSON: ~800 bytes an item row, ~5 MB for the day
+    fake.log.clear()
+    export.write_google_sheet(spreadsheet(fake), A, big, now=NOW)
+    items_writes = [e for e in fake.requests_to("POST", "values:batchUpdate") if "items" in e.body["data"][0]["range"]]
+    assert len(items_writes) >= 3
+    assert all(e.size < 2_000_000 for e in fake.log)
+    assert sum(e.size for e in items_writes) > 4_000_000
+    # Every row landed once, in order, under the header; the next day's rows follow.
+    assert fake.values(KEY, "items 2024-03") == [TABS_ITEMS, *stored(big["items"], day_tables(B, 50)["items"])]
+    # The rows moved down, so the chunks went bottom-up.
+    starts = [int(e.body["data"][0]["range"].split("!A")[1].split(":")[0]) for e in items_writes]
+    assert starts == sorted(starts, reverse=True) and starts[-1] == 2
+
+
+@pytest.mark.parametrize("first,again", [(3, 40), (40, 3)], ids=["day-grows", "day-shrinks"])
+def test_a_split_write_that_fails_halfway_keeps_every_other_day(fake, first, again):
+    for day, n in [(A, first), (B, 30), (C, 30)]:
+        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
+    others = {tuple(row) for row in fake.values(KEY, "items 2024-03")[1:] if row[0] != A}
+    # The second chunk of the items tab fails for good: the tab holds a mix of old and new rows.
+    fake.inject(method="POST", path="values:batchUpdate", body_contains="'items 2024-03'", times=1)  # the first chunk goes through
+    fake.inject(503, method="POST", path="values:batchUpdate", body_contains="'items 2024-03'", times=2)  # the second: both attempts fail
+    with pytest.raises(sheets.SheetsUnavailable, match=r"values\.batchUpdate of 'items 2024-03'!A\d+:J\d+ failed 2 times") as caught:
+        export.write_google_sheet(retrying(fake, max_attempts=2), A, day_tables(A, again), now=NOW, max_request_bytes=4000)
+    assert "may hold a mix of 2024-03-01's old and new rows" in str(caught.value) and "Re-run 2024-03-01" in str(caught.value)
+    assert others <= {tuple(row) for row in fake.values(KEY, "items 2024-03")[1:]}
+    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, again), now=NOW, max_request_bytes=4000)
+    assert fake.values(KEY, "items 2024-03") == [TABS_ITEMS, *stored(*(day_tables(d, n)["items"] for d, n in [(A, again), (B, 30), (C, 30)]))]
+
+
+def test_rows_past_the_new_end_are_blanked_when_the_shrink_fails(fake):
+    for day, n in [(A, 6), (B, 4)]:
+        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
+    fake.inject(503, method="POST", path=f"{KEY}:batchUpdate", times=2)  # the only grid request of a shorter rewrite: the shrink
+    with pytest.raises(sheets.SheetsUnavailable, match=r"spreadsheets\.batchUpdate \(updateSheetProperties\) failed 2 times"):
+        export.write_google_sheet(retrying(fake, max_attempts=2), A, day_tables(A, 2), now=NOW)
+    expected = [TABS_ITEMS, *stored(day_tables(A, 2)["items"], day_tables(B, 4)["items"])]
+    assert fake.values(KEY, "items 2024-03") == expected  # values are right; only the grid is too tall
+    assert fake.sheet(KEY, "items 2024-03").rows > len(expected)
+    export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 4), now=NOW)  # no stale copy of B comes back
+    assert fake.values(KEY, "items 2024-03") == expected and fake.sheet(KEY, "items 2024-03").rows == len(expected)
+
+
+def test_a_day_past_the_cell_limit_writes_nothing_and_says_what_to_do(fake):
+    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
+    before = tab_values(fake)
+    fake.log.clear()
+    # Sheet1 is 1000 x 26 = 26,000 cells, March's tabs and the index 117 more; April's tabs would pass 26,200.
+    with pytest.raises(export.SheetsFull, match=r"26,2\d\d cells, over Google's limit of 26,200.*NEWSLETTER_SPREADSHEET_KEY"):
+        export.write_google_sheet(spreadsheet(fake), APRIL, day_tables(APRIL, 5), now=NOW, max_cells=26_200)
+    assert tab_values(fake) == before
+    assert all(e.method == "GET" for e in fake.log)
+
+
+# --- retries -----------------------------------------------------------------------------------------------
+
+def _three_exports(sheet_factory) -> None:
+    for day, n in [(A, 6), (B, 4), (A, 3), (APRIL, 2)]:
+        export.write_google_sheet(sheet_factory(), day, day_tables(day, n), now=NOW)
+
+
+FAULTS = {
+    "429s on writes": dict(status=429, method="POST", path="values:batchUpdate", times=5),
+    "500 on reads": dict(status=500, method="GET", path="values:batchGet", times=3),
+    "503 on grid changes": dict(status=503, method="POST", path=f"{KEY}:batchUpdate", times=3),
+    "timeouts before the server": dict(raises=requests.exceptions.ReadTimeout("read timed out"), method="POST", times=5),
+    "timeouts after the server wrote": dict(raises=requests.exceptions.ReadTimeout, applied=True, method="POST", path="values:batchUpdate", times=4),
+    "a lost answer to addSheet": dict(raises=requests.exceptions.ReadTimeout, applied=True, method="POST", path=f"{KEY}:batchUpdate", times=1),
+    "connection errors": dict(raises=requests.exceptions.ConnectionError("connection reset"), method="GET", times=4),
+    "502 on opening": dict(status=502, method="GET", path=KEY, times=2),
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
+def test_with_transient_faults_the_sheet_equals_the_fault_free_one(fault):
+    clean = FakeSheets()
+    clean.create_spreadsheet(KEY)
+    _three_exports(lambda: spreadsheet(clean))
+
+    faulty, slept = FakeSheets(), []
+    faulty.create_spreadsheet(KEY)
+    faulty.inject(**FAULTS[fault])
+    _three_exports(lambda: retrying(faulty, slept))
+
+    assert tab_values(faulty) == tab_values(clean)
+    assert not faulty.faults  # every fault was met
+    assert 1 <= len(slept) and all(0 <= s <= sheets.RetryPolicy().max_delay for s in slept)
+    failed = [e for e in faulty.log if e.error or e.status == 429 or e.status >= 500]
+    assert len(failed) == FAULTS[fault]["times"] == len(slept)  # each transient failure cost one (recorded) sleep
+
+
+def test_a_permanent_503_gives_up_after_max_attempts_and_keeps_other_days(fake):
+    for day, n in [(A, 5), (B, 4)]:
+        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
+    before, slept = tab_values(fake), []
+    fake.inject(503, method="POST", path="values:batchUpdate", times=1000)
+    fake.log.clear()
+    with pytest.raises(sheets.SheetsUnavailable) as caught:
+        export.write_google_sheet(retrying(fake, slept, max_attempts=4), A, day_tables(A, 7), now=NOW)
+    message = str(caught.value)
+    assert "values.batchUpdate of 'clusters 2024-03'!A" in message and "failed 4 times" in message and "HTTP 503" in message
+    assert caught.value.status == 503 and caught.value.attempts == 4
+    assert len(fake.requests_to("POST", "values:batchUpdate")) == 4 and len(slept) == 3
+    # Only the grids grew; every value, other days' included, is as it was.
+    assert {t: v for t, (_, _, v) in tab_values(fake).items()} == {t: v for t, (_, _, v) in before.items()}
+    fake.faults.clear()
+    export.write_google_sheet(retrying(fake), A, day_tables(A, 7), now=NOW)
+    assert [row[0] for row in fake.values(KEY, "items 2024-03")[1:]] == [A] * 7 + [B] * 4
+
+
+def test_permanent_timeouts_give_up_with_the_operation_named(fake):
+    fake.inject(raises=requests.exceptions.ConnectTimeout("connect timed out"), method="GET", times=1000)
+    with pytest.raises(sheets.SheetsUnavailable, match=r"spreadsheets\.get failed 3 times \(answers: ConnectTimeout, ConnectTimeout, ConnectTimeout\)"):
+        retrying(fake, max_attempts=3)
+    assert len(fake.log) == 3
+
+
+def test_client_errors_are_not_retried(fake):
+    slept = []
+    fake.inject(400, method="POST", path="values:batchUpdate", times=1)
+    with pytest.raises(gspread.exceptions.APIError) as caught:
+        export.write_google_sheet(retrying(fake, slept), A, day_tables(A, 3), now=NOW)
+    assert caught.value.code == 400 and slept == [] and len(fake.requests_to("POST", "values:batchUpdate")) == 1
+
+
+def test_every_request_has_the_timeout(fake):
+    export.write_google_sheet(retrying(fake, timeout=12.5), A, day_tables(A, 3), now=NOW)
+    assert {e.timeout for e in fake.log} == {12.5}
+
+
+def test_backoff_is_bounded_jittered_and_exponential():
+    import random
+
+    policy = sheets.RetryPolicy(base_delay=1.0, max_delay=10.0, random=random.Random(7))
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)]:
+        draws = [policy.delay(attempt) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in draws) and max(draws) > 0.8 * ceiling and len(set(draws)) > 100
+    assert policy.delay(1, retry_after=5) >= 5 and policy.delay(1, retry_after=500) == 10.0
+    with pytest.raises(sheets.SheetsConfigError, match="max_attempts >= 1"):
+        sheets.RetryPolicy(max_attempts=0)
+
+
+# --- the resource: configuration and credentials ----------------------------------------------------------
+
+@pytest.fixture
+def on_fake(fake, monkeypatch):
+    """SheetsResource's gspread client talks to the fake; credentials are still loaded and checked for real."""
+    given = []
+    monkeypatch.setattr(sheets, "authorized_client", lambda credentials: given.append(credentials) or make_client(fake))
+    return given
+
+
+def test_resource_writes_through_gspread_with_timeout_and_retries(fake, on_fake, service_account_key):
+    fake.inject(429, method="POST", path="values:batchUpdate", times=2)
+    fake.inject(raises=requests.exceptions.ReadTimeout, method="GET", path="values:batchGet", times=1)
+    resource = SheetsResource(spreadsheet_key=KEY, service_account_json=json.dumps(service_account_key), base_delay_seconds=0)
+    assert resource.write(A, day_tables(A, 5)) == {"clusters 2024-03": 2, "items 2024-03": 5}
+    assert resource.write(B, day_tables(B, 4)) == {"clusters 2024-03": 4, "items 2024-03": 9}
+    assert [c.service_account_email for c in on_fake] == [service_account_key["client_email"]] * 2
+    assert on_fake[0].scopes == sheets.SCOPES
+    assert {entry.timeout for entry in fake.log} == {60}  # never the default of waiting forever
+    assert [row[0] for row in fake.values(KEY, "items 2024-03")[1:]] == [A] * 5 + [B] * 4
+
+
+def test_resource_reads_a_key_file(fake, on_fake, service_account_key, tmp_path):
+    path = tmp_path / "sa.json"
+    path.write_text(json.dumps(service_account_key))
+    resource = SheetsResource(spreadsheet_key=KEY, service_account_file=str(path))
+    assert resource.validate(connect=True) == f"Google Sheets spreadsheet {KEY}"
+    assert len(fake.log) == 1  # validate(connect=True) opened the spreadsheet, nothing more
 
 
 def test_resource_without_credentials_says_which_to_set():
@@ -117,25 +400,124 @@ def test_resource_without_credentials_says_which_to_set():
     assert "GOOGLE_SERVICE_ACCOUNT_JSON" in str(caught.value)
 
 
-@pytest.mark.parametrize("secret", [
-    "-----BEGIN PRIVATE KEY-----s3cr3tK3yMaterial",  # not JSON
-    '{"type": "service_account", "private_key": "s3cr3tK3yMaterial"}',  # JSON, but not a usable key
+def test_credentials_without_a_key_say_to_set_the_key(service_account_key, tmp_path):
+    resource = SheetsResource(workbook_path=str(tmp_path / "book.xlsx"), service_account_json=json.dumps(service_account_key))
+    with pytest.raises(sheets.SheetsConfigError, match="NEWSLETTER_SPREADSHEET_KEY is not"):
+        resource.validate()
+    with pytest.raises(sheets.SheetsConfigError):
+        resource.write(A, day_tables(A, 3))
+    assert not (tmp_path / "book.xlsx").exists()
+
+
+def test_a_url_is_not_a_key(service_account_key):
+    resource = SheetsResource(spreadsheet_key=f"https://docs.google.com/spreadsheets/d/{KEY}/edit", service_account_json=json.dumps(service_account_key))
+    with pytest.raises(sheets.SheetsConfigError, match="NEWSLETTER_SPREADSHEET_KEY must be the spreadsheet's key alone"):
+        resource.validate()
+
+
+def test_a_missing_key_file_is_named(tmp_path):
+    with pytest.raises(sheets.SheetsConfigError, match=r"GOOGLE_SERVICE_ACCOUNT_FILE names .*nowhere\.json, which is not a readable file"):
+        SheetsResource(spreadsheet_key=KEY, service_account_file=str(tmp_path / "nowhere.json")).validate()
+
+
+def test_workbook_mode_needs_nothing(tmp_path):
+    assert SheetsResource(workbook_path=str(tmp_path / "b.xlsx")).validate(connect=True).startswith("workbook ")
+
+
+def _bad_keys(key: dict) -> dict[str, str]:
+    return {
+        "not JSON": f"-----BEGIN PRIVATE KEY-----{SECRET}",
+        "not an object": json.dumps([SECRET]),
+        "fields missing": json.dumps({"type": "service_account", "private_key": SECRET}),
+        "not a service account": json.dumps({"type": "authorized_user", "client_secret": SECRET, "refresh_token": SECRET}),
+        "malformed private key": json.dumps(key | {"private_key": f"-----BEGIN PRIVATE KEY-----\n{SECRET}\n-----END PRIVATE KEY-----\n"}),
+    }
+
+
+@pytest.mark.parametrize("case", ["not JSON", "not an object", "fields missing", "not a service account", "malformed private key"])
+@pytest.mark.parametrize("where", ["json", "file"])
+def test_resource_never_echoes_the_secret(case, where, service_account_key, tmp_path):
+    secret = _bad_keys(service_account_key)[case]
+    if where == "json":
+        resource, var = SheetsResource(spreadsheet_key="k", service_account_json=secret), "GOOGLE_SERVICE_ACCOUNT_JSON"
+    else:
+        (tmp_path / "sa.json").write_text(secret)
+        resource, var = SheetsResource(spreadsheet_key="k", service_account_file=str(tmp_path / "sa.json")), "GOOGLE_SERVICE_ACCOUNT_FILE"
+    with pytest.raises(sheets.SheetsConfigError) as caught:
+        resource.write(A, day_tables(A, 3))
+    assert var in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None  # no exception that saw the key rides along
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+def test_secrets_stay_out_of_errors_logs_and_metadata(fake, on_fake, service_account_key, monkeypatch):
+    key_json = json.dumps(service_account_key)
+    body = service_account_key["private_key"].splitlines()[5]  # a line of the key material
+    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", key_json)
+    monkeypatch.setenv("NEWSLETTER_SPREADSHEET_KEY", KEY)
+    monkeypatch.setenv("NEWSLETTER_SHEETS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("NEWSLETTER_SHEETS_BASE_DELAY", "0")
+    resource = resources_from_env()["sheets"]
+    records, root = _Records(), logging.getLogger()
+    root.addHandler(records)
+    old_level, root.level = root.level, logging.DEBUG
+    try:
+        fake.inject(503, method="POST", times=1000)
+
+        @dg.asset
+        def export_day(sheet: SheetsResource):
+            sheet.write(A, day_tables(A, 3))
+
+        result = dg.materialize([export_day], resources={"sheet": resource}, raise_on_error=False)
+    finally:
+        root.removeHandler(records)
+        root.level = old_level
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "values.batchUpdate" in failure.to_string() or "spreadsheets.batchUpdate" in failure.to_string()
+    assert "HTTP 503" in failure.to_string()
+    text = "\n".join([failure.to_string(), *records.lines, *(str(e) for e in result.all_events)])
+    assert body not in text and service_account_key["private_key_id"] not in text and key_json not in text
+    # The configuration Dagster records names the variable, never its value.
+    assert isinstance(resource.service_account_json, dg.EnvVar) and resource.service_account_json == "GOOGLE_SERVICE_ACCOUNT_JSON"
+
+
+@pytest.mark.parametrize("answer,expected", [
+    ({"status": 404, "method": "GET"}, "no spreadsheet 1FakeSpreadsheetKey is visible to the service account"),
+    ({"status": 403, "method": "GET"}, "may not open spreadsheet"),
+    ({"raises": google.auth.exceptions.RefreshError("invalid_grant: Invalid JWT Signature."), "method": "GET"}, "Google refused the service-account key"),
 ])
-def test_resource_never_echoes_the_secret(secret):
-    with pytest.raises(ValueError) as caught:
-        SheetsResource(spreadsheet_key="k", service_account_json=secret).write(A, day_tables(A, 3))
-    assert "s3cr3tK3yMaterial" not in str(caught.value)
-    assert "s3cr3tK3yMaterial" not in str(caught.value.__cause__ or "")
+def test_wrong_key_or_sharing_is_a_clear_error_at_start(fake, on_fake, service_account_key, answer, expected):
+    fake.inject(**answer)
+    resource = SheetsResource(spreadsheet_key=KEY, service_account_json=json.dumps(service_account_key))
+    with pytest.raises(sheets.SheetsConfigError, match=expected) as caught:
+        resource.validate(connect=True)
+    assert "share the spreadsheet" in str(caught.value) or "GOOGLE_SERVICE_ACCOUNT" in str(caught.value)
+    assert service_account_key["private_key"][40:80] not in str(caught.value)
 
 
-def test_resource_writes_through_gspread_with_a_timeout(fake, monkeypatch):
-    given = []
-    monkeypatch.setattr(gspread, "service_account_from_dict", lambda info: given.append(info) or make_client(fake))
-    resource = SheetsResource(spreadsheet_key=KEY, service_account_json='{"type": "service_account"}')
-    assert resource.write(A, day_tables(A, 5)) == {"clusters": 2, "items": 5}
-    assert given == [{"type": "service_account"}]
-    assert {entry.timeout for entry in fake.log} == {60}  # never the default of waiting forever
+def test_resources_from_env_reads_the_sheet_settings(tmp_path):
+    env = {"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_SPREADSHEET_KEY": KEY, "GOOGLE_SERVICE_ACCOUNT_FILE": "/secrets/sa.json",
+           "NEWSLETTER_SHEETS_MAX_ATTEMPTS": "3", "NEWSLETTER_SHEETS_BASE_DELAY": "0.5", "NEWSLETTER_SHEETS_MAX_DELAY": "8",
+           "NEWSLETTER_SHEETS_TIMEOUT": "20"}
+    resource = resources_from_env(env)["sheets"]
+    assert isinstance(resource.service_account_file, dg.EnvVar)  # the variable's name, resolved at run time
+    assert resource.service_account_json is None
+    assert (resource.max_attempts, resource.base_delay_seconds, resource.max_delay_seconds, resource.request_timeout_seconds) == (3, 0.5, 8.0, 20.0)
+    defaults = SheetsResource()
+    assert (defaults.max_attempts, defaults.base_delay_seconds, defaults.max_delay_seconds, defaults.request_timeout_seconds) == (6, 2.0, 32.0, 60.0)
 
+
+# --- the fake itself -------------------------------------------------------------------------------------
 
 def test_the_fake_answers_like_the_api(fake):
     client = make_client(fake)
@@ -162,35 +544,77 @@ def test_the_fake_answers_like_the_api(fake):
     assert ("PUT", f"/v4/spreadsheets/{KEY}/values/'small'!A1") in [(e.method, e.path) for e in fake.log]
 
 
+def test_the_fake_batches_values_all_or_nothing(fake):
+    book = make_client(fake).open_by_key(KEY)
+    book.add_worksheet("t", rows=3, cols=2)
+    answer = book.values_batch_update({"valueInputOption": "RAW", "data": [
+        {"range": "'t'!A1:B1", "values": [["a", 1]]}, {"range": "'t'!A3:B3", "majorDimension": "ROWS", "values": [["c", 3.5]]}]})
+    assert answer["totalUpdatedCells"] == 4 and answer["totalUpdatedSheets"] == 1
+    assert book.values_batch_get(["'t'", "Sheet1!A1:B2"], params={"valueRenderOption": "UNFORMATTED_VALUE"})["valueRanges"] == [
+        {"range": "t!A1:B3", "majorDimension": "ROWS", "values": [["a", 1], [], ["c", 3.5]]},
+        {"range": "Sheet1!A1:B2", "majorDimension": "ROWS"},
+    ]
+    with pytest.raises(gspread.exceptions.APIError, match="exceeds grid limits"):
+        book.values_batch_update({"valueInputOption": "RAW", "data": [
+            {"range": "'t'!A1:B1", "values": [["changed", 2]]}, {"range": "'t'!A4:B4", "values": [["x", 1]]}]})
+    assert fake.values(KEY, "t") == [["a", 1], [], ["c", 3.5]]  # the valid range was not applied either
+    with pytest.raises(gspread.exceptions.APIError, match="valueInputOption"):
+        book.values_batch_update({"data": [{"range": "'t'!A1", "values": [["x"]]}]})
+
+
+def test_the_fake_raises_transport_errors_before_or_after_serving(fake):
+    book = make_client(fake).open_by_key(KEY)
+    book.add_worksheet("t", rows=2, cols=2)
+    fake.inject(raises=requests.exceptions.ReadTimeout, method="POST", path="values:batchUpdate")
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        book.values_batch_update({"valueInputOption": "RAW", "data": [{"range": "'t'!A1", "values": [["lost"]]}]})
+    assert fake.values(KEY, "t") == [] and fake.log[-1].status == 0 and fake.log[-1].error == "ReadTimeout"
+    fake.inject(raises=requests.exceptions.ReadTimeout, applied=True, method="POST", path="values:batchUpdate")
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        book.values_batch_update({"valueInputOption": "RAW", "data": [{"range": "'t'!A1", "values": [["kept"]]}]})
+    assert fake.values(KEY, "t") == [["kept"]] and fake.log[-1].status == 200 and fake.log[-1].size > 0
+    with pytest.raises(gspread.exceptions.APIError, match="payload size exceeds"):
+        book.values_batch_update({"valueInputOption": "RAW", "data": [{"range": "'t'!A1", "values": [["x" * 11_000_000]]}]})
+
+
 # Failures and round trips that once lost or changed data.
 
 def test_other_days_numbers_stay_numbers(fake):
     for day in (A, B):
-        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, 5))
-    day_a = [row for row in fake.values(KEY, "items")[1:] if row[0] == A]
+        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, 5), now=NOW)
+    day_a = [row for row in fake.values(KEY, "items 2024-03")[1:] if row[0] == A]
     assert all(isinstance(row[TABS_ITEMS.index("cluster_id")], int) for row in day_a)
 
 
 def test_export_recovers_from_a_failed_first_write(fake):
-    fake.inject(503, method="PUT")
+    fake.inject(503, method="POST", path="values:batchUpdate")
     with pytest.raises(gspread.exceptions.APIError):
-        export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3))
-    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3))
-    assert spreadsheet(fake).worksheet("clusters").get_all_values() == [export.TABS["clusters"], *shown(day_tables(A, 3)["clusters"])]
+        export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3), now=NOW)
+    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3), now=NOW)
+    assert spreadsheet(fake).worksheet("clusters 2024-03").get_all_values() == [export.TABS["clusters"], *shown(day_tables(A, 3)["clusters"])]
 
 
 def test_a_failed_rewrite_keeps_other_days(fake):
     for day, n in [(A, 5), (B, 5)]:
-        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n))
-    fake.inject(503, method="PUT")
+        export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
+    fake.inject(503, method="POST", path="values:batchUpdate")
     with pytest.raises(gspread.exceptions.APIError):
-        export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 2))
-    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 2))
-    assert spreadsheet(fake).worksheet("clusters").get_all_values()[-2:] == shown(day_tables(B, 5)["clusters"])
+        export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 2), now=NOW)
+    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 2), now=NOW)
+    assert spreadsheet(fake).worksheet("clusters 2024-03").get_all_values()[-2:] == shown(day_tables(B, 5)["clusters"])
+
+
+def test_a_tab_with_another_header_is_not_overwritten(fake):
+    book = spreadsheet(fake)
+    book.add_worksheet("items 2024-03", rows=2, cols=2).update([["day", "something else"]], "A1", value_input_option="RAW")
+    fake.log.clear()
+    with pytest.raises(ValueError, match="tab 'items 2024-03': header row .* differs from the layout v2 header"):
+        export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3), now=NOW)
+    assert fake.values(KEY, "items 2024-03") == [["day", "something else"]]
+    assert all(e.method == "GET" for e in fake.log)
 
 
 def test_workbook_keeps_a_leading_equals_sign_as_text(tmp_path):
     export.write_workbook(tmp_path / "clusters.xlsx", A, day_tables(A, 3, headline="=HYPERLINK(\"https://evil.example\")"))
-    items = load_workbook(tmp_path / "clusters.xlsx")["items"]
+    items = load_workbook(tmp_path / "clusters.xlsx")["items 2024-03"]
     assert items.cell(row=2, column=TABS_ITEMS.index("headline") + 1).data_type == "s"
-

@@ -11,8 +11,8 @@ from newsletter_pipeline_tests.conftest import SAMPLE, SAMPLE_DAYS
 
 
 def tick(landing, cursor=None) -> dg.SensorResult:
-    context = dg.build_sensor_context(cursor=cursor, resources={"landing": LandingFolder(path=str(landing))})
-    return landing_sensor(context)
+    with dg.build_sensor_context(cursor=cursor, resources={"landing": LandingFolder(path=str(landing))}) as context:
+        return landing_sensor(context)
 
 
 def test_new_changed_and_removed_files_request_their_days(tmp_path):

@@ -3,41 +3,55 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import pandas as pd
+from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from newsletter_pipeline.landing import local_files
+from newsletter_pipeline.landing import local_files, s3_files
 from newsletter_pipeline.stages import embed, export
 from newsletter_pipeline.stages.cluster import ClusterParams
 from newsletter_pipeline.stages.parse import LandingFile
 from newsletter_pipeline.stages.quality import QualityThresholds
 from newsletter_pipeline.stages.reduce import ReduceParams
-from newsletter_pipeline.storage import ParquetStore
+from newsletter_pipeline.storage import ParquetStore, aws_region, is_s3_uri, split_s3_uri
 
 
 class LandingFolder(dg.ConfigurableResource):
-    """The folder newsletter exports are dropped into (JSON Lines or CSV, any number of days per file)."""
+    """Where newsletter exports are dropped: a local folder, or an S3 prefix read through dagster-aws's S3Resource.
 
-    path: str = Field(default="data/landing", description="Folder read recursively for *.jsonl, *.ndjson and *.csv files.")
+    Every file below the location whose suffix has a reader is read, in a stable order (path or key).
+    For `s3://bucket/prefix`, `s3` holds the client settings (endpoint_url for MinIO and other S3-compatible
+    services, region_name, a profile or keys); without it an S3Resource with the AWS defaults is used.
+    """
+
+    path: str = Field(default="data/landing", description="A local folder, or s3://bucket/prefix, read recursively for files in the formats the readers know.")
+    s3: S3Resource | None = Field(default=None, description="S3 client settings for an s3:// path (endpoint_url, region_name, credentials); default: the AWS default chain.")
 
     def files(self) -> list[LandingFile]:
+        if is_s3_uri(self.path):
+            bucket, prefix = split_s3_uri(self.path)
+            return s3_files((self.s3 or S3Resource(region_name=aws_region())).get_client(), bucket, prefix)
         return local_files(self.path)
 
 
 class OutputStore(dg.ConfigurableResource):
-    """Per-day Parquet outputs: `<root>/<table>/<YYYY-MM-DD>.parquet`."""
+    """Per-day Parquet outputs: `<root>/<table>/<YYYY-MM-DD>.parquet`, written atomically on local disk or S3."""
 
-    root: str = Field(default="data/outputs", description="Local folder (or s3://bucket/prefix) holding the Parquet outputs.")
+    root: str = Field(default="data/outputs", description="Local folder, or s3://bucket/prefix, holding the Parquet outputs.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="For an s3:// root: the URL of an S3-compatible endpoint (e.g. http://127.0.0.1:9000 for MinIO); unset means AWS S3. "
+        "Credentials and region come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) or the default chain.",
+    )
 
     @property
     def store(self) -> ParquetStore:
-        return ParquetStore(self.root)
+        return ParquetStore(self.root, endpoint_url=self.s3_endpoint_url)
 
 
 @functools.lru_cache(maxsize=2)
@@ -80,38 +94,88 @@ class ClusteringResource(dg.ConfigurableResource):
 
 
 class SheetsResource(dg.ConfigurableResource):
-    """The sheet: Google Sheets when a spreadsheet key and credentials are set, else a local workbook."""
+    """The sheet: Google Sheets when a spreadsheet key is set (credentials required), else a local workbook.
+
+    Both write layout v2 (docs/sheets.md). Credentials come from the environment only, through dg.EnvVar,
+    and never appear in logs, metadata or error messages.
+    """
 
     workbook_path: str = Field(default="data/sheets/newsletter_clusters.xlsx", description="The local workbook written when Google Sheets is not configured.")
-    spreadsheet_key: str | None = Field(default=None, description="Google spreadsheet key (from its URL); with credentials, switches the export to Google Sheets.")
-    service_account_file: str | None = Field(default=None, description="Path of a service-account JSON key file.")
-    service_account_json: str | None = Field(default=None, description="The service-account JSON key itself (from a secret store).")
+    spreadsheet_key: str | None = Field(default=None, description="Google spreadsheet key (from its URL, after /d/); switches the export to Google Sheets.")
+    service_account_file: str | None = Field(default=None, description="Path of a service-account JSON key file (GOOGLE_SERVICE_ACCOUNT_FILE).")
+    service_account_json: str | None = Field(default=None, description="The service-account JSON key itself (GOOGLE_SERVICE_ACCOUNT_JSON, from a secret store).")
+    max_attempts: int = Field(default=6, description="Attempts per Sheets request, the first included, before the export fails; retried on 429, 5xx, timeouts and connection errors.")
+    base_delay_seconds: float = Field(default=2.0, description="Backoff base: the sleep after failed attempt n is uniform in [0, min(max_delay, base * 2**(n-1))].")
+    max_delay_seconds: float = Field(default=32.0, description="Longest sleep between two attempts (also caps a Retry-After header).")
+    request_timeout_seconds: float = Field(default=60.0, description="Seconds to wait for a Sheets answer before the attempt counts as failed.")
 
     @property
     def destination(self) -> str:
         return f"Google Sheets spreadsheet {self.spreadsheet_key}" if self.spreadsheet_key else f"workbook {Path(self.workbook_path).resolve()}"
 
-    def _spreadsheet(self):
+    def retry_policy(self, sleep=None):
+        """The retry settings as a sheets.RetryPolicy; `sleep` replaces time.sleep (tests)."""
+        from newsletter_pipeline.stages import sheets
+
+        extra = {"sleep": sleep} if sleep else {}
+        return sheets.RetryPolicy(self.max_attempts, self.base_delay_seconds, self.max_delay_seconds, self.request_timeout_seconds, **extra)
+
+    def _credentials(self):
+        from newsletter_pipeline.stages import sheets
+
+        if not self.spreadsheet_key:
+            if self.service_account_file or self.service_account_json:
+                raise sheets.SheetsConfigError(f"{sheets.FILE_VAR} or {sheets.JSON_VAR} is set but {sheets.KEY_VAR} is not: set it to the "
+                                               "spreadsheet's key (the part of its URL after /d/), or unset the credentials to write the local workbook")
+            return None
+        sheets.check_spreadsheet_key(self.spreadsheet_key)
+        self.retry_policy()  # the retry settings are sane
+        return sheets.load_credentials(file=self.service_account_file, json_text=self.service_account_json)
+
+    def validate(self, connect: bool = False) -> str:
+        """Check the configuration before any work, and return where exports go.
+
+        Raises sheets.SheetsConfigError (a ValueError) naming the variable to set or fix: credentials missing,
+        unreadable, not a service-account key or malformed; a key set without credentials or the reverse.
+        With `connect`, also opens the spreadsheet (one request) to check the key and the sharing."""
+        credentials = self._credentials()
+        if connect and credentials is not None:
+            self._open(credentials)
+        return self.destination
+
+    def open_spreadsheet(self, sleep=None):
+        """The spreadsheet through gspread, with a request timeout and bounded retries."""
+        credentials = self._credentials()
+        if credentials is None:
+            from newsletter_pipeline.stages import sheets
+
+            raise sheets.SheetsConfigError(f"{sheets.KEY_VAR} is not set: set it to write to Google Sheets")
+        return self._open(credentials, sleep)
+
+    def _open(self, credentials, sleep=None):
+        import google.auth.exceptions
         import gspread
 
-        if self.service_account_json:
-            try:
-                info = json.loads(self.service_account_json)
-            except json.JSONDecodeError:
-                info = None
-            if not isinstance(info, dict):  # never echo the value: it is a secret
-                raise ValueError("GOOGLE_SERVICE_ACCOUNT_JSON is not a JSON object; set it to the service-account key's content")
-            client = gspread.service_account_from_dict(info)
-        elif self.service_account_file:
-            client = gspread.service_account(filename=self.service_account_file)
-        else:
-            raise ValueError("NEWSLETTER_SPREADSHEET_KEY is set but no credentials are: set GOOGLE_SERVICE_ACCOUNT_FILE or GOOGLE_SERVICE_ACCOUNT_JSON")
-        client.set_timeout(60)  # gspread waits forever by default
-        return client.open_by_key(self.spreadsheet_key)
+        from newsletter_pipeline.stages import sheets
+
+        client = sheets.install_retries(sheets.authorized_client(credentials), self.retry_policy(sleep))
+        share = "share the spreadsheet with the service account (the client_email in its key) as an editor"
+        try:
+            return client.open_by_key(self.spreadsheet_key)
+        except gspread.SpreadsheetNotFound:
+            raise sheets.SheetsConfigError(f"{sheets.KEY_VAR}: no spreadsheet {self.spreadsheet_key} is visible to the service account; "
+                                           f"check the key and {share}") from None
+        except PermissionError:
+            raise sheets.SheetsConfigError(f"the service account may not open spreadsheet {self.spreadsheet_key} ({sheets.KEY_VAR}); {share}") from None
+        except google.auth.exceptions.RefreshError:
+            raise sheets.SheetsConfigError(f"Google refused the service-account key (token refresh failed: the key may be deleted or the "
+                                           f"account disabled); set {sheets.FILE_VAR} or {sheets.JSON_VAR} to a current key") from None
 
     def write(self, day: str, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+        """Replace the day's rows; returns the data rows of the day's month tabs after the write."""
         if self.spreadsheet_key:
-            return export.write_google_sheet(self._spreadsheet(), day, tables)
+            return export.write_google_sheet(self.open_spreadsheet(), day, tables)
+        self.validate()
         return export.write_workbook(Path(self.workbook_path), day, tables)
 
 
@@ -119,10 +183,16 @@ def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.Config
     """The resources of this deployment, from environment variables (see the README's configuration table)."""
     env = os.environ if env is None else env
     data = env.get("NEWSLETTER_DATA_DIR", "data")
+    landing = env.get("NEWSLETTER_LANDING_DIR", f"{data}/landing")
+    endpoint = env.get("NEWSLETTER_S3_ENDPOINT_URL") or None  # for S3 landing and outputs alike
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
     secret = {name: dg.EnvVar(var) for name, var in (("service_account_file", "GOOGLE_SERVICE_ACCOUNT_FILE"), ("service_account_json", "GOOGLE_SERVICE_ACCOUNT_JSON")) if env.get(var)}
+    sheet_settings = {name: kind(env[var]) for name, var, kind in (
+        ("max_attempts", "NEWSLETTER_SHEETS_MAX_ATTEMPTS", int), ("base_delay_seconds", "NEWSLETTER_SHEETS_BASE_DELAY", float),
+        ("max_delay_seconds", "NEWSLETTER_SHEETS_MAX_DELAY", float), ("request_timeout_seconds", "NEWSLETTER_SHEETS_TIMEOUT", float)) if env.get(var)}
     return {
-        "landing": LandingFolder(path=env.get("NEWSLETTER_LANDING_DIR", f"{data}/landing")),
-        "store": OutputStore(root=env.get("NEWSLETTER_OUTPUT_ROOT", f"{data}/outputs")),
+        "landing": LandingFolder(path=landing, s3=S3Resource(endpoint_url=endpoint, region_name=region) if is_s3_uri(landing) else None),
+        "store": OutputStore(root=env.get("NEWSLETTER_OUTPUT_ROOT", f"{data}/outputs"), s3_endpoint_url=endpoint),
         "embedder": EmbeddingResource(
             model=env.get("NEWSLETTER_EMBED_MODEL", embed.DEFAULT_MODEL),
             device=env.get("NEWSLETTER_EMBED_DEVICE", "auto"),
@@ -133,5 +203,6 @@ def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.Config
             workbook_path=env.get("NEWSLETTER_WORKBOOK", f"{data}/sheets/newsletter_clusters.xlsx"),
             spreadsheet_key=env.get("NEWSLETTER_SPREADSHEET_KEY") or None,
             **secret,
+            **sheet_settings,
         ),
     }

@@ -1,12 +1,20 @@
-"""Export a day's clusters to the sheet layout: a local workbook, or Google Sheets through gspread."""
+"""Export a day's clusters to the sheet layout: a local workbook, or Google Sheets through gspread.
+
+Layout v2 (docs/sheets.md): one `clusters YYYY-MM` and one `items YYYY-MM` tab per month, each with the header
+row of TABS, plus an `index` tab listing every month's tabs with their row counts and last update. Both sinks
+write the same tabs and rows.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import math
 import os
+import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,13 +25,57 @@ from newsletter_pipeline.stages.cluster import NOISE
 if TYPE_CHECKING:
     import gspread
 
+log = logging.getLogger(__name__)
+
 # The contract with sheet readers: tab names and header rows. Change them only with a new version.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
+# The header row of every month tab of each kind: tab `<kind> <YYYY-MM>`.
 TABS = {
     "clusters": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links"],
     "items": ["day", "item_id", "source_id", "cluster_id", "cluster_label", "probability", "published_at", "source", "headline", "link"],
 }
+INDEX_TAB = "index"
+# One row per month tab: which month and kind, its data rows, distinct days, first and last day, when it was last
+# written (UTC) and by which layout version.
+INDEX_HEADER = ["month", "kind", "tab", "rows", "days", "first_day", "last_day", "updated_at", "layout_version"]
 NOISE_LABEL = "(unclustered)"
+MAX_CELLS = 10_000_000  # Google's limit per spreadsheet, counted over every tab's grid (rows x columns)
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_MONTH_TAB = re.compile(r"(?P<kind>%s) (?P<month>\d{4}-\d{2})" % "|".join(TABS))
+
+
+def month_of(day: str) -> str:
+    """2026-11-16 -> 2026-11."""
+    if not _DAY.fullmatch(day):
+        raise ValueError(f"day {day!r} is not a YYYY-MM-DD date")
+    return day[:7]
+
+
+def tab_name(kind: str, day_or_month: str) -> str:
+    """The month tab holding a day's rows of one kind: tab_name("items", "2026-11-16") == "items 2026-11"."""
+    if kind not in TABS:
+        raise ValueError(f"unknown tab kind {kind!r}; the layout has {', '.join(TABS)}")
+    return f"{kind} {day_or_month[:7] if _DAY.fullmatch(day_or_month) else day_or_month}"
+
+
+def layout_key(title: str) -> tuple | None:
+    """Where a tab goes in the layout's order (index first, then months in order, clusters before items),
+    or None for a tab that is not part of the layout (left alone by every write)."""
+    if title == INDEX_TAB:
+        return (0, "", 0)
+    match = _MONTH_TAB.fullmatch(title)
+    return (1, match["month"], list(TABS).index(match["kind"])) if match else None
+
+
+def header_of(title: str) -> list[str]:
+    """The header row a layout tab must start with."""
+    if title == INDEX_TAB:
+        return INDEX_HEADER
+    match = _MONTH_TAB.fullmatch(title)
+    if not match:
+        raise ValueError(f"{title!r} is not a tab of layout v{LAYOUT_VERSION}")
+    return TABS[match["kind"]]
 
 
 def sheet_tables(day: str, items: pd.DataFrame, assignments: pd.DataFrame, summaries: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -57,15 +109,57 @@ def table_rows(table: pd.DataFrame) -> list[list]:
     return [[_cell(v) for v in row] for row in table.itertuples(index=False, name=None)]
 
 
-def replace_day(existing: list[list], header: list[str], day: str, new_rows: list[list]) -> list[list]:
-    """Header, then every other day's rows as they were, then this day's rows; days in order."""
+def replace_day(existing: list[list], header: list[str], day: str, new_rows: list[list], tab: str | None = None) -> list[list]:
+    """Header, then every other day's rows as they were, then this day's rows; days in order.
+
+    The first column is the key: `day` in a month tab, `month` in the index. A row repeated whole is kept once:
+    no two rows of the layout are equal (item_id, cluster_id, month and kind are unique per day or month), and
+    a Google Sheets write that took several requests and stopped halfway can leave a copy of other days' rows."""
     existing = [row for row in existing if any(cell not in ("", None) for cell in row)]  # a new tab reads as [[]]
     if existing and [str(h) for h in existing[0]] != header:
-        raise ValueError(f"header row {existing[0]} differs from the layout v{LAYOUT_VERSION} header {header}; "
+        where = f"tab {tab!r}: " if tab else ""
+        raise ValueError(f"{where}header row {existing[0]} differs from the layout v{LAYOUT_VERSION} header {header}; "
                          "move the old tab aside or migrate it before exporting")
-    kept = [row for row in existing[1:] if str(row[0]) != day]
+    kept, seen = [], set()
+    for row in existing[1:]:
+        whole = tuple(_normal(row, len(header)))
+        if str(row[0]) != day and whole not in seen:
+            seen.add(whole)
+            kept.append(row)
     # Stable sort on the day column only: rows within a day keep their order.
     return [header, *sorted(kept + new_rows, key=lambda row: str(row[0]))]
+
+
+def day_rows(existing: dict[str, list[list]], day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None) -> dict[str, list[list]]:
+    """Every row, header first, of the tabs that writing `day` changes: its month's tabs, then the index.
+
+    `existing` holds the current rows of those tabs (a missing tab is empty); other months are untouched."""
+    month = month_of(day)
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    tabs, listed = {}, []
+    for kind, header in TABS.items():
+        title = tab_name(kind, month)
+        rows = replace_day(existing.get(title, []), header, day, table_rows(tables[kind]), tab=title)
+        tabs[title] = rows
+        days = sorted({str(row[0]) for row in rows[1:]})
+        listed.append([month, kind, title, len(rows) - 1, len(days), days[0] if days else "", days[-1] if days else "", stamp, LAYOUT_VERSION])
+    tabs[INDEX_TAB] = replace_day(existing.get(INDEX_TAB, []), INDEX_HEADER, month, listed, tab=INDEX_TAB)
+    return tabs
+
+
+def joined(tabs: dict[str, list[list]]) -> dict[str, list[list]]:
+    """The month tabs of each kind joined in month order, one header: {"clusters": [...], "items": [...]}.
+
+    For readers that want every day at once (the summary, tests); tabs outside the layout are ignored."""
+    out = {kind: [header] for kind, header in TABS.items()}
+    for title in sorted((t for t in tabs if t != INDEX_TAB and layout_key(t)), key=layout_key):
+        out[_MONTH_TAB.fullmatch(title)["kind"]].extend(row for row in tabs[title][1:] if any(c not in ("", None) for c in row))
+    return out
+
+
+def read_layout(path: Path) -> dict[str, list[list]]:
+    """A workbook's rows per kind, every month joined: `joined(read_workbook(path))`."""
+    return joined(read_workbook(path))
 
 
 @contextlib.contextmanager
@@ -93,27 +187,29 @@ def read_workbook(path: Path) -> dict[str, list[list]]:
         book.close()
 
 
-def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
-    """Replace the day's rows in each tab of a local .xlsx workbook; returns rows per tab after the write."""
+def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None) -> dict[str, int]:
+    """Replace the day's rows in its month's tabs of a local .xlsx workbook and update the index; returns the
+    data rows of each of the day's month tabs after the write. Tabs outside the layout are kept as they are."""
     from openpyxl import Workbook
 
     path = Path(path)
     with _locked(path):
         existing = read_workbook(path)
+        changed = day_rows(existing, day, tables, now)
+        tabs = existing | changed
+        others = [t for t in existing if layout_key(t) is None]
         book = Workbook()
         book.remove(book.active)
-        totals = {}
-        for tab, header in TABS.items():
-            rows = replace_day(existing.get(tab, []), header, day, table_rows(tables[tab]))
-            sheet = book.create_sheet(tab)
-            for row in rows:
+        for title in others + sorted((t for t in tabs if layout_key(t) is not None), key=layout_key):
+            sheet = book.create_sheet(title)
+            for row in tabs[title]:
                 sheet.append(row)
-            for cells in sheet.iter_rows(min_row=2):
+            for cells in sheet.iter_rows():
                 for cell in cells:
                     if cell.data_type == "f":  # a headline starting with "=" is text, never a live formula
                         cell.data_type = "s"
-            sheet.freeze_panes = "A2"
-            totals[tab] = len(rows) - 1
+            if layout_key(title) is not None:
+                sheet.freeze_panes = "A2"
         # Write aside, then move: a crash mid-save leaves the previous workbook intact.
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
@@ -123,29 +219,149 @@ def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame]) -> dic
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
-    return totals
+    return {title: len(rows) - 1 for title, rows in changed.items() if title != INDEX_TAB}
 
 
-def write_google_sheet(spreadsheet: gspread.Spreadsheet, day: str, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
-    """Replace the day's rows in each tab of a Google spreadsheet; returns rows per tab after the write."""
-    import gspread
+class SheetsFull(ValueError):
+    """Writing the day would take the spreadsheet past Google's cell limit."""
 
-    totals = {}
-    for tab, header in TABS.items():
+
+def write_google_sheet(spreadsheet: gspread.Spreadsheet, day: str, tables: dict[str, pd.DataFrame], *, now: datetime | None = None,
+                       max_request_bytes: int | None = None, max_cells: int = MAX_CELLS) -> dict[str, int]:
+    """Replace the day's rows in its month's tabs of a Google spreadsheet and update the index; returns the data
+    rows of each of the day's month tabs after the write.
+
+    Requests: the sheet list (1), the current rows of the day's tabs (1 values:batchGet, when they exist),
+    missing tabs and grid growth (1 spreadsheets.batchUpdate, when needed), one values:batchUpdate per tab
+    written (more only past `max_request_bytes` a request), and a grid shrink (1, when rows were removed).
+    Grids grow before any value is written and shrink only after every write succeeded, so a failed export
+    never cuts other days' rows off; the index is written after the month tabs.
+    """
+    from newsletter_pipeline.stages import sheets as api
+
+    limit = max_request_bytes or api.MAX_REQUEST_BYTES
+    month = month_of(day)
+    wanted = [tab_name(kind, month) for kind in TABS] + [INDEX_TAB]
+    order, grids = _sheet_grids(spreadsheet)
+    present = [t for t in wanted if t in grids]
+    existing = _read_tabs(spreadsheet, present)
+    rows = day_rows(existing, day, tables, now)
+    widths = {t: len(header_of(t)) for t in wanted}
+
+    # Size the grids first: missing tabs are created at their final size, present ones grown to hold both
+    # their old and their new rows. One atomic request.
+    for attempt in (1, 2):
+        requests_, sizes = [], dict(grids)
+        titles = list(order)
+        for t in sorted((t for t in wanted if t not in grids), key=layout_key):
+            at = _insert_at(titles, t)
+            titles.insert(at, t)
+            sizes[t] = (None, len(rows[t]), widths[t])
+            requests_.append({"addSheet": {"properties": {"title": t, "index": at, "gridProperties": {"rowCount": len(rows[t]), "columnCount": widths[t]}}}})
+        for t in (t for t in wanted if t in grids):
+            sheet_id, n_rows, n_cols = grids[t]
+            grown = (max(n_rows, len(rows[t])), max(n_cols, widths[t]))
+            if grown != (n_rows, n_cols):
+                sizes[t] = (sheet_id, *grown)
+                requests_.append(_resize(sheet_id, *grown))
+        cells = sum(r * c for _, r, c in sizes.values())
+        if cells > max_cells:
+            raise SheetsFull(f"writing {day} would take the spreadsheet to {cells:,} cells, over Google's limit of {max_cells:,}; "
+                             f"nothing was written. Start a new spreadsheet for {month} onwards and set NEWSLETTER_SPREADSHEET_KEY "
+                             "to its key (docs/sheets.md, 'The 10-million-cell limit')")
+        if cells > 0.8 * max_cells:
+            log.warning("the spreadsheet holds %s cells after writing %s, %.0f%% of Google's limit: plan a new spreadsheet "
+                        "(docs/sheets.md)", f"{cells:,}", day, 100 * cells / max_cells)
+        if not requests_:
+            break
         try:
-            sheet = spreadsheet.worksheet(tab)
-            # Unformatted, so other days' numbers are written back as numbers, not as their display text.
-            existing = sheet.get_all_values(value_render_option=gspread.utils.ValueRenderOption.unformatted)
-        except gspread.WorksheetNotFound:
-            sheet = spreadsheet.add_worksheet(tab, rows=1, cols=len(header))
-            existing = []
-        rows = replace_day(existing, header, day, table_rows(tables[tab]))
-        # Grow the grid, write every row in one request, and only then drop rows left over from a longer
-        # version of the day: a failed write must never cut other days' rows off.
-        if sheet.row_count < len(rows) or sheet.col_count < len(header):
-            sheet.resize(rows=max(sheet.row_count, len(rows)), cols=max(sheet.col_count, len(header)))
-        sheet.update(rows, "A1", value_input_option="RAW")
-        if sheet.row_count > len(rows) or sheet.col_count > len(header):
-            sheet.resize(rows=len(rows), cols=len(header))
-        totals[tab] = len(rows) - 1
-    return totals
+            replies = spreadsheet.batch_update({"requests": requests_})["replies"]
+        except api.SheetsUnavailable as e:
+            raise e.with_advice(f"no value was written. Re-run {day}") from e.__cause__
+        except api.APIError as e:
+            # An earlier attempt went through and only its answer was lost: the tabs exist now. Look again.
+            if attempt == 1 and e.response.status_code == 400 and "already exists" in str(e):
+                order, grids = _sheet_grids(spreadsheet)
+                continue
+            raise
+        for reply in replies:
+            if "addSheet" in reply:
+                props = reply["addSheet"]["properties"]
+                sizes[props["title"]] = (props["sheetId"], *sizes[props["title"]][1:])
+        grids = sizes
+        break
+
+    # Write: only rows from the first that differs; rows past the new end are blanked in the same request, so
+    # a shrink that never happens leaves nothing behind. A tab past the request limit takes several requests,
+    # ordered so that every other day's row exists somewhere in the tab after each one.
+    for t in wanted:
+        first, region = _changed_rows(existing.get(t, []), rows[t], widths[t])
+        bodies = list(api.value_requests(t, first + 1, region, widths[t], limit))
+        if len(rows[t]) >= len(existing.get(t, [])):
+            bodies.reverse()  # rows move down (or stay): write bottom-up
+        for n, body in enumerate(bodies):
+            try:
+                spreadsheet.values_batch_update(body)
+            except api.SheetsUnavailable as e:
+                done = wanted[: wanted.index(t)]
+                state = (f"tab {t!r} may hold a mix of {day}'s old and new rows (request {n + 1} of {len(bodies)}); every other day's "
+                         "rows are still there, and a copy of one is dropped by the next export" if n else f"tab {t!r} was not changed")
+                state += f"; {', '.join(map(repr, done))} already {'holds' if len(done) == 1 else 'hold'} {day}'s new rows" if done else ""
+                raise e.with_advice(f"{state}. Re-run {day}") from e.__cause__
+
+    # Shrink, once everything is written.
+    shrink = [_resize(grids[t][0], len(rows[t]), widths[t]) for t in wanted if grids[t][1:] != (len(rows[t]), widths[t])]
+    if shrink:
+        try:
+            spreadsheet.batch_update({"requests": shrink})
+        except api.SheetsUnavailable as e:
+            raise e.with_advice(f"every row of {day} is written; only the grids are taller than needed until the next export") from e.__cause__
+    return {t: len(rows[t]) - 1 for t in wanted if t != INDEX_TAB}
+
+
+def _sheet_grids(spreadsheet) -> tuple[list[str], dict[str, tuple[int, int, int]]]:
+    """The tabs in order, and each tab's (sheetId, rows, columns)."""
+    props = [s["properties"] for s in spreadsheet.fetch_sheet_metadata()["sheets"]]
+    grid = {p["title"]: p.get("gridProperties", {}) for p in props}  # a chart sheet has no grid and no cells
+    return [p["title"] for p in props], {p["title"]: (p["sheetId"], grid[p["title"]].get("rowCount", 0), grid[p["title"]].get("columnCount", 0)) for p in props}
+
+
+def _read_tabs(spreadsheet, titles: list[str]) -> dict[str, list[list]]:
+    """The current rows of some tabs in one request; unformatted, so numbers come back as numbers."""
+    if not titles:
+        return {}
+    from newsletter_pipeline.stages import sheets as api
+
+    answer = spreadsheet.values_batch_get([api.quoted(t)[:-1] for t in titles], params={"valueRenderOption": "UNFORMATTED_VALUE"})
+    return {t: vr.get("values", []) for t, vr in zip(titles, answer["valueRanges"], strict=True)}
+
+
+def _insert_at(titles: list[str], title: str) -> int:
+    """Where a new layout tab goes: after the last layout tab that sorts before it, else before the first
+    layout tab, else at the end."""
+    key = layout_key(title)
+    before = [i for i, t in enumerate(titles) if layout_key(t) is not None and layout_key(t) < key]
+    after = [i for i, t in enumerate(titles) if layout_key(t) is not None and layout_key(t) > key]
+    return max(before) + 1 if before else min(after) if after else len(titles)
+
+
+def _resize(sheet_id: int, rows: int, cols: int) -> dict:
+    return {"updateSheetProperties": {"properties": {"sheetId": sheet_id, "gridProperties": {"rowCount": rows, "columnCount": cols}},
+                                      "fields": "gridProperties.rowCount,gridProperties.columnCount"}}
+
+
+def _normal(row: list, width: int) -> list:
+    row = ["" if v is None else v for v in row[:width]]
+    return row + [""] * (width - len(row))
+
+
+def _changed_rows(old: list[list], new: list[list], width: int) -> tuple[int, list[list]]:
+    """(index of the first row that differs, the rows to write from there): the new rows, then blanks over
+    old rows past the new end."""
+    old_n, new_n = [_normal(r, width) for r in old], [_normal(r, width) for r in new]
+    first = 0
+    while first < min(len(old_n), len(new_n)) and old_n[first] == new_n[first]:
+        first += 1
+    if first == len(new_n) == len(old_n):
+        return first, []
+    return first, new_n[first:] + [[""] * width for _ in range(len(new_n), len(old_n))]
