@@ -138,3 +138,15 @@ def test_a_rejected_csv_row_is_filed_under_its_day(tmp_path):
     (tmp_path / "feed.csv").write_text("title,published,url\n,2024-03-01T10:00:00Z,https://x.test/1\n")
     rejects = parse.parse_landing(local_files(tmp_path)).rejects
     assert rejects[["day", "reason"]].values.tolist() == [["2024-03-01", "missing headline (looked for: headline, title)"]]
+
+
+def test_several_locations_and_a_column_map(tmp_path):
+    from newsletter_pipeline.defs.resources import LandingFolder
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "one.jsonl").write_text(json.dumps(HUFFPOST) + "\n")
+    (tmp_path / "b" / "two.csv").write_text("Betreff,Datum,Adresse\nZweite Meldung,2022-09-23,https://x.test/2\n")
+    landing = LandingFolder(path=f"{tmp_path / 'a'}, {tmp_path / 'b'}", column_map={"Betreff": "headline", "Datum": "date", "Adresse": "link"})
+    parsed = parse.parse_landing(landing.files(), landing.column_map)
+    assert parsed.items["headline"].tolist() == ["Storm hits the coast", "Zweite Meldung"] and parsed.rejects.empty

@@ -50,7 +50,7 @@ def raw_items(context: dg.AssetExecutionContext, landing: LandingFolder, store: 
     """The day's newsletter items from the landing locations; every record an item, a duplicate or quarantined."""
     files = landing.files()
     first_day, last_day = _partition_window()
-    parsed = parse.parse_landing(files, first_day=first_day, last_day=last_day)
+    parsed = parse.parse_landing(files, landing.column_map, first_day=first_day, last_day=last_day)
     # Records that belong to no day (no usable date, or a date outside the partitions) are kept in one table.
     unassigned = parsed.rejects[parsed.rejects["day"].isna()].reset_index(drop=True)
     store.store.write("quarantine", "unassigned", unassigned)
@@ -207,6 +207,7 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
 @dg.asset(**DAILY, deps=[clusters], kinds={"googlesheets"}, pool="sheets")
 def sheet_export(context: dg.AssetExecutionContext, sheets: SheetsResource, store: OutputStore):
     """The day's clusters and items in the sheet layout; a re-run replaces the day's rows."""
+    sheets.validate()  # missing or malformed credentials fail here, naming the variable, before any work
     per_day = {}
     for day in context.partition_keys:
         tables = export.sheet_tables(

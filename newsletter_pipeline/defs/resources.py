@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 
@@ -29,14 +30,33 @@ class LandingFolder(dg.ConfigurableResource):
     services, region_name, a profile or keys); without it an S3Resource with the AWS defaults is used.
     """
 
-    path: str = Field(default="data/landing", description="A local folder, or s3://bucket/prefix, read recursively for files in the formats the readers know.")
+    path: str = Field(
+        default="data/landing",
+        description="A local folder or s3://bucket/prefix, read recursively for files in the formats the readers know; "
+        "several locations separated by commas.",
+    )
     s3: S3Resource | None = Field(default=None, description="S3 client settings for an s3:// path (endpoint_url, region_name, credentials); default: the AWS default chain.")
 
+    column_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Source column -> field (headline, short_description, link, date, source, source_id, authors, category), "
+        "for CSV or JSON whose names the usual spellings miss, e.g. {'Betreff': 'headline'}.",
+    )
+
+    @property
+    def locations(self) -> list[str]:
+        return [location.strip() for location in self.path.split(",") if location.strip()]
+
     def files(self) -> list[LandingFile]:
-        if is_s3_uri(self.path):
-            bucket, prefix = split_s3_uri(self.path)
-            return s3_files((self.s3 or S3Resource(region_name=aws_region())).get_client(), bucket, prefix)
-        return local_files(self.path)
+        """Every readable file of every location, location by location, each in a stable order."""
+        files = []
+        for location in self.locations:
+            if is_s3_uri(location):
+                bucket, prefix = split_s3_uri(location)
+                files += s3_files((self.s3 or S3Resource(region_name=aws_region())).get_client(), bucket, prefix)
+            else:
+                files += local_files(location)
+        return files
 
 
 class OutputStore(dg.ConfigurableResource):
@@ -191,7 +211,11 @@ def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.Config
         ("max_attempts", "NEWSLETTER_SHEETS_MAX_ATTEMPTS", int), ("base_delay_seconds", "NEWSLETTER_SHEETS_BASE_DELAY", float),
         ("max_delay_seconds", "NEWSLETTER_SHEETS_MAX_DELAY", float), ("request_timeout_seconds", "NEWSLETTER_SHEETS_TIMEOUT", float)) if env.get(var)}
     return {
-        "landing": LandingFolder(path=landing, s3=S3Resource(endpoint_url=endpoint, region_name=region) if is_s3_uri(landing) else None),
+        "landing": LandingFolder(
+            path=landing,
+            s3=S3Resource(endpoint_url=endpoint, region_name=region) if any(is_s3_uri(p.strip()) for p in landing.split(",")) else None,
+            column_map=json.loads(env.get("NEWSLETTER_COLUMN_MAP") or "{}"),
+        ),
         "store": OutputStore(root=env.get("NEWSLETTER_OUTPUT_ROOT", f"{data}/outputs"), s3_endpoint_url=endpoint),
         "embedder": EmbeddingResource(
             model=env.get("NEWSLETTER_EMBED_MODEL", embed.DEFAULT_MODEL),

@@ -11,9 +11,9 @@ from newsletter_pipeline.defs.schedules import daily_job
 from newsletter_pipeline.stages import parse
 
 
-def _days_in(file: parse.LandingFile) -> list[str]:
+def _days_in(file: parse.LandingFile, column_map: dict[str, str]) -> list[str]:
     """The days a file's records belong to, quarantined records included (their day must re-run too)."""
-    parsed = parse.parse_file(file)
+    parsed = parse.parse_file(file, column_map)
     return sorted(set(parsed.items["day"]) | set(parsed.rejects["day"].dropna()))
 
 
@@ -29,7 +29,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) 
         if seen.get(file.name, {}).get("sha256") == digest:
             current[file.name] = seen[file.name]
             continue
-        current[file.name] = {"sha256": digest, "days": _days_in(file)}
+        current[file.name] = {"sha256": digest, "days": _days_in(file, landing.column_map)}
         days |= set(current[file.name]["days"]) | set(seen.get(file.name, {}).get("days", []))
     for name in set(seen) - set(current):
         days |= set(seen[name]["days"])
