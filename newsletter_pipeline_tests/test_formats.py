@@ -330,11 +330,11 @@ def test_mailbox_positions_are_message_based_and_a_broken_message_spoils_only_it
         ["Oil slips as inventories build up", "https://www.reuters.test/markets/oil-slips", "Morning Signal"],
         ["Linux kernel 6.8 released with new drivers", "https://kernel.test/releases/6.8", "Dev Digest"],
     ]
-    assert positions(items) == [1001, 1002, 3001]
+    assert positions(items) == [100001, 100002, 300001]
     assert items["source_id"].tolist() == ["issue-413@morningsignal.test#1", "issue-413@morningsignal.test#2", "dd-89@devdigest.test#1"]
     assert items["short_description"].tolist()[:2] == ["Payrolls beat forecasts for a fourth month.", "Crude stocks rose by 4 million barrels."]
     assert parsed.rejects[["position", "reason"]].values.tolist() == [
-        [2000, "not an email: it has no header lines (From:, Date:, Subject: ...)"]]
+        [200000, "not an email: it has no header lines (From:, Date:, Subject: ...)"]]
     assert parsed.balanced() and parsed.records == 4
 
 

@@ -98,3 +98,69 @@ def test_a_csv_row_with_too_many_fields(tmp_path):
     parsed = parse_dir(tmp_path)
     assert parsed.items["headline"].tolist() == ["Good story number 0"]
     assert parsed.rejects["reason"].tolist() == ["row has more fields than the header"]
+
+
+# Inputs that once cost the good records after them (a review found each one).
+@pytest.mark.parametrize("bad, reason", [
+    (b'{"headline": "Huge", "date": "2026-11-16", "n": ' + b"9" * 5000 + b"}", "JSON that cannot be read: ValueError"),
+    (b"[" * 100_000 + b"]" * 100_000, "JSON that cannot be read: RecursionError"),
+])
+def test_unreadable_json_lines_spoil_only_themselves(tmp_path, bad, reason):
+    (tmp_path / "feed.jsonl").write_bytes(jsonl(good(0), bad, good(1)))
+    parsed = parse_dir(tmp_path)
+    assert_good_survive(parsed, 2)
+    assert len(parsed.rejects) == 1 and parsed.rejects.iloc[0]["reason"].startswith(reason)
+
+
+def test_a_surrogate_escape_is_dropped_not_fatal(tmp_path):
+    escaped = b'{"headline": "Odd \\udc80 escape in a headline", "link": "https://x.test/odd", "date": "2026-11-16"}'
+    (tmp_path / "feed.jsonl").write_bytes(jsonl(escaped, good(1)))
+    parsed = parse_dir(tmp_path)
+    assert sorted(parsed.items["headline"]) == ["Good story number 1", "Odd escape in a headline"]
+
+
+def test_a_huge_csv_field_is_quarantined_and_later_rows_survive(tmp_path):
+    rows = [f"Good story number {i},2026-11-16,https://x.test/good/{i}" for i in range(3)]
+    rows.insert(1, f"{'x' * 200_000},2026-11-16,https://x.test/huge")
+    (tmp_path / "feed.csv").write_text("title,date,url\n" + "\n".join(rows) + "\n")
+    parsed = parse_dir(tmp_path)
+    assert_good_survive(parsed, 3)
+    assert parsed.rejects[["position", "reason"]].values.tolist() == [[2, "headline has 200,000 characters, over the 20,000 limit"]]
+
+
+def test_a_file_that_breaks_off_quarantines_each_unread_record(tmp_path, monkeypatch):
+    from newsletter_pipeline.stages import readers
+
+    def breaks_after_two(data):
+        for position, record in list(readers.read_jsonl(data))[:2]:
+            yield position, record
+        raise OSError("connection reset")
+
+    monkeypatch.setitem(readers.READERS, ".jsonl", breaks_after_two)
+    (tmp_path / "feed.jsonl").write_bytes(jsonl(*(good(i) for i in range(5))))
+    parsed = parse_dir(tmp_path)
+    assert len(parsed.items) == 2 and parsed.records == 5
+    assert parsed.rejects["position"].tolist() == [3, 4, 5]
+    assert set(parsed.rejects["reason"]) == {"not read: the file broke off after record 2: connection reset"}
+
+
+def test_links_that_are_no_links_do_not_make_items_duplicates(tmp_path):
+    (tmp_path / "feed.jsonl").write_bytes(jsonl(*({**good(i), "link": link} for i, link in enumerate(["#", "?utm_source=x", "/"]))))
+    assert len(parse_dir(tmp_path).items) == 3
+
+
+def test_articles_that_look_like_footer_links_are_still_items(tmp_path):
+    html = (
+        '<p><a href="https://www.reuters.com/legal/court-rules-on-data-retention-2026-11-16/">Court rules on data retention in landmark case</a></p>'
+        "<p>The ruling affects every telecom operator.</p>"
+        '<p><a href="https://news.test/why-readers-unsubscribe">Why readers unsubscribe from newsletters now, a study finds</a></p>'
+        "<p>Fatigue, not content, drives readers away.</p>"
+        '<p><a href="https://news.test/u?id=1">Unsubscribe</a> | <a href="https://news.test/preferences/email-preferences">Manage preferences</a></p>'
+    )
+    (tmp_path / "issue.eml").write_text(
+        "From: Morning Brief <brief@news.test>\nTo: reader@x.test\nSubject: Today\nDate: Mon, 16 Nov 2026 07:00:00 +0000\n"
+        f"Message-ID: <a1@news.test>\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n{html}\n"
+    )
+    parsed = parse_dir(tmp_path)
+    assert parsed.items["headline"].tolist() == [
+        "Court rules on data retention in landmark case", "Why readers unsubscribe from newsletters now, a study finds"]

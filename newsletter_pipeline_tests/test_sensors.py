@@ -1,5 +1,6 @@
 """The landing sensor requests runs for exactly the days whose files changed."""
 
+import datetime as dt
 import json
 import shutil
 
@@ -35,3 +36,12 @@ def test_new_changed_and_removed_files_request_their_days(tmp_path):
 def test_days_that_are_not_partitions_yet_are_not_requested(tmp_path):
     (tmp_path / "future.jsonl").write_text(json.dumps({"headline": "Tomorrow's news today", "date": "2999-01-01"}) + "\n")
     assert tick(tmp_path).run_requests == []
+
+
+def test_a_day_that_is_not_a_partition_yet_is_requested_once_it_is(tmp_path):
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    (tmp_path / "early.jsonl").write_text(json.dumps({"headline": "Sent before the day is over", "date": today}) + "\n")
+    first = tick(tmp_path)
+    assert first.run_requests == [] and json.loads(first.cursor)["pending"] == [today]
+    # Nothing changes in the landing folder; the day stays pending until it is a partition.
+    assert json.loads(tick(tmp_path, first.cursor).cursor)["pending"] == [today]

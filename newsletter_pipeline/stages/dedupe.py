@@ -6,15 +6,19 @@ import pandas as pd
 
 DUPLICATE_COLUMNS = ["item_id", "duplicate_of", "day", "reason", "origin"]
 
-# Query parameters that track a click and never change what a link points to.
-TRACKING_PARAMS = {"fbclid", "gclid", "mc_cid", "mc_eid", "ref", "ref_src", "igshid", "yclid", "_hsenc", "_hsmi"}
-
+# Query parameters that only say who clicked or which campaign sent the reader (besides utm_*): not part of the
+# link. One set for every source, so the same story from an email and from a feed has the same link.
+TRACKING_PARAMS = frozenset({
+    "mc_cid", "mc_eid", "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "twclid", "ttclid",
+    "_hsenc", "_hsmi", "mkt_tok", "vero_id", "vero_conv", "oly_anon_id", "oly_enc_id", "rb_clickid", "s_cid",
+    "ck_subscriber_id", "_ga", "_gl", "ml_subscriber", "ml_subscriber_hash", "sc_cid", "cmpid", "ncid",
+})
 
 def normalize_link(link: str) -> str:
     """A link's identity: lower-case scheme and host, no tracking parameters, fragment or trailing slash."""
     # Plain string splitting: urllib's urlsplit is several times slower, and this runs once per item.
     base, _, query = link.strip().partition("#")[0].partition("?")
-    if not base:
+    if not base.strip("/"):
         return ""
     scheme, separator, rest = base.partition("://")
     if not separator:
@@ -42,8 +46,9 @@ def find_duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
         keys = [("same headline and source on the day", day, source, headline.casefold())]
         if source_id is not None and source_id == source_id:  # not None, not NaN
             keys.insert(0, ("same source id", source, source_id))
-        if link:
-            keys.insert(0, ("same link", normalize_link(link)))
+        normalized = normalize_link(link) if link else ""
+        if normalized:  # "#" or "?utm_source=x" alone is no link: it must not make unrelated items one
+            keys.insert(0, ("same link", normalized))
         owner = next(((key[0], owners[key]) for key in keys if key in owners), None)
         if owner is None:
             for key in keys:

@@ -21,11 +21,12 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit, urlunsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from newsletter_pipeline.stages.dedupe import TRACKING_PARAMS
 from newsletter_pipeline.stages.readers import Records, RejectedRecord
 
-# Positions: message_number * 1000 + item_number, so every item of a mailbox has its own position;
-# position message_number * 1000 itself stands for the message as a whole (unparseable, or no items).
-MESSAGE_STRIDE = 1000
+# Positions: message_number * 100,000 + item_number, so every item of a mailbox has its own position;
+# position message_number * 100,000 itself stands for the message as a whole (unparseable, or no items).
+MESSAGE_STRIDE = 100_000
 MAX_ITEMS = MESSAGE_STRIDE - 1
 MAX_SUMMARY_CHARS = 1000  # a summary, not the article: a long block would otherwise trip the field-size quarantine
 
@@ -34,22 +35,19 @@ REDIRECT_PARAMS = frozenset({
     "url", "u", "redirect", "redirect_url", "redirect_uri", "redirecturl", "target", "link", "q", "dest", "destination",
     "to", "goto", "out", "r", "href",
 })
-# Query parameters that only say who clicked or which campaign sent the reader: not part of the link.
-TRACKING_PARAMS = frozenset({
-    "mc_cid", "mc_eid", "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "twclid", "ttclid",
-    "_hsenc", "_hsmi", "mkt_tok", "vero_id", "vero_conv", "oly_anon_id", "oly_enc_id", "rb_clickid", "s_cid",
-    "ck_subscriber_id", "_ga", "_gl", "ml_subscriber", "ml_subscriber_hash", "sc_cid", "cmpid", "ncid",
-})
 SOCIAL_HOSTS = (
     "twitter.com", "x.com", "t.co", "facebook.com", "fb.com", "fb.me", "linkedin.com", "lnkd.in", "instagram.com",
     "youtube.com", "youtu.be", "tiktok.com", "pinterest.com", "threads.net", "bsky.app", "whatsapp.com", "wa.me", "t.me",
 )
-# Path segments of footer pages; whole segments only, so an article under /privacy-law/... is still an item.
+# Path segments of footer pages; whole segments only, and only names no article section uses (not "legal",
+# "terms" or "manage": reuters.com/legal/... is news).
 FOOTER_SEGMENTS = frozenset({
-    "unsubscribe", "unsub", "optout", "opt-out", "preferences", "manage-preferences", "email-preferences", "manage",
-    "privacy", "privacy-policy", "terms", "terms-of-service", "terms-of-use", "tos", "legal", "webversion",
-    "web-version", "view-in-browser", "forward", "forward-to-a-friend",
+    "unsubscribe", "unsub", "optout", "opt-out", "manage-preferences", "email-preferences", "privacy-policy",
+    "terms-of-service", "terms-of-use", "webversion", "web-version", "view-in-browser", "forward-to-a-friend",
 })
+# Footer link texts are short ("Unsubscribe", "Manage your preferences"); a long text is a headline, even
+# one about unsubscribing.
+FOOTER_TEXT_MAX_WORDS = 7
 _FOOTER_TEXT = re.compile(
     r"unsubscribe|\bopt[ -]?out\b|\bview (?:this |the )?(?:e-?mail |message |newsletter |issue )?(?:in|on) (?:your |a |the )?(?:web )?browser"
     r"|\bview (?:it |this )?online\b|\b(?:web|online|browser) version\b|\bmanage (?:your )?(?:e-?mail |subscription )?(?:preferences|subscriptions?)\b"
@@ -155,7 +153,7 @@ def _host(url: str) -> str:
 
 
 def _is_footer(text: str, url: str) -> bool:
-    if _FOOTER_TEXT.search(text) or "unsubscribe" in url.lower():
+    if len(text.split()) <= FOOTER_TEXT_MAX_WORDS and _FOOTER_TEXT.search(text):
         return True
     segments = {segment.lower() for segment in urlsplit(url).path.split("/")}
     return bool(segments & FOOTER_SEGMENTS)
@@ -562,10 +560,10 @@ def split_mbox(data: bytes) -> list[bytes]:
 def read_mbox(data: bytes) -> Records:
     """A mailbox (.mbox) of newsletters.
 
-    Positions are message based: message_number * 1000 + item_number, with message_number counted
-    from 1 in file order, so item 3 of message 2 is position 2003. Position message_number * 1000 is
+    Positions are message based: message_number * 100,000 + item_number, with message_number counted
+    from 1 in file order, so item 3 of message 2 is position 200003. Position message_number * 100,000 is
     the message as a whole: one that cannot be parsed, or one that holds no items. A message gives at
-    most 999 items; more are reported at its whole-message position.
+    most 99,999 items; more are reported at its whole-message position.
     """
     for number, raw in enumerate(split_mbox(data), start=1):
         yield from _safe_message_records(raw, number * MESSAGE_STRIDE, f"message {number}")

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 import pandas as pd
 
 from newsletter_pipeline.stages.dedupe import DUPLICATE_COLUMNS, find_duplicates
-from newsletter_pipeline.stages.readers import READERS, RejectedRecord
+from newsletter_pipeline.stages.readers import READERS, RejectedRecord, record_positions
 
 # The normalized items table, in this column order, is what every later stage reads.
 ITEM_COLUMNS = [
@@ -45,6 +45,7 @@ ALIASES = {
 _WS = re.compile(r"\s+")
 # Control characters mean nothing in a headline, and a workbook cell refuses them.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # AG News style escapes: "#36;" for "&#36;", and literal backslashes where line breaks were.
 _BARE_ENTITY = re.compile(r"(?<!&)#(\d{2,4});")
 
@@ -73,6 +74,7 @@ def clean_text(value: object) -> str:
         return ""
     text = _BARE_ENTITY.sub(r"&#\1;", str(value))
     text = _CONTROL.sub(" ", html.unescape(text).replace("\\", " "))
+    text = _SURROGATE.sub("", text)  # a "\udc80" escape in JSON: not a character, and unencodable
     return _WS.sub(" ", text).strip()
 
 
@@ -157,10 +159,26 @@ class LandingFile:
 
 
 def parse_file(file: LandingFile, column_map: dict[str, str] | None = None) -> Parsed:
-    """Parse one landing file; a record that fails is rejected with its position and reason."""
+    """Parse one landing file: every record becomes an item or a rejected record with its position and reason.
+
+    A record that the reader never reports (the file broke off halfway) is rejected too, at its position,
+    so nothing disappears without a row that says why. A file that cannot be read at all is one record.
+    """
     items, rejects = [], []
+
+    def reject(position: int, reason: str, day: str | None = None) -> None:
+        rejects.append({"file": file.name, "position": position, "day": day, "reason": reason})
+
     try:
-        for position, record in READERS[file.suffix](file.load()):
+        data = file.load()
+    except OSError as error:
+        reject(0, f"unreadable file: {error}")
+        return Parsed(_frame([], ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), 1)
+    expected = record_positions(file.suffix, data)
+    seen: set[int] = set()
+    try:
+        for position, record in READERS[file.suffix](data):
+            seen.add(position)
             try:
                 if isinstance(record, Exception):
                     raise record
@@ -169,11 +187,19 @@ def parse_file(file: LandingFile, column_map: dict[str, str] | None = None) -> P
                 # A rejected record with a readable date is filed under its day's quarantine.
                 raw_date = _pick(record, "date", column_map) if isinstance(record, dict) else getattr(record, "date", None)
                 stamp = None if raw_date is None else published_utc(raw_date)
-                day = None if stamp is None else stamp.strftime("%Y-%m-%d")
-                rejects.append({"file": file.name, "position": position, "day": day, "reason": str(error)})
-    except (OSError, ValueError) as error:  # the file as a whole: unreadable, or not the format its name says
-        rejects.append({"file": file.name, "position": 0, "day": None, "reason": f"unreadable file: {error}"})
-    return Parsed(_frame(items, ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), len(items) + len(rejects))
+                reject(position, str(error), None if stamp is None else stamp.strftime("%Y-%m-%d"))
+            except (ValueError, TypeError, UnicodeError, RecursionError) as error:  # a record no rule foresaw
+                reject(position, f"record cannot be read: {type(error).__name__}: {str(error)[:120]}")
+    except (OSError, ValueError, RecursionError) as error:  # the file as a whole: unreadable, or not its format
+        if not seen:
+            reject(0, f"unreadable file: {error}")
+            return Parsed(_frame([], ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), 1)
+        for position in sorted(set(expected or []) - seen) or [0]:
+            reject(position, f"not read: the file broke off after record {max(seen)}: {error}")
+    for position in sorted(set(expected or []) - seen - {r["position"] for r in rejects}):
+        reject(position, "not read: the reader skipped this record")
+    records = len(expected) if expected is not None else len(items) + len(rejects)
+    return Parsed(_frame(items, ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), records)
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:

@@ -41,11 +41,16 @@ def read_jsonl(data: bytes) -> Records:
             yield position, RejectedRecord("line is not valid UTF-8")
         except json.JSONDecodeError as error:
             yield position, RejectedRecord(f"malformed JSON: {error.msg} (column {error.colno})")
+        except (ValueError, RecursionError) as error:  # a 5,000-digit number, nesting 100,000 deep
+            yield position, RejectedRecord(f"JSON that cannot be read: {type(error).__name__}: {str(error)[:120]}")
 
 
 def read_csv(data: bytes) -> Records:
     """CSV with a header row: position is the record number (1 = first data row)."""
     _refuse_binary(data)
+    # Fields of any length are read, so that the record-level size limit (parse.MAX_FIELD_CHARS) quarantines
+    # an oversized field instead of csv stopping the whole file at its own 131,072-character limit.
+    csv.field_size_limit(2**31 - 1)
     # surrogateescape: a bad byte spoils its own row, not the whole file.
     text = data.decode("utf-8-sig", errors="surrogateescape")
     try:
@@ -72,6 +77,8 @@ def read_json(data: bytes) -> Records:
         raise ValueError(f"not valid UTF-8 at byte {error.start}: save the file as UTF-8") from None
     try:
         document = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read: deliver flat records") from None
     except json.JSONDecodeError as error:
         raise ValueError(
             f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}; "
@@ -106,6 +113,24 @@ def read_mbox(data: bytes) -> Records:
     from newsletter_pipeline.stages import mail
 
     return mail.read_mbox(data)
+
+
+def record_positions(suffix: str, data: bytes) -> list[int] | None:
+    """The positions a file's records have, counted without parsing them, so a record no reader reports
+    is noticed; None for formats whose records only their reader can find (feeds, e-mail)."""
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            return [n for n, line in enumerate(data.splitlines(), start=1) if line.strip()]
+        if suffix == ".csv":
+            csv.field_size_limit(2**31 - 1)
+            rows = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8-sig", errors="surrogateescape"), newline="")))
+            return list(range(1, rows))  # the header is no record
+        if suffix == ".json":
+            document = json.loads(data.decode("utf-8-sig"))
+            return list(range(1, len(document) + 1)) if isinstance(document, list) else None
+    except (ValueError, RecursionError, csv.Error):
+        return None
+    return None
 
 
 # Suffix -> reader. A suffix not listed here is not read (landing listings filter on these).
