@@ -43,12 +43,8 @@ class ApiError(Exception):
 
 
 def column_letters(n: int) -> str:
-    """1 -> A, 27 -> AA."""
-    letters = ""
-    while n:
-        n, rest = divmod(n - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
+    """1 -> A, 27 -> AA: gspread's own A1 code, not the exporter's, so a bug there cannot hide in both."""
+    return gspread.utils.rowcol_to_a1(1, n)[:-1]
 
 
 def column_number(letters: str) -> int:
