@@ -33,10 +33,10 @@ def _timed(timings: dict, key: str):
     timings[key] = round(time.perf_counter() - start, 3)
 
 
-def _read_vectors(store: ParquetStore, table: str, column: str, day: str) -> tuple[pd.DataFrame, np.ndarray]:
-    frame = store.read(table, day)
-    dimension = int(store.read_metadata(table, day).get("dimension", 0))
-    return frame, column_to_vectors(frame[column], dimension)
+def _read_vectors(store: ParquetStore, table: str, column: str, day: str) -> tuple[pd.DataFrame, np.ndarray, dict[str, str]]:
+    """A table with a vector column: the rows, the vectors as a matrix, and the file's metadata."""
+    frame, metadata = store.read(table, day), store.read_metadata(table, day)
+    return frame, column_to_vectors(frame[column], int(metadata.get("dimension", 0))), metadata
 
 
 def _partition_window() -> tuple[str, str]:
@@ -104,7 +104,7 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
         offset += len(day_items)
         table = pa.table({"item_id": pa.array(day_items["item_id"], pa.string()), "embedding": vectors_to_arrow_column(day_vectors)})
         store.store.write("item_embeddings", day, table, metadata={"model": embedder.model, "dimension": str(dimension)})
-        stored_items, stored = _read_vectors(store.store, "item_embeddings", "embedding", day)
+        stored_items, stored, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
         outcomes[day] = [quality.judge_embeddings(stored_items["item_id"], stored, day_items["item_id"], dimension)]
         per_day[day] = {"items": len(day_items), "path": store.store.path("item_embeddings", day)}
     run_metadata = {"model": embedder.model, "dimension": dimension, "device": embedder.device_used, **timings}
@@ -118,7 +118,7 @@ def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringRe
     """UMAP coordinates per item: a few dimensions for clustering and two for plots, with a fixed seed."""
     per_day = {}
     for day in context.partition_keys:
-        frame, vectors = _read_vectors(store.store, "item_embeddings", "embedding", day)
+        frame, vectors, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
         timings: dict = {}
         with _timed(timings, "umap_seconds"):
             reduction = reduce.reduce_embeddings(vectors, clustering.reduce)
@@ -153,9 +153,9 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
     per_day, outcomes = {}, {}
     for day in context.partition_keys:
         day_items = store.store.read("raw_items", day)
-        embedded, all_vectors = _read_vectors(store.store, "item_embeddings", "embedding", day)
-        reduced, all_coords = _read_vectors(store.store, "umap_coordinates", "coords", day)
-        method = store.store.read_metadata("umap_coordinates", day)["method"]
+        embedded, all_vectors, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
+        reduced, all_coords, reduced_metadata = _read_vectors(store.store, "umap_coordinates", "coords", day)
+        method = reduced_metadata["method"]
         # Join on item_id, never by position: upstream files made before the day's items changed lack the new
         # ones, which stay unassigned so that the every_item_assigned check stops the export and says so.
         items = day_items[day_items["item_id"].isin(embedded["item_id"]) & day_items["item_id"].isin(reduced["item_id"])].reset_index(drop=True)

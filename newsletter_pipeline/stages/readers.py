@@ -20,6 +20,10 @@ class RejectedRecord(ValueError):
 
 Records = Iterator[tuple[int, "dict | RejectedRecord"]]
 
+# Fields of any length are read, so that the record-level size limit (parse.MAX_FIELD_CHARS) quarantines an
+# oversized field instead of csv stopping the whole file at its own 131,072-character limit.
+csv.field_size_limit(2**31 - 1)
+
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
@@ -48,9 +52,6 @@ def read_jsonl(data: bytes) -> Records:
 def read_csv(data: bytes) -> Records:
     """CSV with a header row: position is the record number (1 = first data row)."""
     _refuse_binary(data)
-    # Fields of any length are read, so that the record-level size limit (parse.MAX_FIELD_CHARS) quarantines
-    # an oversized field instead of csv stopping the whole file at its own 131,072-character limit.
-    csv.field_size_limit(2**31 - 1)
     # surrogateescape: a bad byte spoils its own row, not the whole file.
     text = data.decode("utf-8-sig", errors="surrogateescape")
     try:
@@ -122,7 +123,6 @@ def record_positions(suffix: str, data: bytes) -> list[int] | None:
         if suffix in (".jsonl", ".ndjson"):
             return [n for n, line in enumerate(data.splitlines(), start=1) if line.strip()]
         if suffix == ".csv":
-            csv.field_size_limit(2**31 - 1)
             rows = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8-sig", errors="surrogateescape"), newline="")))
             return list(range(1, rows))  # the header is no record
         if suffix == ".json":
