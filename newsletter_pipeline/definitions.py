@@ -2,13 +2,13 @@
 
 import dagster as dg
 
-from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, umap_coordinates
+from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, stories, umap_coordinates
 from newsletter_pipeline.defs.resources import resources_from_env
 from newsletter_pipeline.defs.schedules import daily_job, daily_schedule
 from newsletter_pipeline.defs.sensors import landing_sensor
 
 defs = dg.Definitions(
-    assets=[raw_items, item_embeddings, umap_coordinates, clusters, sheet_export],
+    assets=[raw_items, item_embeddings, umap_coordinates, clusters, stories, sheet_export],
     jobs=[daily_job],
     schedules=[daily_schedule],
     sensors=[landing_sensor],

@@ -1,4 +1,4 @@
-"""Print what a run left behind: the workbook's clusters per day and where every output lives."""
+"""Print what a run left behind: the workbook's clusters per day, with their stories, and where every output lives."""
 
 import os
 import sys
@@ -16,11 +16,14 @@ def main() -> int:
     tabs = read_layout(workbook)
     header, *rows = tabs["clusters"]
     day, size, label = header.index("day"), header.index("size"), header.index("label")
+    story, days_active, trend = header.index("story_id"), header.index("days_active"), header.index("trend")
     print(f"Workbook: {workbook.resolve()}  (tabs: {', '.join(tabs)}; {len(tabs['items']) - 1} item rows)")
     for current in sorted({row[day] for row in rows}):
         print(f"\n{current}")
         for row in (r for r in rows if r[day] == current):
-            print(f"  {row[size]:>3} items  {row[label]}")
+            # Rows exported before layout v3 have no story.
+            told = f"  [story {row[story]}, {row[days_active]} day{'s' if row[days_active] != 1 else ''}, {row[trend]}]" if row[story] else ""
+            print(f"  {row[size]:>3} items  {row[label]}{told}")
     print(f"\nParquet outputs: {(data / 'outputs').resolve()}/<table>/<YYYY-MM-DD>.parquet")
     print("UI: make ui   (then open http://127.0.0.1:3000 and look at the asset graph, checks and plots)")
     return 0

@@ -6,14 +6,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, umap_coordinates
+from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, stories, umap_coordinates
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, LandingFolder, OutputStore, SheetsResource
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 SAMPLE_DAYS = ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]
 DATASETS = REPO.parent / "shared" / "datasets"
-ASSETS = [raw_items, item_embeddings, umap_coordinates, clusters, sheet_export]
+ASSETS = [raw_items, item_embeddings, umap_coordinates, clusters, stories, sheet_export]
 
 
 def needs_datasets(name: str) -> Path:
@@ -56,6 +56,11 @@ class Workspace:
 
     def materialize(self, day: str, instance: dg.DagsterInstance | None = None, **kwargs):
         return dg.materialize(ASSETS, partition_key=day, resources=self.resources(), instance=instance or dg.DagsterInstance.ephemeral(), **kwargs)
+
+    def materialize_range(self, first: str, last: str, instance: dg.DagsterInstance | None = None, **kwargs):
+        """Every day from `first` to `last` in one run, as a single-run backfill (or the CLI's --partition-range) makes it."""
+        tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+        return dg.materialize(ASSETS, tags=tags, resources=self.resources(), instance=instance or dg.DagsterInstance.ephemeral(), **kwargs)
 
 
 @pytest.fixture(scope="session")

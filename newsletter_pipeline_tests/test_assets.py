@@ -26,7 +26,7 @@ def test_a_sample_day_end_to_end(workspace):
     result = workspace.add_sample().materialize(DAY)
     assert result.success
     assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
-        "raw_items", "item_embeddings", "umap_coordinates", "clusters", "sheet_export"}
+        "raw_items", "item_embeddings", "umap_coordinates", "clusters", "stories", "sheet_export"}
     checks = checks_of(result)
     assert set(checks) == {"unique_item_id", "records_balance", "quarantine_share", "embeddings_valid", "every_item_assigned", "noise_share", "cluster_count", "largest_cluster_share", "silhouette"}
     assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items() if not c.passed}
@@ -41,6 +41,9 @@ def test_a_sample_day_end_to_end(workspace):
     assert clustered["clusters"].value >= 4 and clustered["method"].value == "hdbscan"
     assert clustered["cluster_sizes"].value.startswith("| cluster | items | sources | label |")
     assert "data:image/png;base64," in clustered["plot"].value
+    told = metadata_of(result, "stories")  # the first day: every cluster starts a story
+    assert told["stories"].value == told["new"].value == clustered["clusters"].value and told["continuing"].value == 0
+    assert told["story_table"].value.startswith("| story | cluster | label |")
 
     # Anyone can read the per-item assignment from the Parquet files.
     assignment = pd.read_parquet(workspace.outputs / "clusters" / f"{DAY}.parquet")

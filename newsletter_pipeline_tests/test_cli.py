@@ -41,12 +41,16 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
         assert len(assignment) == len(pd.read_parquet(data / "outputs" / "raw_items" / f"{day}.parquet")) > 0
     book = export.read_layout(data / "sheets" / "newsletter_clusters.xlsx")
     assert sorted({row[0] for row in book["items"][1:]}) == DAYS
+    # Stories ran day after day within the one run: the later days continue the first day's stories.
+    header, rows = book["clusters"][0], book["clusters"][1:]
+    assert all(row[header.index("story_id")] for row in rows)
+    assert any(row[header.index("day")] == DAYS[-1] and row[header.index("first_seen")] == DAYS[0] and row[header.index("days_active")] == 3 for row in rows)
     assert not (data / "outputs" / "clusters" / f"{SAMPLE_DAYS[3]}.parquet").exists()
 
     # One run, and the instance knows each day of each asset as materialized.
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs()) == 1
-        for asset in ("raw_items", "clusters", "sheet_export"):
+        for asset in ("raw_items", "clusters", "stories", "sheet_export"):
             assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(DAYS)
         # Each day has its own check results and its own figures and plot, as after a one-day run.
         check_keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, names in CHECKS.items() for name in names]

@@ -13,7 +13,8 @@ from newsletter_pipeline.defs.schedules import daily_schedule
 def test_definitions_list_assets_checks_job_and_schedule():
     repo = defs.get_repository_def()
     graph = repo.asset_graph
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"raw_items", "item_embeddings", "umap_coordinates", "clusters", "sheet_export"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        "raw_items", "item_embeddings", "umap_coordinates", "clusters", "stories", "sheet_export"}
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {(a, c) for a, checks in CHECKS.items() for c in checks}
     assert "daily_newsletter_job" in repo.job_names
     assert [s.name for s in repo.schedule_defs] == ["daily_newsletter_job_schedule"]
@@ -25,8 +26,11 @@ def test_definitions_list_assets_checks_job_and_schedule():
         assert node.backfill_policy == dg.BackfillPolicy.single_run()
     assert graph.get(dg.AssetKey("item_embeddings")).pools == {"gpu"}
     assert graph.get(dg.AssetKey("sheet_export")).pools == {"sheets"}
-    # Lineage: each asset depends on the one before it.
-    assert graph.get(dg.AssetKey("sheet_export")).parent_keys == {dg.AssetKey("clusters")}
+    # Lineage: each asset depends on the one before it; stories also on its own previous day, so backfills run in order.
+    assert graph.get(dg.AssetKey("sheet_export")).parent_keys == {dg.AssetKey("clusters"), dg.AssetKey("stories")}
+    assert graph.get(dg.AssetKey("stories")).parent_keys == {dg.AssetKey("clusters"), dg.AssetKey("stories")}
+    mapping = graph.get_partition_mapping(dg.AssetKey("stories"), dg.AssetKey("stories"))
+    assert isinstance(mapping, dg.TimeWindowPartitionMapping) and (mapping.start_offset, mapping.end_offset) == (-1, -1)
 
 
 def test_schedule_materializes_the_previous_day():

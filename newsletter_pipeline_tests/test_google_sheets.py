@@ -59,7 +59,9 @@ def day_tables(day: str, n: int, headline: str | None = None, pad: int = 0) -> d
                           "size": clusters.count(c), "n_sources": len(sources), "sources": ", ".join(sources),
                           "top_headlines": "\n".join(members["headline"]), "top_links": "\n".join(members["link"].fillna(""))})
     summaries = pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)
-    return export.sheet_tables(day, items, assignments, summaries)
+    stories = pd.DataFrame({"cluster_id": summaries["cluster_id"], "size": summaries["size"], "story_id": [f"2024-02-28#{c}" for c in summaries["cluster_id"]],
+                            "first_seen": "2024-02-28", "days_active": 2, "trend": "growing"})
+    return export.sheet_tables(day, items, assignments, summaries, stories)
 
 
 def shown(table: pd.DataFrame) -> list[list[str]]:
@@ -115,7 +117,7 @@ def service_account_key() -> dict:
             "token_uri": "https://oauth2.googleapis.com/token"}
 
 
-# --- layout v2: month tabs and the index ---------------------------------------------------------------------
+# --- layout v3: month tabs and the index ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("order", [(A, B), (B, A)], ids=["A-then-B", "B-then-A"])
 def test_days_share_their_month_tab_under_the_header(fake, order):
@@ -157,7 +159,8 @@ def test_every_tab_starts_with_its_pinned_header_row(fake):
     heads = {s.title: fake.values(KEY, s.title)[0] for s in fake.books[KEY].sheets if s.title != "Sheet1"}
     assert heads == {
         "index": ["month", "kind", "tab", "rows", "days", "first_day", "last_day", "updated_at", "layout_version"],
-        "clusters 2024-03": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links"],
+        "clusters 2024-03": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links",
+                             "story_id", "first_seen", "days_active", "trend"],
         "items 2024-03": ["day", "item_id", "source_id", "cluster_id", "cluster_label", "probability", "published_at", "source", "headline", "link"],
         "clusters 2024-04": export.TABS["clusters"],
         "items 2024-04": export.TABS["items"],
@@ -608,10 +611,31 @@ def test_a_tab_with_another_header_is_not_overwritten(fake):
     book = spreadsheet(fake)
     book.add_worksheet("items 2024-03", rows=2, cols=2).update([["day", "something else"]], "A1", value_input_option="RAW")
     fake.log.clear()
-    with pytest.raises(ValueError, match="tab 'items 2024-03': header row .* differs from the layout v2 header"):
+    with pytest.raises(ValueError, match="tab 'items 2024-03': header row .* differs from the layout v3 header"):
         export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3), now=NOW)
     assert fake.values(KEY, "items 2024-03") == [["day", "something else"]]
     assert all(e.method == "GET" for e in fake.log)
+
+
+def test_a_v2_clusters_tab_is_upgraded_in_place(fake):
+    # What layout v2 left: the clusters tab of March without story columns, and one of February.
+    v2 = export.PREVIOUS_HEADERS["clusters"][0]
+    book = spreadsheet(fake)
+    old_rows = [v2, *[row[: len(v2)] for row in export.table_rows(day_tables(A, 5)["clusters"])]]
+    for title in ("clusters 2024-03", "clusters 2024-02"):
+        book.add_worksheet(title, rows=len(old_rows), cols=len(v2)).update(old_rows, "A1", value_input_option="RAW")
+    export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 4), now=NOW)
+    # March: v3 header, A's rows keep every value under its name with blank story columns, then B's rows.
+    expected = [export.TABS["clusters"], *stored(day_tables(A, 5)["clusters"].assign(**dict.fromkeys(export.STORY_COLUMNS, ""))),
+                *stored(day_tables(B, 4)["clusters"])]
+    assert fake.values(KEY, "clusters 2024-03") == expected
+    assert (fake.sheet(KEY, "clusters 2024-03").rows, fake.sheet(KEY, "clusters 2024-03").cols) == (len(expected), len(export.TABS["clusters"]))
+    # February was not written: still v2.
+    assert fake.values(KEY, "clusters 2024-02")[0] == v2
+    # A tab whose header is neither v3's nor v2's still stops the export.
+    spreadsheet(fake).worksheet("clusters 2024-02").update([["headline"]], "D1", value_input_option="RAW")  # was: title
+    with pytest.raises(ValueError, match="tab 'clusters 2024-02': header row .* differs from the layout v3 header"):
+        export.write_google_sheet(spreadsheet(fake), FEBRUARY, day_tables(FEBRUARY, 3), now=NOW)
 
 
 def test_workbook_keeps_a_leading_equals_sign_as_text(tmp_path):

@@ -1,4 +1,4 @@
-"""The daily assets: raw items -> embeddings -> UMAP coordinates -> clusters -> sheet export.
+"""The daily assets: raw items -> embeddings -> UMAP coordinates -> clusters -> stories -> sheet export.
 
 Each asset handles every day of its run (one day, or a range in a single-run backfill) and writes one
 Parquet file per day through the OutputStore, so a range run leaves the same files as per-day runs.
@@ -19,6 +19,7 @@ from newsletter_pipeline.defs.partitions import daily_partitions
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, LandingFolder, OutputStore, SheetsResource
 from newsletter_pipeline.defs.results import report
 from newsletter_pipeline.stages import cluster, embed, export, label, parse, plot, quality, reduce
+from newsletter_pipeline.stages import stories as story_stage
 from newsletter_pipeline.storage import ParquetStore, column_to_vectors, vectors_to_arrow_column
 
 GROUP = "newsletter"
@@ -202,16 +203,85 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
     yield from report(context, "clusters", {d: {k: v for k, v in m.items() if v is not None} for d, m in per_day.items()}, outcomes)
 
 
+def _previous_state(store: ParquetStore, day: str, lookback_days: int) -> tuple[str | None, pd.DataFrame | None, dict[str, str]]:
+    """The latest story state of the look-back window before `day`: (its day, the state, its metadata), or Nones."""
+    for back in range(1, lookback_days + 1):
+        earlier = (dt.date.fromisoformat(day) - dt.timedelta(days=back)).isoformat()
+        if store.exists("story_state", earlier):
+            return earlier, store.read("story_state", earlier), store.read_metadata("story_state", earlier)
+    return None, None, {}
+
+
+def _state_table(state: pd.DataFrame, dimension: int) -> pa.Table:
+    """The story state with its centroids as a vector column, like the embeddings."""
+    types = {"story_id": pa.string(), "first_seen": pa.string(), "last_seen": pa.string(), "days_active": pa.int64(), "last_size": pa.int64(),
+             "last_cluster_id": pa.int64()}
+    centroids = np.stack(state["centroid"].to_numpy()) if len(state) else np.zeros((0, dimension), dtype=np.float32)
+    return pa.table({**{c: pa.array(state[c].tolist(), t) for c, t in types.items()}, "centroid": vectors_to_arrow_column(centroids)})
+
+
+def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> str:
+    rows = stories.merge(summaries[["cluster_id", "label"]], on="cluster_id", how="left")
+    lines = [f"| {r.story_id} | {r.cluster_id} | {r.label} | {r.first_seen} | {r.days_active} | {r.trend} | {r.size} |" for r in rows.itertuples()]
+    return "| story | cluster | label | first seen | days | trend | items |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines)
+
+
+# Depends on its own previous day: a backfill runs the days in order, and each day continues the stories of the
+# day before. A backfill launched from the UI takes two runs, since Dagster keeps a self-dependent asset apart from
+# its upstream assets (raw_items..clusters, then stories and sheet_export); the CLI's --partition-range run is one.
+@dg.asset(
+    **DAILY,
+    deps=[clusters, dg.AssetDep("stories", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
+    kinds={"python", "parquet"},
+)
+def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, store: OutputStore):
+    """Each cluster's persistent story: matched to the stories of earlier days by centroid similarity."""
+    params = clustering.stories
+    per_day = {}
+    for day in context.partition_keys:  # in order: each day reads the state the day before wrote
+        embedded, vectors, embedded_metadata = _read_vectors(store.store, "item_embeddings", "embedding", day)
+        state_day, state, state_metadata = _previous_state(store.store, day, params.lookback_days)
+        yesterday = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+        if state_day is None:
+            context.log.info(f"{day}: no story state in the {params.lookback_days} days before; every cluster starts a story")
+        elif state_metadata.get("model") != embedded_metadata.get("model"):
+            context.log.warning(f"{day}: the story state of {state_day} was made with model {state_metadata.get('model')}, today's "
+                                f"embeddings with {embedded_metadata.get('model')}; their centroids do not compare, so every cluster starts a story")
+            state = None
+        elif state_day != yesterday:
+            context.log.warning(f"{day}: no story state for {yesterday}; continuing from {state_day}'s. Materialize stories for the "
+                                f"days in between, in order, for ids that do not depend on the gap")
+        summaries = store.store.read("cluster_summaries", day)
+        today = story_stage.cluster_centroids(store.store.read("clusters", day), embedded["item_id"], vectors)
+        tracked = story_stage.track_stories(state, day, today, params)
+        store.store.write("stories", day, tracked.stories)
+        dimension = vectors.shape[1]
+        store.store.write("story_state", day, _state_table(tracked.state, dimension),
+                          metadata={"model": embedded_metadata.get("model", ""), "dimension": str(dimension)})
+        new = int((tracked.stories["trend"] == "new").sum())
+        per_day[day] = {
+            "stories": len(tracked.stories),
+            "new": new,
+            "continuing": len(tracked.stories) - new,
+            "tracked_stories": len(tracked.state),  # that may still continue
+            **({"state_from": state_day} if state_day else {}),
+            "story_table": dg.MetadataValue.md(_story_table(tracked.stories, summaries)),
+            "path": store.store.path("stories", day),
+        }
+    yield from report(context, "stories", per_day, params=dg.MetadataValue.json(params.model_dump()))
+
+
 # The `sheets` pool (limit 1 in dagster.yaml) serializes exports: a tab is rewritten whole, and two runs
 # writing different days at once would otherwise lose one run's rows.
-@dg.asset(**DAILY, deps=[clusters], kinds={"googlesheets"}, pool="sheets")
+@dg.asset(**DAILY, deps=[clusters, stories], kinds={"googlesheets"}, pool="sheets")
 def sheet_export(context: dg.AssetExecutionContext, sheets: SheetsResource, store: OutputStore):
     """The day's clusters and items in the sheet layout; a re-run replaces the day's rows."""
     sheets.validate()  # missing or malformed credentials fail here, naming the variable, before any work
     per_day = {}
     for day in context.partition_keys:
         tables = export.sheet_tables(
-            day, store.store.read("raw_items", day), store.store.read("clusters", day), store.store.read("cluster_summaries", day)
+            day, store.store.read("raw_items", day), store.store.read("clusters", day), store.store.read("cluster_summaries", day),
+            store.store.read("stories", day),
         )
         totals = sheets.write(day, tables)
         per_day[day] = {"cluster_rows": len(tables["clusters"]), "item_rows": len(tables["items"])}

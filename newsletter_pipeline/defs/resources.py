@@ -19,6 +19,7 @@ from newsletter_pipeline.stages.cluster import ClusterParams
 from newsletter_pipeline.stages.parse import LandingFile
 from newsletter_pipeline.stages.quality import QualityThresholds
 from newsletter_pipeline.stages.reduce import ReduceParams
+from newsletter_pipeline.stages.stories import StoryParams
 from newsletter_pipeline.storage import ParquetStore, aws_region, is_s3_uri, split_s3_uri
 
 
@@ -106,17 +107,18 @@ class EmbeddingResource(dg.ConfigurableResource):
 
 
 class ClusteringResource(dg.ConfigurableResource):
-    """UMAP and HDBSCAN settings and the quality thresholds that gate the export."""
+    """UMAP and HDBSCAN settings, the quality thresholds that gate the export, and how clusters join stories across days."""
 
     reduce: ReduceParams = Field(default_factory=ReduceParams)
     cluster: ClusterParams = Field(default_factory=ClusterParams)
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
+    stories: StoryParams = Field(default_factory=StoryParams)
 
 
 class SheetsResource(dg.ConfigurableResource):
     """The sheet: Google Sheets when a spreadsheet key is set (credentials required), else a local workbook.
 
-    Both write layout v2 (docs/sheets.md). Credentials come from the environment only, through dg.EnvVar,
+    Both write the layout of docs/sheets.md (export.LAYOUT_VERSION). Credentials come from the environment only, through dg.EnvVar,
     and never appear in logs, metadata or error messages.
     """
 

@@ -1,8 +1,9 @@
 """Export a day's clusters to the sheet layout: a local workbook, or Google Sheets through gspread.
 
-Layout v2 (docs/sheets.md): one `clusters YYYY-MM` and one `items YYYY-MM` tab per month, each with the header
+Layout v3 (docs/sheets.md): one `clusters YYYY-MM` and one `items YYYY-MM` tab per month, each with the header
 row of TABS, plus an `index` tab listing every month's tabs with their row counts and last update. Both sinks
-write the same tabs and rows.
+write the same tabs and rows. A month tab written by layout v2 is upgraded in place when a day of its month is
+exported (PREVIOUS_HEADERS).
 """
 
 from __future__ import annotations
@@ -28,11 +29,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The contract with sheet readers: tab names and header rows. Change them only with a new version.
-LAYOUT_VERSION = 2
-# The header row of every month tab of each kind: tab `<kind> <YYYY-MM>`.
+LAYOUT_VERSION = 3
+# The header row of every month tab of each kind: tab `<kind> <YYYY-MM>`. v3 added the story columns at the end of
+# `clusters`, so a reader that takes v2's columns by position still finds them.
+STORY_COLUMNS = ["story_id", "first_seen", "days_active", "trend"]
 TABS = {
-    "clusters": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links"],
+    "clusters": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links", *STORY_COLUMNS],
     "items": ["day", "item_id", "source_id", "cluster_id", "cluster_label", "probability", "published_at", "source", "headline", "link"],
+}
+# Header rows of earlier layouts that an export upgrades in place: each column is kept by name, new ones are blank.
+PREVIOUS_HEADERS = {
+    "clusters": [["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links"]],  # v2
 }
 INDEX_TAB = "index"
 # One row per month tab: which month and kind, its data rows, distinct days, first and last day, when it was last
@@ -78,9 +85,22 @@ def header_of(title: str) -> list[str]:
     return TABS[match["kind"]]
 
 
-def sheet_tables(day: str, items: pd.DataFrame, assignments: pd.DataFrame, summaries: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The day's rows for each tab, in the contract's column order."""
-    clusters = summaries.assign(day=day)[TABS["clusters"]]
+def sheet_tables(day: str, items: pd.DataFrame, assignments: pd.DataFrame, summaries: pd.DataFrame,
+                 stories: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """The day's rows for each tab, in the contract's column order.
+
+    `stories` (the day's `stories` table: cluster_id, size and the story columns) fills the story columns; without
+    it they are blank. Stories made from other clusters than `summaries` (stale) raise ValueError."""
+    clusters = summaries.assign(day=day)
+    if stories is None:
+        clusters = clusters.assign(**{column: None for column in STORY_COLUMNS})
+    else:
+        clusters = clusters.merge(stories[["cluster_id", "size", *STORY_COLUMNS]], on="cluster_id", how="left", suffixes=("", "_story"),
+                                  validate="one_to_one")
+        if len(stories) != len(summaries) or clusters["story_id"].isna().any() or (clusters["size"] != clusters["size_story"]).any():
+            raise ValueError(f"the stories of {day} do not match its clusters (cluster ids or sizes differ): they were made from "
+                             f"an earlier clustering; re-materialize stories for {day}")
+    clusters = clusters[TABS["clusters"]]
     labels = dict(zip(summaries["cluster_id"], summaries["label"], strict=True))
     joined = items.merge(assignments[["item_id", "cluster_id", "probability"]], on="item_id", how="left", validate="one_to_one")
     joined = joined.assign(
@@ -116,10 +136,7 @@ def replace_day(existing: list[list], header: list[str], day: str, new_rows: lis
     no two rows of the layout are equal (item_id, cluster_id, month and kind are unique per day or month), and
     a Google Sheets write that took several requests and stopped halfway can leave a copy of other days' rows."""
     existing = [row for row in existing if any(cell not in ("", None) for cell in row)]  # a new tab reads as [[]]
-    if existing and [str(h) for h in existing[0]] != header:
-        where = f"tab {tab!r}: " if tab else ""
-        raise ValueError(f"{where}header row {existing[0]} differs from the layout v{LAYOUT_VERSION} header {header}; "
-                         "move the old tab aside or migrate it before exporting")
+    existing = upgraded(existing, header, tab)
     kept, seen = [], set()
     for row in existing[1:]:
         whole = tuple(_normal(row, len(header)))
@@ -128,6 +145,21 @@ def replace_day(existing: list[list], header: list[str], day: str, new_rows: lis
             kept.append(row)
     # Stable sort on the day column only: rows within a day keep their order.
     return [header, *sorted(kept + new_rows, key=lambda row: str(row[0]))]
+
+
+def upgraded(rows: list[list], header: list[str], tab: str | None = None) -> list[list]:
+    """A tab's rows under `header`: as they are, or moved column by column from an earlier layout's header
+    (PREVIOUS_HEADERS), new columns blank. Any other header raises ValueError: the tab is not the layout's."""
+    old = [str(h) for h in rows[0]] if rows else header
+    if old == header:
+        return rows
+    if old in [previous for kind, headers in PREVIOUS_HEADERS.items() if TABS[kind] == header for previous in headers]:
+        at = {column: i for i, column in enumerate(old)}
+        # A Sheets row leaves out its trailing empty cells, so a column may lie past the row's end.
+        return [header, *([row[at[c]] if at.get(c, len(row)) < len(row) else "" for c in header] for row in rows[1:])]
+    where = f"tab {tab!r}: " if tab else ""
+    raise ValueError(f"{where}header row {rows[0]} differs from the layout v{LAYOUT_VERSION} header {header}; "
+                     "move the old tab aside or migrate it before exporting")
 
 
 def day_rows(existing: dict[str, list[list]], day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None) -> dict[str, list[list]]:
@@ -153,7 +185,9 @@ def joined(tabs: dict[str, list[list]]) -> dict[str, list[list]]:
     For readers that want every day at once (the summary, tests); tabs outside the layout are ignored."""
     out = {kind: [header] for kind, header in TABS.items()}
     for title in sorted((t for t in tabs if t != INDEX_TAB and layout_key(t)), key=layout_key):
-        out[_MONTH_TAB.fullmatch(title)["kind"]].extend(row for row in tabs[title][1:] if any(c not in ("", None) for c in row))
+        kind = _MONTH_TAB.fullmatch(title)["kind"]
+        rows = [row for row in tabs[title] if any(c not in ("", None) for c in row)]
+        out[kind].extend(upgraded(rows, TABS[kind], title)[1:])  # a month not exported since v2 has v2's header
     return out
 
 
