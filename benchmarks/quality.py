@@ -1,0 +1,199 @@
+"""Benchmark: cluster quality on labelled real news, against a BERTopic-default baseline on the same embeddings.
+
+Run: .venv/bin/python -m benchmarks.quality   (about 10 minutes on 2 cores; the first run also embeds the items)
+
+Sets (benchmarks/quality_data.py): HuffPost's full weeks of May 2018 labelled by category, and AG News cut
+into synthetic days of 500 to 2,000 items labelled by class. Both methods cluster the same embeddings,
+made by the pipeline's own embedding code. The pipeline is `stages.reduce` + `stages.cluster` with the
+defaults the assets use; the baseline is BERTopic's defaults: UMAP(n_neighbors=15, n_components=5,
+min_dist=0.0, metric=cosine) and HDBSCAN(min_cluster_size=10, metric=euclidean, eom).
+
+Printed as Markdown for benchmarks/README.md: per set and per family (mean) NMI and ARI against the labels
+(noise counted as one group), homogeneity, completeness, noise share, cluster count and median cluster size,
+each the mean over the seeds, and seed-to-seed ARI (the first seed's clusters against each other seed's); the targets with pass/fail; and the distributions of the quality-check figures on
+every single day of HuffPost's May 2018, with a random-vector control, behind the check thresholds.
+Exits non-zero when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics
+
+from benchmarks.quality_data import LabelledSet, available, load_sets
+from newsletter_pipeline.stages import cluster, quality, reduce
+
+SEEDS = (42, 7, 1234)  # 42 is the pipeline's default; the others measure seed-to-seed stability
+FAMILIES = {"huffpost-week": "HuffPost weeks (May 2018)", "agnews-day": "AG News synthetic days"}
+METRICS = ["nmi", "ari", "homogeneity", "completeness", "noise", "clusters", "median_size", "seed_ari"]
+
+
+def pipeline_labels(embeddings: np.ndarray, seed: int) -> np.ndarray:
+    """The pipeline's clustering with its defaults and the given UMAP seed."""
+    reduction = reduce.reduce_embeddings(embeddings, reduce.ReduceParams(random_state=seed), with_plot=False)
+    return cluster.cluster_items(embeddings, reduction.cluster, reduction.method).labels
+
+
+def baseline_labels(embeddings: np.ndarray, seed: int) -> np.ndarray:
+    """BERTopic's default UMAP and HDBSCAN (a fixed seed here, so the baseline is reproducible too)."""
+    import hdbscan
+    import umap
+
+    coords = umap.UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed, n_jobs=1).fit_transform(embeddings)
+    return hdbscan.HDBSCAN(min_cluster_size=10, metric="euclidean", cluster_selection_method="eom").fit(coords).labels_
+
+
+METHODS = {"pipeline": pipeline_labels, "baseline": baseline_labels}
+
+
+@dataclass
+class Result:
+    family: str
+    name: str
+    items: int
+    method: str
+    figures: dict
+
+
+def score(truth: np.ndarray, labels: np.ndarray) -> dict:
+    """Agreement with the true labels; noise (-1) is one more group, as the metrics see any label."""
+    sizes = np.bincount(labels[labels != cluster.NOISE]) if (labels != cluster.NOISE).any() else np.array([0])
+    return {
+        "nmi": metrics.normalized_mutual_info_score(truth, labels),
+        "ari": metrics.adjusted_rand_score(truth, labels),
+        "homogeneity": metrics.homogeneity_score(truth, labels),
+        "completeness": metrics.completeness_score(truth, labels),
+        "noise": float((labels == cluster.NOISE).mean()),
+        "clusters": int((sizes > 0).sum()),
+        "median_size": float(np.median(sizes[sizes > 0])) if (sizes > 0).any() else 0.0,
+    }
+
+
+def run_set(labelled: LabelledSet, seeds: tuple[int, ...]) -> tuple[list[Result], bool]:
+    """Both methods on one set, every seed; and whether the pipeline repeats itself exactly with the first seed."""
+    results, deterministic = [], True
+    for method, function in METHODS.items():
+        runs = [function(labelled.embeddings, seed) for seed in seeds]
+        # Every figure is the mean over the seeds: one seed of the baseline moves its NMI by up to 0.08.
+        per_seed = [score(labelled.labels, run) for run in runs]
+        figures = {name: float(np.mean([f[name] for f in per_seed])) for name in per_seed[0]}
+        figures["seed_ari"] = float(np.mean([metrics.adjusted_rand_score(runs[0], other) for other in runs[1:]])) if len(runs) > 1 else 1.0
+        results.append(Result(labelled.family, labelled.name, len(labelled.items), method, figures))
+        if method == "pipeline":
+            deterministic = bool(np.array_equal(runs[0], function(labelled.embeddings, seeds[0])))
+    return results, deterministic
+
+
+def family_means(results: list[Result]) -> dict[tuple[str, str], dict]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for result in results:
+        groups.setdefault((result.family, result.method), []).append(result.figures)
+    return {key: {m: float(np.mean([f[m] for f in rows])) for m in METRICS} for key, rows in groups.items()}
+
+
+def targets(means: dict, results: list[Result], deterministic: bool) -> list[tuple[str, str, bool]]:
+    """The issue's targets: (target, measured, met)."""
+    hp, hb = means[("huffpost-week", "pipeline")], means[("huffpost-week", "baseline")]
+    ap, ab = means[("agnews-day", "pipeline")], means[("agnews-day", "baseline")]
+    worst_noise = max(r.figures["noise"] for r in results if r.method == "pipeline")
+    seed_ari = min(means[(f, "pipeline")]["seed_ari"] for f in FAMILIES)
+    return [
+        ("HuffPost weeks: NMI >= baseline + 0.10", f"{hp['nmi']:.3f} vs {hb['nmi']:.3f} ({hp['nmi'] - hb['nmi']:+.3f})", hp["nmi"] - hb["nmi"] >= 0.10),
+        ("HuffPost weeks: ARI >= baseline + 0.05", f"{hp['ari']:.3f} vs {hb['ari']:.3f} ({hp['ari'] - hb['ari']:+.3f})", hp["ari"] - hb["ari"] >= 0.05),
+        ("AG News days: NMI >= baseline", f"{ap['nmi']:.3f} vs {ab['nmi']:.3f} ({ap['nmi'] - ab['nmi']:+.3f})", ap["nmi"] >= ab["nmi"]),
+        ("AG News days: ARI >= baseline", f"{ap['ari']:.3f} vs {ab['ari']:.3f} ({ap['ari'] - ab['ari']:+.3f})", ap["ari"] >= ab["ari"]),
+        ("noise share <= 15% on every set", f"worst {worst_noise:.1%}", worst_noise <= 0.15),
+        ("same input and seed: identical clusters", "identical on every set" if deterministic else "differs", deterministic),
+        ("seed-to-seed ARI >= 0.9", f"{seed_ari:.2f} (lower family mean)", seed_ari >= 0.9),
+    ]
+
+
+def _row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _figures(figures: dict) -> list[str]:
+    return [f"{figures['nmi']:.3f}", f"{figures['ari']:.3f}", f"{figures['homogeneity']:.3f}", f"{figures['completeness']:.3f}",
+            f"{figures['noise']:.1%}", f"{figures['clusters']:.1f}", f"{figures['median_size']:.1f}", f"{figures['seed_ari']:.2f}"]
+
+
+def quality_table(results: list[Result], means: dict) -> str:
+    header = ["set", "items", "method", "NMI", "ARI", "homogeneity", "completeness", "noise", "clusters", "median size", "seed ARI"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for family, title in FAMILIES.items():
+        for result in (r for r in results if r.family == family):
+            lines.append(_row([result.name, result.items, result.method, *_figures(result.figures)]))
+        for method in METHODS:
+            lines.append(_row([f"**{title}, mean**", "", f"**{method}**", *(f"**{v}**" for v in _figures(means[(family, method)]))]))
+    return "\n".join(lines)
+
+
+def check_figures(sets: list[LabelledSet]) -> dict[str, list[dict]]:
+    """The figures the cluster-quality checks judge, on every set the pipeline might meet, and on random vectors."""
+    figures: dict[str, list[dict]] = {}
+    rng = np.random.default_rng(0)
+    for labelled in sets:
+        labels = pipeline_labels(labelled.embeddings, SEEDS[0])
+        # Small days (below ReduceParams.min_items) take the agglomerative fallback, whose checks only warn.
+        family = labelled.family if len(labelled.items) >= reduce.ReduceParams().min_items else "huffpost-day, small (fallback)"
+        figures.setdefault(family, []).append(quality.cluster_figures(labelled.embeddings, labels))
+        if labelled.family == "huffpost-day" and len(labelled.items) >= reduce.ReduceParams().min_items:
+            # Control: a day of the same size whose vectors are random directions, i.e. no topics at all.
+            noise = rng.standard_normal(labelled.embeddings.shape).astype(np.float32)
+            noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+            figures.setdefault("control: random vectors", []).append(quality.cluster_figures(noise, pipeline_labels(noise, SEEDS[0])))
+    return figures
+
+
+def distribution_table(figures: dict[str, list[dict]]) -> str:
+    header = ["sets", "n", "figure", "min", "10th pct", "median", "90th pct", "max"]
+    lines = [_row(header), _row(["---"] * len(header))]
+    for family, rows in figures.items():
+        for figure in ("noise_share", "largest_share", "clusters", "silhouette"):
+            values = np.array([r[figure] for r in rows if r[figure] is not None], dtype=float)
+            if not len(values):
+                continue
+            cells = [np.min(values), np.percentile(values, 10), np.median(values), np.percentile(values, 90), np.max(values)]
+            shown = [f"{v:.0f}" if figure == "clusters" else f"{v:.3f}" for v in cells]
+            lines.append(_row([family, len(values), figure, *shown]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="UMAP seeds, the first the pipeline's (default 42,7,1234)")
+    args = parser.parse_args(argv)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    if not available():
+        print("../shared/datasets is absent: the quality benchmark needs the HuffPost and AG News files beside the repo")
+        return 2
+    import sklearn
+
+    sets = load_sets(with_days=True)
+    results, deterministic = [], True
+    for labelled in (s for s in sets if s.family in FAMILIES):
+        set_results, repeats = run_set(labelled, seeds)
+        results += set_results
+        deterministic &= repeats
+        print(f"  {labelled.family} {labelled.name}: " + ", ".join(f"{r.method} NMI {r.figures['nmi']:.3f} ARI {r.figures['ari']:.3f}" for r in set_results),
+              file=sys.stderr, flush=True)
+    means = family_means(results)
+    met = targets(means, results, deterministic)
+    print(f"## Cluster quality, {dt.date.today().isoformat()}\n")
+    print(f"Machine: {platform.machine()}, Python {platform.python_version()}, scikit-learn {sklearn.__version__}; seeds {', '.join(map(str, seeds))}.\n")
+    print(quality_table(results, means) + "\n")
+    print(_row(["target", "measured", "met"]) + "\n" + _row(["---"] * 3))
+    print("\n".join(_row([name, measured, "yes" if ok else "**no**"]) for name, measured, ok in met) + "\n")
+    print("### Quality-check figures (pipeline defaults, seed 42)\n")
+    print(distribution_table(check_figures([s for s in sets if s.family in ("huffpost-day", *FAMILIES)])))
+    return 0 if all(ok for _, _, ok in met) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
