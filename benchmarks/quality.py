@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import sys
 from dataclasses import dataclass
+from importlib.metadata import version
 
 import numpy as np
 from sklearn import metrics
@@ -30,8 +32,9 @@ from benchmarks.quality_data import LabelledSet, available, load_sets
 from newsletter_pipeline.stages import cluster, quality, reduce
 
 SEEDS = (42, 7, 1234)  # 42 is the pipeline's default; the others measure seed-to-seed stability
-FAMILIES = {"huffpost-week": "HuffPost weeks (May 2018)", "agnews-day": "AG News synthetic days"}
-METRICS = ["nmi", "ari", "homogeneity", "completeness", "noise", "clusters", "median_size", "seed_ari"]
+FAMILIES = {"huffpost-week": "HuffPost weeks (May 2018)", "agnews-day": "AG News synthetic days",
+            "huffpost-held-out": "HuffPost held out (two-month windows)", "agnews-held-out": "AG News held out (other shuffle)"}
+METRICS = ["nmi", "ari", "homogeneity", "completeness", "noise", "noise_max", "clusters", "median_size", "seed_ari"]
 
 
 def pipeline_labels(embeddings: np.ndarray, seed: int) -> np.ndarray:
@@ -83,6 +86,7 @@ def run_set(labelled: LabelledSet, seeds: tuple[int, ...]) -> tuple[list[Result]
         # Every figure is the mean over the seeds: one seed of the baseline moves its NMI by up to 0.08.
         per_seed = [score(labelled.labels, run) for run in runs]
         figures = {name: float(np.mean([f[name] for f in per_seed])) for name in per_seed[0]}
+        figures["noise_max"] = max(f["noise"] for f in per_seed)
         figures["seed_ari"] = float(np.mean([metrics.adjusted_rand_score(runs[0], other) for other in runs[1:]])) if len(runs) > 1 else 1.0
         results.append(Result(labelled.family, labelled.name, len(labelled.items), method, figures))
         if method == "pipeline":
@@ -97,20 +101,43 @@ def family_means(results: list[Result]) -> dict[tuple[str, str], dict]:
     return {key: {m: float(np.mean([f[m] for f in rows])) for m in METRICS} for key, rows in groups.items()}
 
 
+def _wins(results: list[Result], family: str, metric: str, margin: float = 0.0) -> str:
+    """On how many sets of the family the pipeline beats the baseline by the margin."""
+    by_set: dict[str, dict[str, float]] = {}
+    for r in (r for r in results if r.family == family):
+        by_set.setdefault(r.name, {})[r.method] = r.figures[metric]
+    wins = sum(f["pipeline"] - f["baseline"] >= margin for f in by_set.values())
+    return f"{wins} of {len(by_set)} sets"
+
+
+def _versus(means: dict, results: list[Result], family: str, metric: str, margin: float) -> tuple[str, bool]:
+    pipeline, baseline = means[(family, "pipeline")][metric], means[(family, "baseline")][metric]
+    measured = f"{pipeline:.3f} vs {baseline:.3f} ({pipeline - baseline:+.3f}; {_wins(results, family, metric, margin)})"
+    return measured, pipeline - baseline >= margin
+
+
 def targets(means: dict, results: list[Result], deterministic: bool) -> list[tuple[str, str, bool]]:
-    """The issue's targets: (target, measured, met)."""
-    hp, hb = means[("huffpost-week", "pipeline")], means[("huffpost-week", "baseline")]
-    ap, ab = means[("agnews-day", "pipeline")], means[("agnews-day", "baseline")]
-    worst_noise = max(r.figures["noise"] for r in results if r.method == "pipeline")
-    seed_ari = min(means[(f, "pipeline")]["seed_ari"] for f in FAMILIES)
+    """The issue's targets on the sets the defaults were tuned on: (target, measured, met)."""
+    worst_noise = max(r.figures["noise_max"] for r in results if r.method == "pipeline")
+    seed_ari = min(means[(f, "pipeline")]["seed_ari"] for f in ("huffpost-week", "agnews-day"))
     return [
-        ("HuffPost weeks: NMI >= baseline + 0.10", f"{hp['nmi']:.3f} vs {hb['nmi']:.3f} ({hp['nmi'] - hb['nmi']:+.3f})", hp["nmi"] - hb["nmi"] >= 0.10),
-        ("HuffPost weeks: ARI >= baseline + 0.05", f"{hp['ari']:.3f} vs {hb['ari']:.3f} ({hp['ari'] - hb['ari']:+.3f})", hp["ari"] - hb["ari"] >= 0.05),
-        ("AG News days: NMI >= baseline", f"{ap['nmi']:.3f} vs {ab['nmi']:.3f} ({ap['nmi'] - ab['nmi']:+.3f})", ap["nmi"] >= ab["nmi"]),
-        ("AG News days: ARI >= baseline", f"{ap['ari']:.3f} vs {ab['ari']:.3f} ({ap['ari'] - ab['ari']:+.3f})", ap["ari"] >= ab["ari"]),
-        ("noise share <= 15% on every set", f"worst {worst_noise:.1%}", worst_noise <= 0.15),
+        ("HuffPost weeks: NMI >= baseline + 0.10", *_versus(means, results, "huffpost-week", "nmi", 0.10)),
+        ("HuffPost weeks: ARI >= baseline + 0.05", *_versus(means, results, "huffpost-week", "ari", 0.05)),
+        ("AG News days: NMI >= baseline", *_versus(means, results, "agnews-day", "nmi", 0.0)),
+        ("AG News days: ARI >= baseline", *_versus(means, results, "agnews-day", "ari", 0.0)),
+        ("noise share <= 15% on every set and seed", f"worst {worst_noise:.1%}", worst_noise <= 0.15),
         ("same input and seed: identical clusters", "identical on every set" if deterministic else "differs", deterministic),
         ("seed-to-seed ARI >= 0.9", f"{seed_ari:.2f} (lower family mean)", seed_ari >= 0.9),
+    ]
+
+
+def held_out(means: dict, results: list[Result]) -> list[tuple[str, str, bool]]:
+    """The same comparisons on sets the defaults were not tuned on: an estimate free of selection."""
+    return [
+        ("HuffPost held out: NMI >= baseline + 0.10", *_versus(means, results, "huffpost-held-out", "nmi", 0.10)),
+        ("HuffPost held out: ARI >= baseline + 0.05", *_versus(means, results, "huffpost-held-out", "ari", 0.05)),
+        ("AG News held out: NMI >= baseline", *_versus(means, results, "agnews-held-out", "nmi", 0.0)),
+        ("AG News held out: ARI >= baseline", *_versus(means, results, "agnews-held-out", "ari", 0.0)),
     ]
 
 
@@ -120,11 +147,13 @@ def _row(cells: list) -> str:
 
 def _figures(figures: dict) -> list[str]:
     return [f"{figures['nmi']:.3f}", f"{figures['ari']:.3f}", f"{figures['homogeneity']:.3f}", f"{figures['completeness']:.3f}",
-            f"{figures['noise']:.1%}", f"{figures['clusters']:.1f}", f"{figures['median_size']:.1f}", f"{figures['seed_ari']:.2f}"]
+            f"{figures['noise']:.1%}", f"{figures['noise_max']:.1%}", f"{figures['clusters']:.1f}", f"{figures['median_size']:.1f}",
+            f"{figures['seed_ari']:.2f}"]
 
 
 def quality_table(results: list[Result], means: dict) -> str:
-    header = ["set", "items", "method", "NMI", "ARI", "homogeneity", "completeness", "noise", "clusters", "median size", "seed ARI"]
+    header = ["set", "items", "method", "NMI", "ARI", "homogeneity", "completeness", "noise", "noise, worst seed", "clusters", "median size",
+              "seed ARI"]
     lines = [_row(header), _row(["---"] * len(header))]
     for family, title in FAMILIES.items():
         for result in (r for r in results if r.family == family):
@@ -165,6 +194,44 @@ def distribution_table(figures: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def story_table(days: list[LabelledSet]) -> str:
+    """Stories over consecutive real days: how long chains run, how close their matches are, and how pure they stay.
+
+    HuffPost has no story labels; a chain's purity is the share of its items in its most common category, next
+    to the same figure for single-day clusters. A chain much less pure than a day's cluster has drifted."""
+    import pandas as pd
+
+    from newsletter_pipeline.stages import stories
+
+    state, chains, active, day_purity, similarities = None, {}, {}, [], []
+    for labelled in sorted(days, key=lambda s: s.name):
+        labels = pipeline_labels(labelled.embeddings, SEEDS[0])
+        assignments = pd.DataFrame({"item_id": [f"{labelled.name}/{i}" for i in range(len(labels))], "cluster_id": labels})
+        centroids = stories.cluster_centroids(assignments, assignments["item_id"], labelled.embeddings)
+        tracked = stories.track_stories(state, labelled.name, centroids, stories.StoryParams())
+        state = tracked.state
+        similarities += tracked.stories["similarity"].dropna().tolist()
+        for row in tracked.stories.itertuples():
+            categories = labelled.labels[labels == row.cluster_id].tolist()
+            chains.setdefault(row.story_id, []).extend(categories)
+            active[row.story_id] = row.days_active
+            day_purity.append(max(categories.count(c) for c in set(categories)) / len(categories))
+    long = [story for story, n in active.items() if n >= 2]
+
+    def purity(story: str) -> float:
+        items = chains[story]
+        return max(items.count(c) for c in set(items)) / len(items)
+
+    rows = [
+        ("days", len(days)), ("stories", len(chains)), ("stories on 2 days or more", len(long)),
+        ("longest story, days", max(active.values(), default=0)),
+        ("match similarity, min / median", f"{min(similarities, default=0):.2f} / {np.median(similarities) if similarities else 0:.2f}"),
+        ("category purity of a day's cluster, median", f"{np.median(day_purity):.2f}"),
+        ("category purity of a story on 2+ days, median", f"{np.median([purity(s) for s in long]) if long else 0:.2f}"),
+    ]
+    return _row(["figure", "value"]) + "\n" + _row(["---"] * 2) + "\n" + "\n".join(_row(list(r)) for r in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="UMAP seeds, the first the pipeline's (default 42,7,1234)")
@@ -173,8 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     if not available():
         print("../shared/datasets is absent: the quality benchmark needs the HuffPost and AG News files beside the repo")
         return 2
-    import sklearn
-
     sets = load_sets(with_days=True)
     results, deterministic = [], True
     for labelled in (s for s in sets if s.family in FAMILIES):
@@ -186,12 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     means = family_means(results)
     met = targets(means, results, deterministic)
     print(f"## Cluster quality, {dt.date.today().isoformat()}\n")
-    print(f"Machine: {platform.machine()}, Python {platform.python_version()}, scikit-learn {sklearn.__version__}; seeds {', '.join(map(str, seeds))}.\n")
+    print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, " + ", ".join(
+        f"{name} {version(name)}" for name in ("scikit-learn", "umap-learn", "hdbscan", "sentence-transformers")) + f"; seeds {', '.join(map(str, seeds))}.\n")
     print(quality_table(results, means) + "\n")
-    print(_row(["target", "measured", "met"]) + "\n" + _row(["---"] * 3))
+    print(_row(["target", "measured (pipeline vs baseline; sets where the pipeline meets it)", "met"]) + "\n" + _row(["---"] * 3))
     print("\n".join(_row([name, measured, "yes" if ok else "**no**"]) for name, measured, ok in met) + "\n")
+    print(_row(["held out (not tuned on)", "measured", "met"]) + "\n" + _row(["---"] * 3))
+    print("\n".join(_row([name, measured, "yes" if ok else "no"]) for name, measured, ok in held_out(means, results)) + "\n")
     print("### Quality-check figures (pipeline defaults, seed 42)\n")
-    print(distribution_table(check_figures([s for s in sets if s.family in ("huffpost-day", *FAMILIES)])))
+    print(distribution_table(check_figures([s for s in sets if s.family in ("huffpost-day", "huffpost-week", "agnews-day")])) + "\n")
+    print("### Stories across HuffPost's May 2018 days (pipeline defaults, seed 42)\n")
+    print(story_table([s for s in sets if s.family == "huffpost-day"]))
     return 0 if all(ok for _, _, ok in met) else 1
 
 

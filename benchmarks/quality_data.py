@@ -3,6 +3,8 @@
 - HuffPost: the items of each full week (Monday to Sunday) of May 2018, labelled by `category`.
 - AG News: the test split shuffled with a fixed seed and cut into synthetic days of 500 to 2,000 items,
   labelled by class.
+- Held out (the defaults were not tuned on them): HuffPost two-month windows of a similar size (June-July
+  and October-November 2018, about 4 to 6 items a day), and AG News cut with another shuffle seed.
 Texts are what the pipeline embeds (stages.embed.item_texts after stages.parse.normalize_record).
 """
 
@@ -28,6 +30,8 @@ CACHE = Path(__file__).resolve().parent / ".cache"
 # Full weeks of May 2018 (Mondays): 379, 348 and 332 items.
 HUFFPOST_WEEKS = ["2018-05-07", "2018-05-14", "2018-05-21"]
 AG_NEWS_DAY_SIZES = [500, 800, 1_200, 1_500, 2_000, 1_600]  # 7,600 items: the whole test split
+HUFFPOST_HELD_OUT = {"June-July 2018": ("2018-06", "2018-07"), "October-November 2018": ("2018-10", "2018-11")}
+AG_NEWS_HELD_OUT_SIZES, AG_NEWS_HELD_OUT_SEED = [500, 1_000, 2_000], 1
 AG_NEWS_CLASSES = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
 
 
@@ -51,14 +55,22 @@ def _frame(records: list[dict], source: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ITEM_COLUMNS)
 
 
-def _huffpost_may_2018() -> list[dict]:
+def _huffpost(months: tuple[str, ...]) -> list[dict]:
     records = [json.loads(line) for line in HUFFPOST.open(encoding="utf-8")]
-    return sorted((r for r in records if r["date"].startswith("2018-05")), key=lambda r: (r["date"], r["link"]))
+    return sorted((r for r in records if r["date"][:7] in months), key=lambda r: (r["date"], r["link"]))
+
+
+def huffpost_held_out() -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+    """The held-out HuffPost windows: the items, their categories, and the rows of each window."""
+    records = _huffpost(tuple(m for months in HUFFPOST_HELD_OUT.values() for m in months))
+    months = np.array([r["date"][:7] for r in records])
+    windows = {name: np.flatnonzero(np.isin(months, list(window))) for name, window in HUFFPOST_HELD_OUT.items()}
+    return _frame(records, "huffpost"), np.array([r["category"] for r in records]), windows
 
 
 def huffpost_sets() -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """May 2018: the items, their categories, and the rows of each full week and of each day."""
-    records = _huffpost_may_2018()
+    records = _huffpost(("2018-05",))
     dates = np.array([r["date"] for r in records])
     weeks = {}
     for monday in HUFFPOST_WEEKS:
@@ -69,7 +81,7 @@ def huffpost_sets() -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray], di
     return _frame(records, "huffpost"), np.array([r["category"] for r in records]), weeks, days
 
 
-def agnews_sets(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+def agnews_sets(seed: int = 0, sizes: list[int] = AG_NEWS_DAY_SIZES) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
     """The AG News test split, its classes, and the rows of each synthetic day (a fixed shuffle cut into sizes)."""
     with AG_NEWS.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -78,22 +90,22 @@ def agnews_sets(seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.n
                for i, r in enumerate(rows)]
     order = np.random.default_rng(seed).permutation(len(rows))
     days, start = {}, 0
-    for number, size in enumerate(AG_NEWS_DAY_SIZES, start=1):
+    for number, size in enumerate(sizes, start=1):
         days[f"day {number} ({size:,} items)"] = np.sort(order[start : start + size])
         start += size
     return _frame(records, "agnews"), np.array([AG_NEWS_CLASSES[r["label"]] for r in rows]), days
 
 
 def _cache_path(texts: list[str], model_name: str) -> Path:
-    return CACHE / f"{hashlib.sha256(chr(10).join([model_name, *texts]).encode()).hexdigest()[:16]}.npy"
+    return CACHE / f"{hashlib.sha256(chr(10).join([model_name, 'cpu', *texts]).encode()).hexdigest()[:16]}.npy"
 
 
 def cached_embeddings(texts: list[str], model_name: str = DEFAULT_MODEL) -> np.ndarray:
-    """Embeddings from the pipeline's own embedding code, cached by model and the exact texts."""
+    """Embeddings from the pipeline's own embedding code on the CPU (float32 everywhere), cached by model and the exact texts."""
     path = _cache_path(texts, model_name)
     if path.exists():
         return np.load(path)
-    vectors = embed_texts(load_model(model_name, device="auto"), texts)
+    vectors = embed_texts(load_model(model_name, device="cpu"), texts)
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path.with_suffix(".tmp.npy"), vectors)
     path.with_suffix(".tmp.npy").replace(path)
@@ -107,8 +119,12 @@ def load_sets(with_days: bool = False) -> list[LabelledSet]:
     pipeline meets every day, for the distributions behind the quality-check thresholds."""
     huffpost, categories, weeks, days = huffpost_sets()
     agnews, classes, synthetic_days = agnews_sets()
+    held_out, held_out_categories, windows = huffpost_held_out()
+    _, _, held_out_days = agnews_sets(AG_NEWS_HELD_OUT_SEED, AG_NEWS_HELD_OUT_SIZES)
     sets = []
     for family, items, labels, parts in (("huffpost-week", huffpost, categories, weeks), ("agnews-day", agnews, classes, synthetic_days),
+                                         ("huffpost-held-out", held_out, held_out_categories, windows),
+                                         ("agnews-held-out", agnews, classes, held_out_days),
                                          *([("huffpost-day", huffpost, categories, days)] if with_days else [])):
         vectors = cached_embeddings(item_texts(items))
         sets += [LabelledSet(family, name, items.iloc[rows].reset_index(drop=True), labels[rows], vectors[rows]) for name, rows in parts.items()]

@@ -28,7 +28,7 @@ def test_definitions_list_assets_checks_job_and_schedule():
     assert graph.get(dg.AssetKey("sheet_export")).pools == {"sheets"}
     # Lineage: each asset depends on the one before it; stories also on its own previous day, so backfills run in order.
     assert graph.get(dg.AssetKey("sheet_export")).parent_keys == {dg.AssetKey("clusters"), dg.AssetKey("stories")}
-    assert graph.get(dg.AssetKey("stories")).parent_keys == {dg.AssetKey("clusters"), dg.AssetKey("stories")}
+    assert graph.get(dg.AssetKey("stories")).parent_keys == {dg.AssetKey("item_embeddings"), dg.AssetKey("clusters"), dg.AssetKey("stories")}
     mapping = graph.get_partition_mapping(dg.AssetKey("stories"), dg.AssetKey("stories"))
     assert isinstance(mapping, dg.TimeWindowPartitionMapping) and (mapping.start_offset, mapping.end_offset) == (-1, -1)
 

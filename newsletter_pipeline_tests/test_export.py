@@ -61,7 +61,7 @@ def test_sheet_tables_follow_the_layout():
     items = tables["items"]
     assert items["cluster_label"].tolist() == ["storm / coast", "storm / coast", export.NOISE_LABEL]
     assert items["published_at"].iloc[0] == "2026-11-16T08:00:00+00:00"
-    assert tables["clusters"].iloc[0][export.STORY_COLUMNS].tolist() == ["2026-11-02#4", "2026-11-02", 3, "growing"]
+    assert tables["clusters"].iloc[0][export.SHEET_STORY_COLUMNS].tolist() == ["2026-11-02#4", "2026-11-02", 3, "growing"]
 
 
 def test_story_columns_are_blank_without_stories_and_stale_stories_are_refused():

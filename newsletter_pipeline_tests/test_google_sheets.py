@@ -626,7 +626,7 @@ def test_a_v2_clusters_tab_is_upgraded_in_place(fake):
         book.add_worksheet(title, rows=len(old_rows), cols=len(v2)).update(old_rows, "A1", value_input_option="RAW")
     export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 4), now=NOW)
     # March: v3 header, A's rows keep every value under its name with blank story columns, then B's rows.
-    expected = [export.TABS["clusters"], *stored(day_tables(A, 5)["clusters"].assign(**dict.fromkeys(export.STORY_COLUMNS, ""))),
+    expected = [export.TABS["clusters"], *stored(day_tables(A, 5)["clusters"].assign(**dict.fromkeys(export.SHEET_STORY_COLUMNS, ""))),
                 *stored(day_tables(B, 4)["clusters"])]
     assert fake.values(KEY, "clusters 2024-03") == expected
     assert (fake.sheet(KEY, "clusters 2024-03").rows, fake.sheet(KEY, "clusters 2024-03").cols) == (len(expected), len(export.TABS["clusters"]))

@@ -5,11 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.stages import export
-from newsletter_pipeline.stages.cluster import NOISE
+from newsletter_pipeline.stages.cluster import NOISE, ClusterParams
 from newsletter_pipeline.stages.stories import STATE_COLUMNS, STORY_COLUMNS, StoryParams, cluster_centroids, track_stories
 
-PARAMS = StoryParams()  # threshold 0.5, look-back 7 days
+PARAMS = StoryParams()  # threshold 0.6, look-back 7 days
 
 
 def unit(*values: float) -> np.ndarray:
@@ -49,11 +50,12 @@ def test_a_similar_cluster_continues_its_story_and_a_different_one_is_new():
     assert rows[2]["trend"] == "growing" and rows[2]["previous_size"] == 5 and rows[2]["previous_day"] == "2026-11-16"
     assert rows[2]["similarity"] == pytest.approx(1 / np.sqrt(1.09), abs=1e-4)
     assert rows[0]["story_id"] == "2026-11-17#0" and rows[0]["trend"] == "new" and rows[0]["first_seen"] == "2026-11-17"
-    # The state holds every story that may still continue, the continued one with today's centroid and size.
+    # The state holds every story that may still continue, the continued one with today's size and, as its
+    # centroid, the mean of its two days' centroids (an anchor that does not drift with each day's cluster).
     state = second.state.set_index("story_id")
     assert sorted(state.index) == ["2026-11-16#0", "2026-11-16#1", "2026-11-17#0"]
     assert state.loc["2026-11-16#0", ["last_seen", "days_active", "last_size", "last_cluster_id"]].tolist() == ["2026-11-17", 2, 8, 2]
-    np.testing.assert_allclose(state.loc["2026-11-16#0", "centroid"], unit(1, 0.3, 0))
+    np.testing.assert_allclose(state.loc["2026-11-16#0", "centroid"], unit(*(np.array(STORM) + unit(1, 0.3, 0))), rtol=1e-6)
     assert state.loc["2026-11-16#1", "last_seen"] == "2026-11-16"  # not seen today, kept
 
 
@@ -189,6 +191,18 @@ def test_three_days_of_the_sample(workspace, tmp_path):
     # Re-running the middle day gives the same ids, and leaves the next day's stories as they were.
     assert workspace.materialize(DAYS[1], instance=instance).success
     pd.testing.assert_frame_equal(workspace.store.read("stories", DAYS[1]), stored[DAYS[1]])
+    pd.testing.assert_frame_equal(workspace.store.read("stories", DAYS[2]), stored[DAYS[2]])
+    result = workspace.materialize(DAYS[2], instance=instance, selection=["stories"])
+    assert "have changed since" not in logs_of(instance, result)
+
+    # The middle day is clustered differently afterwards (new settings, a late item): the next day's stories
+    # notice that the state they continue from no longer matches that day's clusters, and say what to do.
+    workspace.clustering = ClusteringResource(cluster=ClusterParams(merge_similarity=None, assign_similarity=None))
+    assert workspace.materialize(DAYS[1], instance=instance, selection=["clusters"]).success
+    result = workspace.materialize(DAYS[2], instance=instance, selection=["stories"])
+    assert f"the story state of {DAYS[1]} was made from clusters that have changed since" in logs_of(instance, result)
+    workspace.clustering = ClusteringResource()
+    assert workspace.materialize(DAYS[1], instance=instance, selection=["clusters", "stories"]).success
 
     # The previous day's state is missing: the day continues from the latest state of the look-back window, and says so.
     (workspace.outputs / "story_state" / f"{DAYS[1]}.parquet").unlink()

@@ -6,6 +6,7 @@ Parquet file per day through the OutputStore, so a range run leaves the same fil
 
 import base64
 import datetime as dt
+import hashlib
 import time
 from contextlib import contextmanager
 
@@ -212,6 +213,12 @@ def _previous_state(store: ParquetStore, day: str, lookback_days: int) -> tuple[
     return None, None, {}
 
 
+def _clusters_digest(assignments: pd.DataFrame) -> str:
+    """A fingerprint of a day's clusters (item -> cluster), kept with the story state made from them."""
+    pairs = assignments[["item_id", "cluster_id"]].sort_values("item_id").to_csv(index=False)
+    return hashlib.sha256(pairs.encode()).hexdigest()[:16]
+
+
 def _state_table(state: pd.DataFrame, dimension: int) -> pa.Table:
     """The story state with its centroids as a vector column, like the embeddings."""
     types = {"story_id": pa.string(), "first_seen": pa.string(), "last_seen": pa.string(), "days_active": pa.int64(), "last_size": pa.int64(),
@@ -231,7 +238,7 @@ def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> str:
 # its upstream assets (raw_items..clusters, then stories and sheet_export); the CLI's --partition-range run is one.
 @dg.asset(
     **DAILY,
-    deps=[clusters, dg.AssetDep("stories", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
+    deps=[item_embeddings, clusters, dg.AssetDep("stories", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
     kinds={"python", "parquet"},
 )
 def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, store: OutputStore):
@@ -251,20 +258,29 @@ def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, s
         elif state_day != yesterday:
             context.log.warning(f"{day}: no story state for {yesterday}; continuing from {state_day}'s. Materialize stories for the "
                                 f"days in between, in order, for ids that do not depend on the gap")
+        stale = (state_day is not None and store.store.exists("clusters", state_day)
+                 and state_metadata.get("clusters_digest") != _clusters_digest(store.store.read("clusters", state_day)))
+        if stale:
+            # The earlier day was clustered again after its stories were made (a late item, a re-run): ids still continue
+            # from the state as it was, which may no longer match that day's sheet rows.
+            context.log.warning(f"{day}: the story state of {state_day} was made from clusters that have changed since; materialize "
+                                f"stories from {state_day} on, in order (one range run), to bring the ids up to date")
         summaries = store.store.read("cluster_summaries", day)
-        today = story_stage.cluster_centroids(store.store.read("clusters", day), embedded["item_id"], vectors)
+        assignments = store.store.read("clusters", day)
+        today = story_stage.cluster_centroids(assignments, embedded["item_id"], vectors)
         tracked = story_stage.track_stories(state, day, today, params)
         store.store.write("stories", day, tracked.stories)
         dimension = vectors.shape[1]
         store.store.write("story_state", day, _state_table(tracked.state, dimension),
-                          metadata={"model": embedded_metadata.get("model", ""), "dimension": str(dimension)})
+                          metadata={"model": embedded_metadata.get("model", ""), "dimension": str(dimension),
+                                    "clusters_digest": _clusters_digest(assignments)})
         new = int((tracked.stories["trend"] == "new").sum())
         per_day[day] = {
             "stories": len(tracked.stories),
             "new": new,
             "continuing": len(tracked.stories) - new,
             "tracked_stories": len(tracked.state),  # that may still continue
-            **({"state_from": state_day} if state_day else {}),
+            **({"state_from": state_day, "state_stale": stale} if state_day else {}),
             "story_table": dg.MetadataValue.md(_story_table(tracked.stories, summaries)),
             "path": store.store.path("stories", day),
         }

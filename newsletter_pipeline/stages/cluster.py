@@ -33,7 +33,7 @@ class ClusterParams(dg.Config):
         default=1,
         description=(
             "How conservative HDBSCAN is (default 1: the least). Higher values call more items noise; HDBSCAN's own "
-            "default (= min_cluster_size) leaves a fifth of news items unclustered. None = half of min_cluster_size."
+            "default (= min_cluster_size) leaves a fifth to a third of news items unclustered. None = half of min_cluster_size."
         ),
     )
     cluster_selection_method: str = Field(
@@ -49,6 +49,8 @@ class ClusterParams(dg.Config):
     )
     merge_similarity: float | None = Field(
         default=0.35,
+        ge=-1.0,
+        le=1.0,
         description=(
             "Second stage: HDBSCAN groups whose centroids (mean embeddings) have cosine similarity above this, by average "
             "linkage, become one cluster (default 0.35). Lower merges more: on the benchmark's HuffPost weeks 0.40 gives "
@@ -58,6 +60,8 @@ class ClusterParams(dg.Config):
     )
     assign_similarity: float | None = Field(
         default=0.3,
+        ge=-1.0,
+        le=1.0,
         description=(
             "Second stage: a noise item joins the cluster whose centroid is most similar to it when that cosine similarity "
             "is at least this (default 0.3); items further from every cluster stay noise. None turns it off."

@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 LAYOUT_VERSION = 3
 # The header row of every month tab of each kind: tab `<kind> <YYYY-MM>`. v3 added the story columns at the end of
 # `clusters`, so a reader that takes v2's columns by position still finds them.
-STORY_COLUMNS = ["story_id", "first_seen", "days_active", "trend"]
+SHEET_STORY_COLUMNS = ["story_id", "first_seen", "days_active", "trend"]
 TABS = {
-    "clusters": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links", *STORY_COLUMNS],
+    "clusters": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links", *SHEET_STORY_COLUMNS],
     "items": ["day", "item_id", "source_id", "cluster_id", "cluster_label", "probability", "published_at", "source", "headline", "link"],
 }
 # Header rows of earlier layouts that an export upgrades in place: each column is kept by name, new ones are blank.
@@ -93,9 +93,9 @@ def sheet_tables(day: str, items: pd.DataFrame, assignments: pd.DataFrame, summa
     it they are blank. Stories made from other clusters than `summaries` (stale) raise ValueError."""
     clusters = summaries.assign(day=day)
     if stories is None:
-        clusters = clusters.assign(**{column: None for column in STORY_COLUMNS})
+        clusters = clusters.assign(**{column: None for column in SHEET_STORY_COLUMNS})
     else:
-        clusters = clusters.merge(stories[["cluster_id", "size", *STORY_COLUMNS]], on="cluster_id", how="left", suffixes=("", "_story"),
+        clusters = clusters.merge(stories[["cluster_id", "size", *SHEET_STORY_COLUMNS]], on="cluster_id", how="left", suffixes=("", "_story"),
                                   validate="one_to_one")
         if len(stories) != len(summaries) or clusters["story_id"].isna().any() or (clusters["size"] != clusters["size_story"]).any():
             raise ValueError(f"the stories of {day} do not match its clusters (cluster ids or sizes differ): they were made from "

@@ -10,12 +10,12 @@ from pydantic import Field
 
 
 class ReduceParams(dg.Config):
-    """UMAP settings; the defaults are BERTopic's, which the quality benchmark confirmed for news (benchmarks/README.md)."""
+    """UMAP settings; the defaults are BERTopic's (the quality benchmark tried n_neighbors 30: benchmarks/README.md)."""
 
     n_neighbors: int = Field(
         default=15,
         description=(
-            "Neighbours per point (default 15); capped at items - 1. On the quality benchmark, 30 (items/10 up to 30) "
+            "Neighbours per point (default 15); capped at items - 1. On the quality benchmark, 30 "
             "scored the same or lower (HuffPost weeks NMI 0.363 vs 0.366, ARI 0.238 vs 0.242) and was less stable across "
             "seeds (ARI 0.60 vs 0.72)."
         ),
