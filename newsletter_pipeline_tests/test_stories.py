@@ -3,6 +3,7 @@
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from newsletter_pipeline.defs.resources import ClusteringResource
@@ -219,3 +220,12 @@ def test_three_days_of_the_sample(workspace, tmp_path):
     assert range_instance.get_materialized_partitions(dg.AssetKey("stories")) == set(DAYS)
     for day in DAYS:
         pd.testing.assert_frame_equal(workspace.store.read("stories", day), stored[day])
+
+    # A state made with another embedding model does not compare with today's centroids: every cluster starts a story.
+    state_file = workspace.outputs / "story_state" / f"{DAYS[1]}.parquet"
+    state = pq.read_table(state_file)
+    pq.write_table(state.replace_schema_metadata({**state.schema.metadata, b"model": b"another-model"}), state_file)
+    assert workspace.store.read_metadata("story_state", DAYS[1])["model"] == "another-model"
+    result = workspace.materialize(DAYS[2], instance=range_instance, selection=["stories"])
+    assert "made with model another-model" in logs_of(range_instance, result)
+    assert set(workspace.store.read("stories", DAYS[2])["trend"]) == {"new"}
