@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(abspath .dagster_home)
 # The bundled sample data covers these days.
 SAMPLE_RANGE := 2026-11-16...2026-11-20
 
-.PHONY: setup demo test ui daemon clean
+.PHONY: setup demo test ui daemon clean bench
 
 # Install once; again when pyproject.toml changes. torch goes first, pinned, so pip takes the CPU wheel
 # instead of several GB of CUDA packages.
@@ -38,5 +38,10 @@ test: setup
 ui: setup
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
+# The speed benchmark (benchmarks/README.md): also installs BERTopic, for its comparison row.
+bench: setup
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks.speed
+
 clean:
-	rm -rf data/landing data/outputs data/sheets $(DAGSTER_HOME)
+	rm -rf data/landing data/outputs data/sheets data/cache $(DAGSTER_HOME)

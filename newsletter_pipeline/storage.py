@@ -195,6 +195,18 @@ class ParquetStore:
             raise FileNotFoundError(f"{self.path(table, day)} does not exist: materialize '{table}' for {day} first")
         return pq.read_table(self._location(table, day), filesystem=fs).to_pandas()
 
+    def days(self, table: str) -> list[str]:
+        """The days (file stems) a table has, sorted; temporary files of writes in progress are left out."""
+        fs, base = self._resolved
+        infos = fs.get_file_info(pafs.FileSelector(f"{base}/{table}", allow_not_found=True))
+        return sorted(info.base_name[: -len(".parquet")] for info in infos
+                      if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") and not info.base_name.startswith("."))
+
+    def read_arrow(self, table: str, day: str, columns: list[str] | None = None) -> pa.Table:
+        """One day's table as Arrow, optionally only some columns (no pandas conversion: vectors stay compact)."""
+        fs, _ = self._resolved
+        return pq.read_table(self._location(table, day), filesystem=fs, columns=columns)
+
     def read_metadata(self, table: str, day: str) -> dict[str, str]:
         fs, _ = self._resolved
         schema = pq.read_schema(self._location(table, day), filesystem=fs)

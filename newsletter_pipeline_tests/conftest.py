@@ -8,6 +8,7 @@ import pytest
 
 from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, stories, umap_coordinates
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, LandingFolder, OutputStore, SheetsResource
+from newsletter_pipeline.storage import ParquetStore
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
@@ -72,3 +73,27 @@ def embedder() -> EmbeddingResource:
 @pytest.fixture
 def workspace(tmp_path: Path, embedder: EmbeddingResource) -> Workspace:
     return Workspace(tmp_path, embedder)
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 server on 127.0.0.1, one per test module."""
+    pytest.importorskip("moto.server", reason="moto[server] is needed for the S3 tests")
+    from newsletter_pipeline_tests.s3_server import moto_s3_server
+
+    with moto_s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    return s3.new_bucket()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> ParquetStore:
+    """The same store on local disk and on S3."""
+    if request.param == "local":
+        return ParquetStore(str(tmp_path / "outputs"))
+    s3 = request.getfixturevalue("s3")
+    return ParquetStore(f"s3://{s3.new_bucket()}/outputs", endpoint_url=s3.endpoint_url)

@@ -51,7 +51,7 @@ def test_a_sample_day_end_to_end(workspace):
     assert {"item_id", "source_id", "cluster_id", "probability"} <= set(assignment.columns)
     assert sorted(assignment["item_id"]) == sorted(items["item_id"]) and assignment["source_id"].notna().all()
     embeddings = workspace.store.read_metadata("item_embeddings", DAY)
-    assert embeddings == {"model": "all-MiniLM-L6-v2", "dimension": "384"}
+    assert embeddings == {"model": "all-MiniLM-L6-v2", "variant": "torch-fp32", "dimension": "384"}
 
     book = export.read_workbook(workspace.workbook)
     assert len(book[export.tab_name("items", DAY)]) - 1 == 36 and len(book[export.tab_name("clusters", DAY)]) - 1 == clustered["clusters"].value

@@ -22,29 +22,6 @@ DAY = SAMPLE_DAYS[0]
 TABLES = ["raw_items", "duplicates", "quarantine", "item_embeddings", "umap_coordinates", "clusters", "cluster_summaries"]
 
 
-@pytest.fixture(scope="module")
-def s3():
-    pytest.importorskip("moto.server", reason="moto[server] is needed for the S3 tests")
-    from newsletter_pipeline_tests.s3_server import moto_s3_server
-
-    with moto_s3_server() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    return s3.new_bucket()
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path) -> ParquetStore:
-    """The same store on local disk and on S3."""
-    if request.param == "local":
-        return ParquetStore(str(tmp_path / "outputs"))
-    s3 = request.getfixturevalue("s3")
-    return ParquetStore(f"s3://{s3.new_bucket()}/outputs", endpoint_url=s3.endpoint_url)
-
-
 def frame(version: int, rows: int = 5) -> pd.DataFrame:
     return pd.DataFrame({"item_id": [f"v{version}-{i}" for i in range(rows)], "score": np.arange(rows, dtype=float) * version})
 

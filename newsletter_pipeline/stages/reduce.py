@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+import warnings
 from dataclasses import dataclass
 
 import dagster as dg
@@ -56,21 +59,80 @@ class Reduction:
     cluster: np.ndarray
     plot: np.ndarray
     method: str  # "umap"; or "small-day" below ReduceParams.min_items: `cluster` is the embeddings, `plot` is PCA
+    library: str = "numpy"  # what computed the layouts: umap-learn, cuml, or numpy (the small-day PCA)
 
 
-def _umap(embeddings: np.ndarray, params: ReduceParams, n_components: int, min_dist: float) -> np.ndarray:
+# Below this many items umap-learn computes exact neighbours itself; above it, it would use NN-descent, which is
+# approximate, seeded, and spends tens of seconds compiling in every new process. Up to EXACT_KNN_MAX_ITEMS the
+# pipeline computes exact cosine neighbours with one matrix product per block instead.
+UMAP_SMALL_DATA = 4096
+EXACT_KNN_MAX_ITEMS = 50_000
+_KNN_BLOCK = 1024
+
+
+def exact_cosine_knn(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k nearest rows by cosine distance (itself first), as UMAP's (indices, distances); ties by index."""
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    unit = unit.astype(np.float32)
+    n = len(unit)
+    indices = np.empty((n, k), dtype=np.int32)
+    distances = np.empty((n, k), dtype=np.float32)
+    for start in range(0, n, _KNN_BLOCK):
+        block = unit[start : start + _KNN_BLOCK] @ unit.T  # blocks keep memory at 4 KiB x n per row block
+        rows = np.arange(len(block))
+        block[rows, start + rows] = 2.0  # itself first, whatever rounding says
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        order = np.lexsort((top, -np.take_along_axis(block, top, axis=1)), axis=1)
+        top = np.take_along_axis(top, order, axis=1)
+        indices[start : start + len(block)] = top
+        distances[start : start + len(block)] = np.clip(1.0 - np.take_along_axis(block, top, axis=1), 0.0, 2.0)
+    return indices, distances
+
+
+def _import_umap():
+    """umap-learn, with numba's on-disk cache turned on for its compiled functions (see enable_numba_cache)."""
     import umap  # numba compiles on first use: keep it off the import path
 
-    model = umap.UMAP(
-        n_neighbors=min(params.n_neighbors, len(embeddings) - 1),
-        n_components=n_components,
-        min_dist=min_dist,
-        metric=params.metric,
-        random_state=params.random_state,
-        # A fixed random_state already forces one thread; saying so silences UMAP's warning about it.
-        n_jobs=1,
-    )
-    return model.fit_transform(embeddings).astype(np.float32)
+    enable_numba_cache()
+    return umap
+
+
+@functools.cache
+def enable_numba_cache() -> int:
+    """Let numba keep umap-learn's compiled functions on disk, so only the first process ever compiles them.
+
+    umap-learn declares most of its numba functions without `cache=True`, so every new process (each run of a
+    backfill, every `dagster` command) spent about 12 seconds compiling before its first UMAP call; with the cache
+    it spends about half a second loading. This does what `cache=True` does, before anything is compiled. The
+    cache sits beside umap's source (or in NUMBA_CACHE_DIR where that is read-only) and is keyed by source file
+    and numba version, so an upgrade recompiles. Returns how many functions were switched over.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    switched = 0
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("umap") or module is None:
+            continue
+        for value in vars(module).values():
+            if isinstance(value, Dispatcher) and type(value._cache).__name__ == "NullCache" and not value.overloads:
+                value.enable_caching()
+                switched += 1
+    return switched
+
+
+def _umap(embeddings: np.ndarray, params: ReduceParams, n_components: int, min_dist: float, knn=None, gpu: bool = False) -> np.ndarray:
+    n_neighbors = min(params.n_neighbors, len(embeddings) - 1)
+    settings = {"n_neighbors": n_neighbors, "n_components": n_components, "min_dist": min_dist, "metric": params.metric, "random_state": params.random_state}
+    if gpu:
+        from cuml.manifold import UMAP
+
+        return np.asarray(UMAP(**settings, output_type="numpy").fit_transform(embeddings), dtype=np.float32)
+    umap = _import_umap()
+    # A fixed random_state already forces one thread; saying so silences UMAP's warning about it.
+    model = umap.UMAP(**settings, n_jobs=1, **({"precomputed_knn": (*knn, None)} if knn is not None else {}))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*precomputed_knn.*")  # "no transform without a search index": never used
+        return model.fit_transform(embeddings).astype(np.float32)
 
 
 def plot_layout_small(embeddings: np.ndarray) -> np.ndarray:
@@ -86,12 +148,17 @@ def plot_layout_small(embeddings: np.ndarray) -> np.ndarray:
     return (centred @ (vt[:2] * signs).T).astype(np.float32)
 
 
-def reduce_embeddings(embeddings: np.ndarray, params: ReduceParams | None = None, with_plot: bool = True) -> Reduction:
-    """UMAP to `n_components` dimensions for clustering and to 2 for plots (left empty without `with_plot`); small days skip UMAP."""
+def reduce_embeddings(embeddings: np.ndarray, params: ReduceParams | None = None, with_plot: bool = True, gpu: bool = False) -> Reduction:
+    """UMAP to `n_components` dimensions for clustering and to 2 for plots (left empty without `with_plot`); small days skip UMAP.
+
+    `gpu` runs cuML's UMAP (stages/gpu.py decides when); its layouts differ from umap-learn's, so clusters do too."""
     params = params or ReduceParams()
     n = len(embeddings)
     if n < max(params.min_items, params.n_components + 2):
         return Reduction(cluster=embeddings.astype(np.float32), plot=plot_layout_small(embeddings), method="small-day")
-    cluster = _umap(embeddings, params, params.n_components, params.min_dist)
-    plot = _umap(embeddings, params, 2, params.plot_min_dist) if with_plot else np.zeros((n, 0), dtype=np.float32)
-    return Reduction(cluster=cluster, plot=plot, method="umap")
+    knn = None
+    if not gpu and params.metric == "cosine" and UMAP_SMALL_DATA <= n <= EXACT_KNN_MAX_ITEMS:
+        knn = exact_cosine_knn(embeddings, min(params.n_neighbors, n - 1))  # once, for both layouts
+    cluster = _umap(embeddings, params, params.n_components, params.min_dist, knn, gpu)
+    plot = _umap(embeddings, params, 2, params.plot_min_dist, knn, gpu) if with_plot else np.zeros((n, 0), dtype=np.float32)
+    return Reduction(cluster=cluster, plot=plot, method="umap", library="cuml" if gpu else "umap-learn")

@@ -1,0 +1,286 @@
+"""Speed benchmark: embedding throughput, cold and warm days, peak memory, BERTopic, backfills, start-up.
+
+    .venv/bin/python -m benchmarks.speed                 # everything (about 40 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.speed --only day --sizes 500,2000
+
+Every day and backfill runs in a fresh process, as a Dagster run does, through `dg.materialize` with the
+project's assets and resources; times are medians of `--repeats` runs, and ratios are taken within one
+benchmark run. Items are HuffPost's (../shared/datasets), re-dated to one day for the day sizes.
+Results go to stdout as Markdown; benchmarks/README.md keeps the recorded table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+HUFFPOST = REPO.parent / "shared" / "datasets" / "huffpost_news_category_v3_10k.jsonl"
+DAY = "2026-01-15"
+BACKFILL_FIRST, BACKFILL_DAYS = "2018-05-01", 30
+
+
+def huffpost_records() -> list[dict]:
+    if not HUFFPOST.exists():
+        sys.exit(f"{HUFFPOST} is absent: the speed benchmark needs ../shared/datasets beside the repo")
+    return [json.loads(line) for line in HUFFPOST.open(encoding="utf-8")]
+
+
+def write_landing(folder: Path, records: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "items.jsonl", "w", encoding="utf-8") as out:
+        out.writelines(json.dumps(r) + "\n" for r in records)
+
+
+# --- the worker: one Dagster run in this process --------------------------------------------------------------
+
+def worker(args) -> None:
+    """Materialize every asset for a day or a range, in this process; print timings and peak memory as JSON."""
+    started = time.perf_counter()
+    import dagster as dg
+
+    from newsletter_pipeline.definitions import defs
+    from newsletter_pipeline.defs.resources import resources_from_env
+
+    resources = resources_from_env({"NEWSLETTER_DATA_DIR": args.data, "NEWSLETTER_EMBED_DEVICE": "cpu", "NEWSLETTER_EMBED_BACKEND": args.backend,
+                                    "NEWSLETTER_EMBED_CACHE": args.cache, "NEWSLETTER_MODEL_CACHE_DIR": str(REPO / "data" / "cache" / "models")})
+    imported = time.perf_counter()
+    run = {"partition_key": args.first} if args.first == args.last else {
+        "tags": {"dagster/asset_partition_range_start": args.first, "dagster/asset_partition_range_end": args.last}}
+    result = dg.materialize(list(defs.assets), resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=True, **run)
+    steps = {}
+    for event in result.get_asset_materialization_events():
+        metadata = event.materialization.metadata
+        for key in ("embed_seconds", "texts_encoded", "cache_hits"):
+            if key in metadata and event.asset_key.path[-1] == "item_embeddings":
+                steps[key] = metadata[key].value
+        for key in ("umap_seconds", "cluster_seconds"):
+            if key in metadata:
+                steps[key] = round(steps.get(key, 0) + metadata[key].value, 3)
+    print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "import_seconds": round(imported - started, 2),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **steps}))
+
+
+def run_worker(data: Path, first: str, last: str, backend: str = "torch", cache: str = "1") -> dict:
+    command = [sys.executable, "-m", "benchmarks.speed", "--worker", "--data", str(data), "--first", first, "--last", last,
+               "--backend", backend, "--cache", cache]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if done.returncode:
+        sys.exit(f"run failed ({first}..{last}):\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["process_seconds"] = round(time.perf_counter() - started, 2)  # with interpreter start and imports
+    return figures
+
+
+# --- sections ----------------------------------------------------------------------------------------------
+
+def throughput(records: list[dict], repeats: int) -> list[str]:
+    """The pipeline's EmbeddingResource against plain sentence-transformers encode on the same texts."""
+    from sentence_transformers import SentenceTransformer
+
+    from newsletter_pipeline.defs.resources import EmbeddingResource
+    from newsletter_pipeline.stages import embed
+    from newsletter_pipeline.stages.parse import normalize_record
+
+    texts = embed.item_texts(_frame([normalize_record(r, "huffpost", str(i)) for i, r in enumerate(records[:2000])]))
+    plain = SentenceTransformer(embed.resolve_model_path(embed.DEFAULT_MODEL), device="cpu", local_files_only=True)
+    resource_ = EmbeddingResource(device="cpu", cache=False)
+    candidates = {"plain encode": lambda: plain.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True),
+                  "pipeline (torch)": lambda: resource_.embed(texts)}
+    try:
+        openvino = EmbeddingResource(device="cpu", backend="openvino", cache=False, model_cache_dir=str(REPO / "data" / "cache" / "models"))
+        openvino.embed(texts[:8])  # exported once (cached on disk), loaded here: not timed
+        candidates["pipeline (openvino)"] = lambda: openvino.embed(texts)
+    except Exception as error:  # the backend is optional; say why it is missing
+        print(f"openvino backend not measured: {error}", file=sys.stderr)
+    candidates["plain encode"]()  # warm-up: first-call allocations
+    times = {name: [] for name in candidates}
+    vectors = {}
+    for _ in range(repeats):  # interleaved, so drift in machine load hits all alike
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            vectors[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["plain encode"])
+    lines = ["| encoder | texts | median s | texts/s | vs plain encode | cosine to plain, min |", "|---|---|---|---|---|---|"]
+    for name, values in times.items():
+        cosine = float((np.asarray(vectors[name]) * vectors["plain encode"]).sum(axis=1).min())
+        median = statistics.median(values)
+        lines.append(f"| {name} | {len(texts)} | {median:.2f} | {len(texts) / median:.0f} | {base / median:.2f} | {cosine:.4f} |")
+    return lines
+
+
+def _frame(rows):
+    import pandas as pd
+
+    from newsletter_pipeline.stages.parse import ITEM_COLUMNS
+
+    return pd.DataFrame(rows, columns=ITEM_COLUMNS)
+
+
+def days(records: list[dict], sizes: list[int], repeats: int, work: Path) -> list[str]:
+    """A whole day (every asset) cold (empty outputs, no embedding cache) and warm (the same day again)."""
+    lines = ["| items | cold s (median) | warm s (median) | cold / warm | embedding step cold / warm s | peak memory, cold | runs |",
+             "|---|---|---|---|---|---|---|"]
+    for size in sizes:
+        cold, warm = [], []
+        for attempt in range(repeats):
+            data = work / f"day-{size}-{attempt}"
+            shutil.rmtree(data, ignore_errors=True)
+            write_landing(data / "landing", [{**r, "date": DAY} for r in records[:size]])
+            cold.append(run_worker(data, DAY, DAY))
+            warm.append(run_worker(data, DAY, DAY))
+            assert warm[-1]["texts_encoded"] == 0, warm[-1]
+            shutil.rmtree(data, ignore_errors=True)
+        c, w = (statistics.median(f["process_seconds"] for f in runs) for runs in (cold, warm))
+        ce, we = (statistics.median(f["embed_seconds"] for f in runs) for runs in (cold, warm))
+        peak = max(f["peak_rss_mb"] for f in cold)
+        lines.append(f"| {size:,} | {c:.1f} | {w:.1f} | {c / w:.1f} | {ce:.1f} / {we:.2f} ({ce / max(we, 1e-3):.0f}x) | {peak:,} MB | {repeats} |")
+        print(f"day {size}: cold {[f['process_seconds'] for f in cold]} warm {[f['process_seconds'] for f in warm]}", file=sys.stderr)
+    return lines
+
+
+def bertopic(records: list[dict], sizes: list[int], repeats: int) -> list[str]:
+    """BERTopic.fit_transform with the same model on the same items (model loaded beforehand, not timed)."""
+    try:
+        from bertopic import BERTopic
+    except ImportError:
+        return ["BERTopic is not installed (pip install '.[bench]'): not measured."]
+    from sentence_transformers import SentenceTransformer
+
+    from newsletter_pipeline.stages import embed
+    from newsletter_pipeline.stages.parse import normalize_record
+
+    model = SentenceTransformer(embed.resolve_model_path(embed.DEFAULT_MODEL), device="cpu", local_files_only=True)
+    lines = ["| items | BERTopic.fit_transform s (median) | runs |", "|---|---|---|"]
+    for size in sizes:
+        docs = embed.item_texts(_frame([normalize_record(r, "huffpost", str(i)) for i, r in enumerate(records[:size])]))
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            BERTopic(embedding_model=model).fit_transform(docs)
+            times.append(time.perf_counter() - start)
+        lines.append(f"| {size:,} | {statistics.median(times):.1f} | {repeats} |")
+    return lines
+
+
+def backfill(records: list[dict], work: Path) -> list[str]:
+    """30 days as one range run against 30 one-day runs (a process each, as `dagster job backfill` launches them)."""
+    import datetime as dt
+
+    first = dt.date.fromisoformat(BACKFILL_FIRST)
+    last = (first + dt.timedelta(days=BACKFILL_DAYS - 1)).isoformat()
+    chosen = [r for r in records if BACKFILL_FIRST <= r["date"][:10] <= last]
+    single, many = work / "backfill-single", work / "backfill-many"
+    for data in (single, many):
+        shutil.rmtree(data, ignore_errors=True)
+        write_landing(data / "landing", chosen)
+    one = run_worker(single, BACKFILL_FIRST, last)
+    each = [run_worker(many, (first + dt.timedelta(days=i)).isoformat(), (first + dt.timedelta(days=i)).isoformat()) for i in range(BACKFILL_DAYS)]
+    total = sum(f["process_seconds"] for f in each)
+    return ["| how | items | runs | total s | embedding s | UMAP s |", "|---|---|---|---|---|---|",
+            f"| one range run | {len(chosen):,} | 1 | {one['process_seconds']:.1f} | {one['embed_seconds']:.1f} | {one.get('umap_seconds', 0):.1f} |",
+            f"| one run per day | {len(chosen):,} | {BACKFILL_DAYS} | {total:.1f} | {sum(f['embed_seconds'] for f in each):.1f} | "
+            f"{sum(f.get('umap_seconds', 0) for f in each):.1f} |",
+            f"| ratio | | | {total / one['process_seconds']:.1f}x | | |"]
+
+
+def startup(repeats: int, work: Path) -> list[str]:
+    """Loading the Definitions, the first UMAP call without and with numba's cache, and `dagster dev` until it answers."""
+    python = sys.executable
+    load = [_timed_process([python, "-c", "import newsletter_pipeline.definitions"]) for _ in range(repeats)]
+    umap_script = ("import time, numpy as np; from newsletter_pipeline.stages import reduce; x = np.random.default_rng(0).normal(size=(300, 384)).astype('float32');"
+                   "t = time.perf_counter(); reduce.reduce_embeddings(x); print(time.perf_counter() - t)")
+    numba_dir = work / "numba-cache"
+    shutil.rmtree(numba_dir, ignore_errors=True)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(numba_dir)}
+    first = float(_run([python, "-c", umap_script], env))
+    later = [float(_run([python, "-c", umap_script], env)) for _ in range(repeats)]
+    dev = [_dagster_dev_seconds(work) for _ in range(repeats)]
+    return ["| what | median s | runs |", "|---|---|---|",
+            f"| python -c 'import newsletter_pipeline.definitions' (whole process) | {statistics.median(load):.1f} | {repeats} |",
+            f"| first UMAP of a process (300 items, both layouts), empty numba cache | {first:.1f} | 1 |",
+            f"| the same in a new process, numba cache filled | {statistics.median(later):.1f} | {repeats} |",
+            f"| dagster dev until /server_info answers | {statistics.median(dev):.1f} | {repeats} |"]
+
+
+def _run(command: list[str], env=None) -> str:
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _timed_process(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO, capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def _dagster_dev_seconds(work: Path) -> float:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = Path(tempfile.mkdtemp(dir=work))
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    dagster = Path(sys.executable).with_name("dagster")
+    start = time.perf_counter()
+    process = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        while time.perf_counter() - start < 180:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as answer:
+                    if answer.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("dagster dev did not answer within 180 s")
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=60)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="throughput,day,bertopic,backfill,startup", help="comma-separated sections")
+    parser.add_argument("--sizes", default="500,2000,10000")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--data"), parser.add_argument("--first"), parser.add_argument("--last")
+    parser.add_argument("--backend", default="torch"), parser.add_argument("--cache", default="1")
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    sections, sizes = args.only.split(","), [int(s) for s in args.sizes.split(",")]
+    records = huffpost_records()
+    import sentence_transformers
+    import torch
+
+    print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}, "
+          f"sentence-transformers {sentence_transformers.__version__}; CUDA: {'yes' if torch.cuda.is_available() else 'no (GPU rows not run)'}\n")
+    with tempfile.TemporaryDirectory(prefix="speed-") as folder:
+        work = Path(folder)
+        for name, fn in (("throughput", lambda: throughput(records, args.repeats)), ("day", lambda: days(records, sizes, args.repeats, work)),
+                         ("bertopic", lambda: bertopic(records, sizes, args.repeats)), ("backfill", lambda: backfill(records, work)),
+                         ("startup", lambda: startup(args.repeats, work))):
+            if name in sections:
+                print(f"### {name}\n", *fn(), "", sep="\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Embedding cache: vectors keyed by the model and the exact text embedded, as Parquet beside the outputs.
+
+Layout: `<output root>/embedding_cache/<model namespace>/<day>.parquet`, one segment per day holding the key
+and vector of every text of that day. The namespace names the model and how it ran (backend and precision),
+since PyTorch, OpenVINO and float16 vectors differ in their last digits and the same configuration must give
+the same clusters. The key is a 128-bit BLAKE2b hash of the text's UTF-8 bytes: a different text, even by one
+character, is a different key.
+
+A lookup reads the run's own days first (a re-run of a day finds everything there), then, for what is still
+missing, the key column of every other segment and the vectors of the rows that match. Segments live on the
+same local disk or S3 prefix as the outputs, so deleting the folder only costs the next run its speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from newsletter_pipeline.storage import ParquetStore, vectors_to_arrow_column
+
+CACHE_TABLE = "embedding_cache"
+KEY_BYTES = 16
+
+
+def text_keys(texts: list[str]) -> list[bytes]:
+    """One key per text; surrogate escapes (from undecodable input) are kept, not dropped, so they key distinctly."""
+    return [hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=KEY_BYTES).digest() for text in texts]
+
+
+def namespace(model: str, variant: str) -> str:
+    """A folder name for a model and variant: readable, and unique through a short hash of both."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rsplit("/", 1)[-1]).strip("-.")[:60] or "model"
+    digest = hashlib.blake2b(f"{model}\0{variant}".encode(), digest_size=4).hexdigest()
+    return f"{readable}-{variant}-{digest}"
+
+
+@dataclass
+class Lookup:
+    """Which keys were found (`hit`) and their vectors (rows of misses are zero; no columns when nothing was found)."""
+
+    hit: np.ndarray
+    vectors: np.ndarray
+    segments_read: int
+
+    @property
+    def hits(self) -> int:
+        return int(self.hit.sum())
+
+
+@dataclass
+class EmbeddingCache:
+    """The cache of one model and variant. `dimension` may be left None: it is then taken from the first segment
+    read or the first vectors saved, so a run that finds everything cached never loads the model."""
+
+    store: ParquetStore
+    model: str
+    variant: str
+    dimension: int | None = None
+
+    @property
+    def table(self) -> str:
+        return f"{CACHE_TABLE}/{namespace(self.model, self.variant)}"
+
+    def _readable(self, day: str) -> bool:
+        """A segment of this model, variant and dimension (a folder copied from elsewhere could hold another)."""
+        metadata = self.store.read_metadata(self.table, day)
+        if metadata.get("model") != self.model or metadata.get("variant") != self.variant or not metadata.get("dimension", "").isdigit():
+            return False
+        if self.dimension is None:
+            self.dimension = int(metadata["dimension"])
+        return metadata["dimension"] == str(self.dimension)
+
+    def lookup(self, keys: list[bytes], days: list[str] = ()) -> Lookup:
+        """The cached vectors of `keys`, reading the segments of `days` first and the others only for what is missing."""
+        hit = np.zeros(len(keys), dtype=bool)
+        vectors = None
+        wanted: dict[bytes, list[int]] = {}
+        for position, key in enumerate(keys):
+            wanted.setdefault(key, []).append(position)
+        stored = self.store.days(self.table)
+        own = [day for day in days if day in stored]
+        ordered = own + [day for day in stored if day not in set(own)]
+        read = 0
+        for day in ordered:
+            if not wanted:
+                break
+            if not self._readable(day):
+                continue
+            segment_keys = self.store.read_arrow(self.table, day, ["key"]).column("key")
+            read += 1
+            matches = pc.is_in(segment_keys, value_set=pa.array(list(wanted), pa.binary(KEY_BYTES)))
+            rows = np.flatnonzero(matches.to_numpy(zero_copy_only=False))
+            if not len(rows):
+                continue
+            # The vector column is read only from segments that hold a wanted key.
+            embeddings = self.store.read_arrow(self.table, day, ["embedding"]).column("embedding").combine_chunks()
+            matrix = embeddings.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dimension)
+            if vectors is None:
+                vectors = np.zeros((len(keys), self.dimension), dtype=np.float32)
+            for row, key in zip(rows, segment_keys.take(pa.array(rows)).to_pylist()):
+                positions = wanted.pop(key, None)
+                if positions:
+                    vectors[positions] = matrix[row]
+                    hit[positions] = True
+        return Lookup(hit, vectors if vectors is not None else np.zeros((len(keys), 0), dtype=np.float32), read)
+
+    def save(self, day: str, texts: list[str], vectors: np.ndarray) -> bool:
+        """Make the day's segment hold exactly these texts' vectors; False when it already does (nothing written)."""
+        if self.dimension is None:
+            self.dimension = int(vectors.shape[1])
+        unique: dict[bytes, int] = {}
+        for row, key in enumerate(text_keys(texts)):
+            unique.setdefault(key, row)
+        if self.store.exists(self.table, day) and self._readable(day):
+            if set(self.store.read_arrow(self.table, day, ["key"]).column("key").to_pylist()) == set(unique):
+                return False
+        rows = list(unique.values())
+        table = pa.table({"key": pa.array(list(unique), pa.binary(KEY_BYTES)), "embedding": vectors_to_arrow_column(vectors[rows].reshape(len(rows), self.dimension))})
+        self.store.write(self.table, day, table, metadata={"model": self.model, "variant": self.variant, "dimension": str(self.dimension)})
+        return True
+
+
+def embed_with_cache(cache: EmbeddingCache | None, texts: list[str], days: list[str], encode) -> tuple[np.ndarray, dict]:
+    """Vectors for `texts` (unit-length float32), calling `encode(list_of_texts)` only for texts the cache lacks.
+
+    Each distinct missing text is encoded once, however many days or items share it; when every text is
+    cached, `encode` is not called at all (and the model need not be loaded). Returns the vectors (no columns
+    for an empty `texts` with nothing cached) and figures for the run's metadata."""
+    if cache is None:
+        vectors = encode(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+        return vectors, {"cache": "off", "texts_encoded": len(texts)}
+    keys = text_keys(texts)
+    found = cache.lookup(keys, days)
+    vectors = found.vectors
+    missing: dict[bytes, list[int]] = {}
+    for position in np.flatnonzero(~found.hit):
+        missing.setdefault(keys[position], []).append(int(position))
+    if missing:
+        fresh = encode([texts[positions[0]] for positions in missing.values()])
+        if vectors.shape[1] != fresh.shape[1]:
+            vectors = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)  # nothing was found: no vectors to keep
+        for row, positions in enumerate(missing.values()):
+            vectors[positions] = fresh[row]
+    return vectors, {"cache_hits": found.hits, "cache_misses": len(texts) - found.hits, "texts_encoded": len(missing),
+                     "cache_segments_read": found.segments_read}

@@ -1,0 +1,168 @@
+"""The embedding cache, the exact neighbours and numba cache behind UMAP, and the GPU switches (CPU-only here)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource
+from newsletter_pipeline.stages import embed, embed_cache, gpu, reduce
+from newsletter_pipeline.storage import ParquetStore
+from newsletter_pipeline_tests.conftest import REPO, SAMPLE_DAYS
+
+TEXTS = {
+    "2026-11-16": ["Storm Odile makes landfall. Thousands evacuated", "Central bank cuts rates", "Storm Odile makes landfall. Thousands evacuated"],
+    "2026-11-17": ["Central bank cuts rates", "Rover finds ice on Mars", "Café owners protest new rules"],
+}
+
+
+class Counting:
+    """The real model, counting the texts it is asked to embed."""
+
+    def __init__(self, embedder: EmbeddingResource):
+        self.embedder, self.texts = embedder, []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.texts += texts
+        return self.embedder.embed(texts)
+
+
+def run_days(embedder, store, days, model=None, variant=None):
+    """What item_embeddings does for a run: one cached embed for all its days, then one segment per day."""
+    cache = embed_cache.EmbeddingCache(store, model or embedder.model, variant or embedder.variant, embedder.dimension)
+    counting = Counting(embedder)
+    texts = [text for day in days for text in TEXTS[day]]
+    vectors, figures = embed_cache.embed_with_cache(cache, texts, days, counting)
+    offset = 0
+    for day in days:
+        cache.save(day, TEXTS[day], vectors[offset : offset + len(TEXTS[day])])
+        offset += len(TEXTS[day])
+    return vectors, figures, counting.texts
+
+
+def test_a_warm_run_embeds_nothing_and_gives_the_same_vectors(embedder, store: ParquetStore):
+    days = list(TEXTS)
+    cold, cold_figures, encoded = run_days(embedder, store, days)
+    # Four distinct texts among six: each is embedded once, whichever day it is on.
+    assert sorted(encoded) == sorted(set(TEXTS[days[0]] + TEXTS[days[1]]))
+    assert cold_figures["cache_hits"] == 0 and cold_figures["texts_encoded"] == 4
+    np.testing.assert_allclose(cold, embedder.embed(TEXTS[days[0]] + TEXTS[days[1]]), atol=1e-6)
+    assert store.days(f"embedding_cache/{embed_cache.namespace(embedder.model, embedder.variant)}") == days
+
+    warm, warm_figures, encoded = run_days(embedder, store, days)
+    assert encoded == [] and warm_figures["cache_hits"] == 6 and warm_figures["texts_encoded"] == 0
+    np.testing.assert_array_equal(warm, cold)
+    # A run that finds everything needs neither the model nor its dimension.
+    unknown = embed_cache.EmbeddingCache(store, embedder.model, embedder.variant)
+    texts = TEXTS[days[0]] + TEXTS[days[1]]
+    found, _ = embed_cache.embed_with_cache(unknown, texts, days, lambda _: pytest.fail("the model was asked"))
+    np.testing.assert_array_equal(found, cold)
+    assert unknown.dimension == 384
+    # A day whose texts are all in its own segment reads no other.
+    _, figures, _ = run_days(embedder, store, days[:1])
+    assert figures["cache_segments_read"] == 1
+
+
+def test_only_new_or_changed_texts_reach_the_model(embedder, tmp_path):
+    store = ParquetStore(str(tmp_path))
+    run_days(embedder, store, ["2026-11-16"])
+    cache = embed_cache.EmbeddingCache(store, embedder.model, embedder.variant, embedder.dimension)
+    counting = Counting(embedder)
+    # One character more is another text; a text seen on another day is found in that day's segment.
+    texts = ["Central bank cuts rates!", "Central bank cuts rates", "Storm Odile makes landfall. Thousands evacuated"]
+    vectors, figures = embed_cache.embed_with_cache(cache, texts, ["2026-11-20"], counting)
+    assert counting.texts == ["Central bank cuts rates!"]
+    assert figures["cache_hits"] == 2
+    np.testing.assert_allclose(vectors, embedder.embed(texts), atol=1e-6)
+
+
+def test_other_models_variants_and_dimensions_never_share_vectors(embedder, tmp_path):
+    store = ParquetStore(str(tmp_path))
+    run_days(embedder, store, ["2026-11-16"])
+    _, figures, encoded = run_days(embedder, store, ["2026-11-16"], variant="openvino-fp32")
+    assert figures["cache_hits"] == 0 and len(encoded) == 2
+    # A segment copied in from a model of another dimension is skipped, not misread.
+    other = embed_cache.EmbeddingCache(store, embedder.model, embedder.variant, 8)
+    assert other.lookup(embed_cache.text_keys(TEXTS["2026-11-16"]), ["2026-11-16"]).hits == 0
+    assert embed_cache.namespace("all-MiniLM-L6-v2", "torch-fp32") != embed_cache.namespace("all-MiniLM-L6-v2", "torch-fp16")
+
+
+def test_saving_an_unchanged_day_writes_nothing(embedder, tmp_path):
+    store = ParquetStore(str(tmp_path))
+    run_days(embedder, store, ["2026-11-16"])
+    cache = embed_cache.EmbeddingCache(store, embedder.model, embedder.variant, embedder.dimension)
+    day = "2026-11-16"
+    vectors = embedder.embed(TEXTS[day])
+    assert cache.save(day, TEXTS[day], vectors) is False
+    assert cache.save(day, TEXTS[day][:1], vectors[:1]) is True  # the day's items changed: its segment follows
+
+
+@pytest.mark.slow
+def test_rematerializing_a_day_skips_the_model(workspace):
+    workspace.add_sample()
+    day = SAMPLE_DAYS[0]
+
+    def embedding_metadata(result):
+        return next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "item_embeddings").materialization.metadata
+
+    first = embedding_metadata(workspace.materialize(day))
+    before = workspace.store.read("item_embeddings", day)
+    second = embedding_metadata(workspace.materialize(day))
+    assert first["cache_hits"].value == 0 and first["texts_encoded"].value > 0
+    assert second["cache_hits"].value == len(before) and second["texts_encoded"].value == 0
+    assert second["device"].value.startswith("none") and second["dimension"].value == 384
+    after = workspace.store.read("item_embeddings", day)
+    assert after["item_id"].tolist() == before["item_id"].tolist()
+    np.testing.assert_array_equal(np.stack(after["embedding"]), np.stack(before["embedding"]))
+
+
+def test_the_cache_can_be_turned_off(embedder, tmp_path):
+    off = EmbeddingResource(device="cpu", cache=False)
+    assert off.embedding_cache(ParquetStore(str(tmp_path))) is None
+    vectors, figures = off.embed_cached(ParquetStore(str(tmp_path)), ["Rover finds ice on Mars"], ["2026-11-16"])
+    assert figures == {"cache": "off", "texts_encoded": 1} and vectors.shape == (1, 384)
+    assert not any(tmp_path.iterdir())
+
+
+def test_exact_neighbours_match_a_full_sort():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(600, 32)).astype(np.float32)
+    indices, distances = reduce.exact_cosine_knn(vectors, 10)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    expected = np.argsort(-similarity, axis=1, kind="stable")[:, :10]
+    assert (indices[:, 0] == np.arange(600)).all() and np.allclose(distances[:, 0], 0)
+    np.testing.assert_array_equal(np.sort(indices[:, 1:], axis=1), np.sort(expected[:, 1:], axis=1))
+    np.testing.assert_allclose(distances, 1 - np.take_along_axis(similarity, indices, axis=1), atol=1e-5)
+    assert (np.diff(distances, axis=1) >= -1e-7).all()
+
+
+def test_umap_compiles_once_into_numba_cache(tmp_path):
+    """A new process finds umap-learn's compiled functions in numba's on-disk cache."""
+    script = ("import numpy as np\nfrom newsletter_pipeline.stages import reduce\n"
+              "reduce.reduce_embeddings(np.random.default_rng(0).normal(size=(40, 16)).astype('float32'), with_plot=False)\n"
+              "print(reduce.enable_numba_cache())")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 20  # umap-learn's own functions were switched to caching
+    cached = [p.name for p in Path(tmp_path).rglob("*.nbi")]
+    assert any(name.startswith(("layouts.", "umap_.")) for name in cached), cached
+
+
+def test_gpu_switches_fall_back_to_the_cpu_without_cuml(monkeypatch):
+    monkeypatch.setattr(gpu, "cuml_available", lambda: False)
+    assert gpu.use_cuml("cpu") is False and gpu.use_cuml("auto") is False
+    assert ClusteringResource(accelerator="auto").gpu is False
+    with pytest.raises(ValueError, match=r"install the gpu extra"):
+        gpu.use_cuml("cuml")
+    with pytest.raises(ValueError, match="auto, cpu, cuml"):
+        gpu.use_cuml("tpu")
+    assert embed.default_batch_size("cpu") == 64 and embed.default_batch_size("cuda:0") == 256
+    with pytest.raises(ValueError, match="backend must be one of"):
+        embed.load_encoder(backend="tensorflow")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        embed.load_encoder(backend="openvino", device="cuda")
