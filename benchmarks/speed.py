@@ -57,6 +57,7 @@ def worker(args) -> None:
     from newsletter_pipeline.defs.resources import resources_from_env
 
     resources = resources_from_env({"NEWSLETTER_DATA_DIR": args.data, "NEWSLETTER_EMBED_DEVICE": "cpu", "NEWSLETTER_EMBED_BACKEND": args.backend,
+                                    "NEWSLETTER_CLUSTER_ACCELERATOR": "cpu",
                                     "NEWSLETTER_EMBED_CACHE": args.cache, "NEWSLETTER_MODEL_CACHE_DIR": str(REPO / "data" / "cache" / "models")})
     imported = time.perf_counter()
     run = {"partition_key": args.first} if args.first == args.last else {
@@ -65,9 +66,12 @@ def worker(args) -> None:
     steps = {}
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
-        for key in ("embed_seconds", "texts_encoded", "cache_hits"):
-            if key in metadata and event.asset_key.path[-1] == "item_embeddings":
-                steps[key] = metadata[key].value
+        if event.asset_key.path[-1] == "item_embeddings":
+            steps.update({key: metadata[key].value for key in ("embed_seconds", "texts_encoded", "cache_hits", "device") if key in metadata})
+    # Per-day times: in the materialization of a one-day run, in each day's observation in a range run.
+    per_day = [e.materialization.metadata for e in result.get_asset_materialization_events()]
+    per_day += [e.event_specific_data.asset_observation.metadata for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    for metadata in per_day:
         for key in ("umap_seconds", "cluster_seconds"):
             if key in metadata:
                 steps[key] = round(steps.get(key, 0) + metadata[key].value, 3)
@@ -106,9 +110,13 @@ def throughput(records: list[dict], repeats: int) -> list[str]:
         openvino = EmbeddingResource(device="cpu", backend="openvino", cache=False, model_cache_dir=str(REPO / "data" / "cache" / "models"))
         openvino.embed(texts[:8])  # exported once (cached on disk), loaded here: not timed
         candidates["pipeline (openvino)"] = lambda: openvino.embed(texts)
-    except Exception as error:  # the backend is optional; say why it is missing
+        int8 = EmbeddingResource(device="cpu", backend="openvino-int8", cache=False, model_cache_dir=str(REPO / "data" / "cache" / "models"))
+        int8.embed(texts[:8])
+        candidates["pipeline (openvino int8)"] = lambda: int8.embed(texts)
+    except Exception as error:  # the backends are optional; say why one is missing
         print(f"openvino backend not measured: {error}", file=sys.stderr)
-    candidates["plain encode"]()  # warm-up: first-call allocations
+    for fn in candidates.values():
+        fn()  # warm-up: the model loads and first-call allocations happen outside the timing
     times = {name: [] for name in candidates}
     vectors = {}
     for _ in range(repeats):  # interleaved, so drift in machine load hits all alike
@@ -121,7 +129,36 @@ def throughput(records: list[dict], repeats: int) -> list[str]:
     for name, values in times.items():
         cosine = float((np.asarray(vectors[name]) * vectors["plain encode"]).sum(axis=1).min())
         median = statistics.median(values)
-        lines.append(f"| {name} | {len(texts)} | {median:.2f} | {len(texts) / median:.0f} | {base / median:.2f} | {cosine:.4f} |")
+        lines.append(f"| {name} | {len(texts)} | {median:.2f} | {len(texts) / median:.0f} | {base / median:.2f} | {cosine:.5f} |")
+    return lines
+
+
+def backends(repeats: int) -> list[str]:
+    """What another backend keeps: cosine to the PyTorch vectors, and cluster NMI on HuffPost's May weeks over the quality seeds."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from benchmarks import quality, quality_data
+    from newsletter_pipeline.stages import embed
+    from newsletter_pipeline.stages.embed_openvino import openvino_encoder
+
+    items, categories, weeks, _ = quality_data.huffpost_sets()
+    texts = embed.item_texts(items)
+    variants = {"torch": quality_data.cached_embeddings(texts)}
+    for name, int8 in (("openvino", False), ("openvino-int8", True)):
+        try:
+            encoder = openvino_encoder(embed.resolve_model_path(embed.DEFAULT_MODEL), REPO / "data" / "cache" / "models", int8=int8)
+        except ImportError as error:  # int8 needs nncf (the int8 extra)
+            print(f"{name} not measured: {error}", file=sys.stderr)
+            continue
+        variants[name] = encoder.encode(texts, embed.CPU_BATCH)
+    lines = ["| backend | cosine to PyTorch, min / mean | NMI vs categories (3 weeks x 3 seeds, mean) | difference to PyTorch |", "|---|---|---|---|"]
+    nmi = {}
+    for name, vectors in variants.items():
+        scores = [normalized_mutual_info_score(categories[rows], quality.pipeline_labels(vectors[rows], seed))
+                  for rows in weeks.values() for seed in quality.SEEDS]
+        nmi[name] = float(np.mean(scores))
+        cosine = (vectors * variants["torch"]).sum(axis=1)
+        lines.append(f"| {name} | {cosine.min():.5f} / {cosine.mean():.5f} | {nmi[name]:.3f} | {nmi[name] - nmi['torch']:+.3f} |")
     return lines
 
 
@@ -145,7 +182,7 @@ def days(records: list[dict], sizes: list[int], repeats: int, work: Path) -> lis
             write_landing(data / "landing", [{**r, "date": DAY} for r in records[:size]])
             cold.append(run_worker(data, DAY, DAY))
             warm.append(run_worker(data, DAY, DAY))
-            assert warm[-1]["texts_encoded"] == 0, warm[-1]
+            assert warm[-1]["texts_encoded"] == 0 and warm[-1]["device"].startswith("none"), warm[-1]
             shutil.rmtree(data, ignore_errors=True)
         c, w = (statistics.median(f["process_seconds"] for f in runs) for runs in (cold, warm))
         ce, we = (statistics.median(f["embed_seconds"] for f in runs) for runs in (cold, warm))
@@ -222,7 +259,7 @@ def startup(repeats: int, work: Path) -> list[str]:
             f"| python -c 'import newsletter_pipeline.definitions' (whole process) | {statistics.median(load):.1f} | {repeats} |",
             f"| first UMAP of a process (300 items, both layouts), empty numba cache | {first:.1f} | 1 |",
             f"| the same in a new process, numba cache filled | {statistics.median(later):.1f} | {repeats} |",
-            f"| dagster dev until /server_info answers | {statistics.median(dev):.1f} | {repeats} |"]
+            f"| dagster dev until its code location has loaded | {statistics.median(dev):.1f} | {repeats} |"]
 
 
 def _run(command: list[str], env=None) -> str:
@@ -247,14 +284,20 @@ def _dagster_dev_seconds(work: Path) -> float:
     process = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        # Ready means the code location has loaded (the webserver answers /server_info a little earlier).
+        query = json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus "
+                                     "locationOrLoadError { __typename } } } } }"}).encode()
         while time.perf_counter() - start < 180:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as answer:
-                    if answer.status == 200:
-                        return time.perf_counter() - start
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("dagster dev did not answer within 180 s")
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=2) as answer:
+                    entries = json.load(answer)["data"]["workspaceOrError"]["locationEntries"]
+                if entries and all(e["loadStatus"] == "LOADED" and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries):
+                    return time.perf_counter() - start
+            except (OSError, KeyError, TypeError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("dagster dev's code location did not load within 180 s")
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=60)
@@ -263,7 +306,7 @@ def _dagster_dev_seconds(work: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="throughput,day,bertopic,backfill,startup", help="comma-separated sections")
+    parser.add_argument("--only", default="throughput,backends,day,bertopic,backfill,startup", help="comma-separated sections")
     parser.add_argument("--sizes", default="500,2000,10000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -282,7 +325,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="speed-") as folder:
         work = Path(folder)
         for name, fn in (("throughput", lambda: throughput(records, args.repeats)), ("day", lambda: days(records, sizes, args.repeats, work)),
-                         ("bertopic", lambda: bertopic(records, sizes, args.repeats)), ("backfill", lambda: backfill(records, work)),
+                         ("backends", lambda: backends(args.repeats)), ("bertopic", lambda: bertopic(records, sizes, args.repeats)), ("backfill", lambda: backfill(records, work)),
                          ("startup", lambda: startup(args.repeats, work))):
             if name in sections:
                 print(f"### {name}\n", *fn(), "", sep="\n", flush=True)

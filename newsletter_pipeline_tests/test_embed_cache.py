@@ -101,15 +101,18 @@ def test_saving_an_unchanged_day_writes_nothing(embedder, tmp_path):
 
 
 @pytest.mark.slow
-def test_rematerializing_a_day_skips_the_model(workspace):
+def test_rematerializing_a_day_skips_the_model(workspace, monkeypatch):
     workspace.add_sample()
     day = SAMPLE_DAYS[0]
+    from newsletter_pipeline.defs import resources
 
     def embedding_metadata(result):
         return next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "item_embeddings").materialization.metadata
 
     first = embedding_metadata(workspace.materialize(day))
     before = workspace.store.read("item_embeddings", day)
+    # The warm run must not even load the model.
+    monkeypatch.setattr(resources, "_cached_encoder", lambda *args: pytest.fail("the model was loaded"))
     second = embedding_metadata(workspace.materialize(day))
     assert first["cache_hits"].value == 0 and first["texts_encoded"].value > 0
     assert second["cache_hits"].value == len(before) and second["texts_encoded"].value == 0
@@ -138,6 +141,37 @@ def test_exact_neighbours_match_a_full_sort():
     np.testing.assert_array_equal(np.sort(indices[:, 1:], axis=1), np.sort(expected[:, 1:], axis=1))
     np.testing.assert_allclose(distances, 1 - np.take_along_axis(similarity, indices, axis=1), atol=1e-5)
     assert (np.diff(distances, axis=1) >= -1e-7).all()
+
+
+def test_large_days_get_exact_neighbours_once_for_both_layouts(monkeypatch):
+    calls = []
+    exact = reduce.exact_cosine_knn
+    monkeypatch.setattr(reduce, "exact_cosine_knn", lambda vectors, k: calls.append(k) or exact(vectors, k))
+    vectors = np.random.default_rng(1).normal(size=(reduce.UMAP_SMALL_DATA + 10, 16)).astype(np.float32)
+    result = reduce.reduce_embeddings(vectors)
+    assert calls == [15] and result.library == "umap-learn"
+    assert result.cluster.shape == (len(vectors), 5) and result.plot.shape == (len(vectors), 2)
+    assert np.isfinite(result.cluster).all() and np.isfinite(result.plot).all()
+
+
+def test_a_model_whose_dimension_changed_under_its_name_is_refused(embedder, tmp_path):
+    store = ParquetStore(str(tmp_path))
+    run_days(embedder, store, ["2026-11-16"])
+    cache = embed_cache.EmbeddingCache(store, embedder.model, embedder.variant)
+    texts = ["Central bank cuts rates", "An unseen headline"]
+    with pytest.raises(ValueError, match="dimension 384 but the model gives 8"):
+        embed_cache.embed_with_cache(cache, texts, ["2026-11-20"], lambda batch: np.ones((len(batch), 8), dtype=np.float32) / np.sqrt(8))
+
+
+def test_broken_vectors_are_not_cached(embedder, tmp_path):
+    store = ParquetStore(str(tmp_path))
+    cache = embed_cache.EmbeddingCache(store, embedder.model, embedder.variant)
+    vectors = embedder.embed(TEXTS["2026-11-16"])
+    vectors[1] = np.nan
+    cache.save("2026-11-16", TEXTS["2026-11-16"], vectors)
+    found = cache.lookup(embed_cache.text_keys(TEXTS["2026-11-16"]), ["2026-11-16"])
+    # Rows 0 and 2 are one text, cached once; the broken row 1 is left for the next run to compute again.
+    assert found.hit.tolist() == [True, False, True]
 
 
 def test_umap_compiles_once_into_numba_cache(tmp_path):

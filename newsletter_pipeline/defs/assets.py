@@ -113,7 +113,7 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
         stored_items, stored, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
         outcomes[day] = [quality.judge_embeddings(stored_items["item_id"], stored, day_items["item_id"], dimension)]
         per_day[day] = {"items": len(day_items), "path": store.store.path("item_embeddings", day)}
-    device = embedder.device_used if cache_figures["texts_encoded"] else "none: every vector came from the cache"
+    device = embedder.device_used if cache_figures["texts_encoded"] else "none: no items" if not len(vectors) else "none: every vector came from the cache"
     run_metadata = {"model": embedder.model, "variant": embedder.variant, "dimension": dimension, "device": device, **cache_figures, **timings}
     if cache_figures["texts_encoded"]:
         run_metadata["items_per_second"] = round(cache_figures["texts_encoded"] / max(timings["embed_seconds"], 1e-9), 1)

@@ -123,7 +123,7 @@ class EmbeddingResource(dg.ConfigurableResource):
 
     def embedding_cache(self, store: ParquetStore) -> embed_cache.EmbeddingCache | None:
         """This model's cache under the output root, or None when caching is off."""
-        return embed_cache.EmbeddingCache(store, self.model, self.variant) if self.cache else None
+        return embed_cache.EmbeddingCache(store, self.model, self.variant, weights=embed.weights_id(self.model)) if self.cache else None
 
     def embed_cached(self, store: ParquetStore, texts: list[str], days: list[str]) -> tuple[np.ndarray, dict]:
         """Vectors for `texts`, from the cache under `store` where they are there; figures for the run's metadata."""

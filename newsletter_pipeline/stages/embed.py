@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -41,6 +44,29 @@ def resolve_model_path(model: str) -> str:
 
         return str(get_model_path())
     return model
+
+
+# Files of a model folder that do not change its vectors.
+_IGNORED_FILES = {"README.md", ".gitattributes"}
+
+
+@functools.cache
+def folder_digest(folder: str) -> str:
+    """A hash of a model folder's file names and contents (~0.1 s for all-MiniLM-L6-v2's 90 MB), once per process."""
+    root = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _IGNORED_FILES):
+        digest.update(f"\0{path.relative_to(root).as_posix()}\0{path.stat().st_size}\0".encode())
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def weights_id(model: str) -> str:
+    """What identifies a model's weights: the digest of its folder, or its hub name (which the hub versions)."""
+    path = Path(resolve_model_path(model))
+    return folder_digest(str(path.resolve())) if path.is_dir() else model
 
 
 def load_model(model: str = DEFAULT_MODEL, device: str = "auto", *, allow_download: bool = False, fp16_on_cuda: bool = True) -> SentenceTransformer:
@@ -99,8 +125,12 @@ class TorchEncoder:
 def variant_name(backend: str, device: str = "auto", fp16_on_cuda: bool = True) -> str:
     """Backend and precision, e.g. "torch-fp32": the vectors of two variants differ in their last digits, so the
     embedding cache keeps them apart. Worked out from the settings, without loading the model."""
+    if backend not in BACKENDS:
+        raise ValueError(f"embedding backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend != "torch":
-        return "openvino-int8" if backend == "openvino-int8" else "openvino-fp32"
+        from newsletter_pipeline.stages import embed_openvino
+
+        return f"openvino-{embed_openvino.precision(int8=backend == 'openvino-int8')}"
     # 'cpu' needs no torch import; 'auto' asks torch whether there is a GPU.
     return "torch-fp16" if fp16_on_cuda and device != "cpu" and resolve_device(device) == "cuda" else "torch-fp32"
 

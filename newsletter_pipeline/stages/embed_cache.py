@@ -32,10 +32,10 @@ def text_keys(texts: list[str]) -> list[bytes]:
     return [hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=KEY_BYTES).digest() for text in texts]
 
 
-def namespace(model: str, variant: str) -> str:
-    """A folder name for a model and variant: readable, and unique through a short hash of both."""
+def namespace(model: str, variant: str, weights: str = "") -> str:
+    """A folder name for a model, its weights (embed.weights_id) and variant: readable, and unique through a short hash of all three."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rsplit("/", 1)[-1]).strip("-.")[:60] or "model"
-    digest = hashlib.blake2b(f"{model}\0{variant}".encode(), digest_size=4).hexdigest()
+    digest = hashlib.blake2b(f"{model}\0{variant}\0{weights}".encode(), digest_size=4).hexdigest()
     return f"{readable}-{variant}-{digest}"
 
 
@@ -54,22 +54,28 @@ class Lookup:
 
 @dataclass
 class EmbeddingCache:
-    """The cache of one model and variant. `dimension` may be left None: it is then taken from the first segment
-    read or the first vectors saved, so a run that finds everything cached never loads the model."""
+    """The cache of one model, weights and variant. `dimension` may be left None: it is then taken from the first
+    segment read or the first vectors saved, so a run that finds everything cached never loads the model."""
 
     store: ParquetStore
     model: str
     variant: str
     dimension: int | None = None
+    weights: str = ""  # embed.weights_id: a model folder whose files changed is another model
 
     @property
     def table(self) -> str:
-        return f"{CACHE_TABLE}/{namespace(self.model, self.variant)}"
+        return f"{CACHE_TABLE}/{namespace(self.model, self.variant, self.weights)}"
 
-    def _readable(self, day: str) -> bool:
-        """A segment of this model, variant and dimension (a folder copied from elsewhere could hold another)."""
-        metadata = self.store.read_metadata(self.table, day)
-        if metadata.get("model") != self.model or metadata.get("variant") != self.variant or not metadata.get("dimension", "").isdigit():
+    def _metadata(self) -> dict[str, str]:
+        return {"model": self.model, "variant": self.variant, "weights": self.weights, "dimension": str(self.dimension)}
+
+    def _readable(self, table: pa.Table) -> bool:
+        """A segment of this model, weights, variant and dimension (a folder copied from elsewhere could hold another)."""
+        metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        if any(metadata.get(name) != value for name, value in self._metadata().items() if name != "dimension"):
+            return False
+        if not metadata.get("dimension", "").isdigit() or metadata["dimension"] == "0":
             return False
         if self.dimension is None:
             self.dimension = int(metadata["dimension"])
@@ -89,17 +95,17 @@ class EmbeddingCache:
         for day in ordered:
             if not wanted:
                 break
-            if not self._readable(day):
-                continue
-            segment_keys = self.store.read_arrow(self.table, day, ["key"]).column("key")
+            keys_only = self.store.read_arrow(self.table, day, ["key"])
             read += 1
-            matches = pc.is_in(segment_keys, value_set=pa.array(list(wanted), pa.binary(KEY_BYTES)))
-            rows = np.flatnonzero(matches.to_numpy(zero_copy_only=False))
-            if not len(rows):
+            if not self._readable(keys_only) or not pc.any(pc.is_in(keys_only.column("key"), value_set=pa.array(list(wanted), pa.binary(KEY_BYTES)))).as_py():
                 continue
-            # The vector column is read only from segments that hold a wanted key.
-            embeddings = self.store.read_arrow(self.table, day, ["embedding"]).column("embedding").combine_chunks()
-            matrix = embeddings.flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dimension)
+            # Keys and vectors from one read, so a segment rewritten meanwhile cannot pair a key with another's vector.
+            segment = self.store.read_arrow(self.table, day, ["key", "embedding"])
+            if not self._readable(segment):
+                continue
+            segment_keys = segment.column("key")
+            rows = np.flatnonzero(pc.is_in(segment_keys, value_set=pa.array(list(wanted), pa.binary(KEY_BYTES))).to_numpy(zero_copy_only=False))
+            matrix = segment.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dimension)
             if vectors is None:
                 vectors = np.zeros((len(keys), self.dimension), dtype=np.float32)
             for row, key in zip(rows, segment_keys.take(pa.array(rows)).to_pylist()):
@@ -110,18 +116,26 @@ class EmbeddingCache:
         return Lookup(hit, vectors if vectors is not None else np.zeros((len(keys), 0), dtype=np.float32), read)
 
     def save(self, day: str, texts: list[str], vectors: np.ndarray) -> bool:
-        """Make the day's segment hold exactly these texts' vectors; False when it already does (nothing written)."""
+        """Make the day's segment hold these texts' vectors; False when it already does (nothing written).
+
+        Only finite unit-length vectors are kept: a broken one (a float16 overflow, say) is computed again next time
+        instead of failing every later run the same way."""
         if self.dimension is None:
+            if vectors.ndim != 2 or vectors.shape[1] == 0:
+                return False  # an empty run with nothing cached: no dimension to record
             self.dimension = int(vectors.shape[1])
+        sound = np.isfinite(vectors).all(axis=1) & (np.abs(np.linalg.norm(vectors, axis=1) - 1.0) < 1e-3)
         unique: dict[bytes, int] = {}
         for row, key in enumerate(text_keys(texts)):
-            unique.setdefault(key, row)
-        if self.store.exists(self.table, day) and self._readable(day):
-            if set(self.store.read_arrow(self.table, day, ["key"]).column("key").to_pylist()) == set(unique):
+            if sound[row]:
+                unique.setdefault(key, row)
+        if self.store.exists(self.table, day):
+            existing = self.store.read_arrow(self.table, day, ["key"])
+            if self._readable(existing) and set(existing.column("key").to_pylist()) == set(unique):
                 return False
         rows = list(unique.values())
         table = pa.table({"key": pa.array(list(unique), pa.binary(KEY_BYTES)), "embedding": vectors_to_arrow_column(vectors[rows].reshape(len(rows), self.dimension))})
-        self.store.write(self.table, day, table, metadata={"model": self.model, "variant": self.variant, "dimension": str(self.dimension)})
+        self.store.write(self.table, day, table, metadata=self._metadata())
         return True
 
 
@@ -143,6 +157,9 @@ def embed_with_cache(cache: EmbeddingCache | None, texts: list[str], days: list[
     if missing:
         fresh = encode([texts[positions[0]] for positions in missing.values()])
         if vectors.shape[1] != fresh.shape[1]:
+            if found.hits:
+                raise ValueError(f"the embedding cache {cache.table} holds vectors of dimension {vectors.shape[1]} but the model gives "
+                                 f"{fresh.shape[1]}: the model changed under the same name; delete that folder")
             vectors = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)  # nothing was found: no vectors to keep
         for row, positions in enumerate(missing.values()):
             vectors[positions] = fresh[row]

@@ -71,7 +71,7 @@ _KNN_BLOCK = 1024
 
 
 def exact_cosine_knn(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k nearest rows by cosine distance (itself first), as UMAP's (indices, distances); ties by index."""
+    """Each row's k nearest rows by cosine distance (itself first), as UMAP's (indices, distances); deterministic."""
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     unit = unit.astype(np.float32)
     n = len(unit)
@@ -115,7 +115,10 @@ def enable_numba_cache() -> int:
             continue
         for value in vars(module).values():
             if isinstance(value, Dispatcher) and type(value._cache).__name__ == "NullCache" and not value.overloads:
-                value.enable_caching()
+                try:
+                    value.enable_caching()
+                except RuntimeError:  # no writable cache location (read-only install, no home): compile as before
+                    return switched
                 switched += 1
     return switched
 
@@ -129,9 +132,11 @@ def _umap(embeddings: np.ndarray, params: ReduceParams, n_components: int, min_d
         return np.asarray(UMAP(**settings, output_type="numpy").fit_transform(embeddings), dtype=np.float32)
     umap = _import_umap()
     # A fixed random_state already forces one thread; saying so silences UMAP's warning about it.
-    model = umap.UMAP(**settings, n_jobs=1, **({"precomputed_knn": (*knn, None)} if knn is not None else {}))
+    # UMAP may write into the neighbour arrays (disconnected points), and both layouts use them: each gets a copy.
+    model = umap.UMAP(**settings, n_jobs=1, **({"precomputed_knn": (knn[0].copy(), knn[1].copy(), None)} if knn is not None else {}))
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*precomputed_knn.*")  # "no transform without a search index": never used
+        # "no transform without a search index": the pipeline never calls transform.
+        warnings.filterwarnings("ignore", message=r".*precomputed_knn\[2\].*")
         return model.fit_transform(embeddings).astype(np.float32)
 
 
