@@ -186,5 +186,5 @@ def test_variants_and_models_get_their_own_folders(model_path, tmp_path):
 def test_int8_stays_close_to_pytorch(model_path, exported, torch_vectors):
     pytest.importorskip("nncf", reason="the int8 export needs nncf")
     int8 = eo.openvino_encoder(model_path, exported.parent, int8=True)
-    assert int8.model_dir != exported and int8.device == "cpu (openvino int8)"
+    assert int8.model_dir != exported and int8.device == f"cpu (openvino {eo.precision(int8=True)})"
     assert np.sum(int8.encode(TEXTS) * torch_vectors, axis=1).min() >= 0.99

@@ -50,14 +50,21 @@ def resolve_model_path(model: str) -> str:
 _IGNORED_FILES = {"README.md", ".gitattributes"}
 
 
-@functools.cache
 def folder_digest(folder: str) -> str:
-    """A hash of a model folder's file names and contents (~0.1 s for all-MiniLM-L6-v2's 90 MB), once per process."""
+    """A hash of a model folder's file names and contents (~0.1 s for all-MiniLM-L6-v2's 90 MB); read again only
+    when a file's size or modification time changed."""
     root = Path(folder)
+    files = tuple((path.relative_to(root).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
+                  for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _IGNORED_FILES))
+    return _contents_digest(folder, files)
+
+
+@functools.cache
+def _contents_digest(folder: str, files: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _IGNORED_FILES):
-        digest.update(f"\0{path.relative_to(root).as_posix()}\0{path.stat().st_size}\0".encode())
-        with path.open("rb") as handle:
+    for name, size, _ in files:
+        digest.update(f"\0{name}\0{size}\0".encode())
+        with open(Path(folder) / name, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
