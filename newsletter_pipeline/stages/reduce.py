@@ -67,7 +67,7 @@ class Reduction:
 # pipeline computes exact cosine neighbours with one matrix product per block instead.
 UMAP_SMALL_DATA = 4096
 EXACT_KNN_MAX_ITEMS = 50_000
-_KNN_BLOCK = 1024
+_KNN_BLOCK = 256  # rows per matrix product: about 30 bytes x items each, so 10,000 items take ~80 MB at a time
 
 
 def exact_cosine_knn(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +78,7 @@ def exact_cosine_knn(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     indices = np.empty((n, k), dtype=np.int32)
     distances = np.empty((n, k), dtype=np.float32)
     for start in range(0, n, _KNN_BLOCK):
-        block = unit[start : start + _KNN_BLOCK] @ unit.T  # blocks keep memory at 4 KiB x n per row block
+        block = unit[start : start + _KNN_BLOCK] @ unit.T
         rows = np.arange(len(block))
         block[rows, start + rows] = 2.0  # itself first, whatever rounding says
         top = np.argpartition(-block, k - 1, axis=1)[:, :k]
