@@ -92,8 +92,9 @@ class EmbeddingResource(dg.ConfigurableResource):
     device: str = Field(default="auto", description="auto (CUDA when available, else CPU), cpu or cuda.")
     backend: str = Field(
         default="torch",
-        description="torch (default: CPU or CUDA), openvino (CPU, about 2 to 3 times PyTorch's speed, same vectors to 3 decimals) or "
-        "openvino-int8. OpenVINO models are exported once from the weights into model_cache_dir.",
+        description="torch (default: CPU or CUDA), openvino (CPU only; 3.0 times PyTorch's speed on the speed benchmark, cosine to "
+        "PyTorch's vectors 0.9999 and up) or openvino-int8 (the int8 extra; faster still, cosine 0.99 and up). OpenVINO models are "
+        "exported once from the weights into model_cache_dir. benchmarks/README.md has the figures.",
     )
     model_cache_dir: str = Field(default="data/cache/models", description="Where exported OpenVINO models are kept (exported on first use, then reused).")
     batch_size: int | None = Field(default=None, description="Texts per forward pass (default: 64 on a CPU, 256 on a GPU).")
