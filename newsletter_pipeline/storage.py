@@ -15,6 +15,10 @@ part of one.
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
 import logging
 import os
 import uuid
@@ -207,10 +211,38 @@ class ParquetStore:
         fs, _ = self._resolved
         return pq.read_table(self._location(table, day), filesystem=fs, columns=columns)
 
+    def made_from(self, table: str, day: str, inputs: str) -> bool:
+        """Whether the day's stored `table` was made from `inputs` (a fingerprint written as its `inputs` metadata)."""
+        return self.exists(table, day) and self.read_metadata(table, day).get("inputs") == inputs
+
     def read_metadata(self, table: str, day: str) -> dict[str, str]:
         fs, _ = self._resolved
         schema = pq.read_schema(self._location(table, day), filesystem=fs)
         return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}
+
+
+def fingerprint(*parts) -> str:
+    """A short hash of what a stage's result is made from (arrays, frames, settings, text), kept in the result's
+    metadata so that a re-run with the same inputs can reuse the stored result instead of computing it again."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(f"array{part.shape}{part.dtype}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        elif isinstance(part, (pd.DataFrame, pd.Series)):
+            digest.update(f"frame{list(getattr(part, 'columns', [part.name]))}".encode())
+            digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_fingerprint(modules: tuple[str, ...], distributions: tuple[str, ...]) -> str:
+    """The source of `modules` and the versions of `distributions`: a stored result made by other code is not reused."""
+    sources = [Path(importlib.util.find_spec(name).origin).read_bytes() for name in modules]
+    return fingerprint(*[s.decode("utf-8", "replace") for s in sources], *[importlib.metadata.version(d) for d in distributions])
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource
 from newsletter_pipeline.stages import embed, embed_cache, gpu, reduce
-from newsletter_pipeline.storage import ParquetStore
+from newsletter_pipeline.storage import ParquetStore, code_fingerprint, fingerprint
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE_DAYS
 
 TEXTS = {
@@ -100,20 +101,37 @@ def test_saving_an_unchanged_day_writes_nothing(embedder, tmp_path):
     assert cache.save(day, TEXTS[day][:1], vectors[:1]) is True  # the day's items changed: its segment follows
 
 
+def _metadata(result, asset: str):
+    return next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset).materialization.metadata
+
+
 @pytest.mark.slow
-def test_rematerializing_a_day_skips_the_model(workspace, monkeypatch):
+def test_rematerializing_a_day_skips_the_model_and_umap(workspace, monkeypatch):
     workspace.add_sample()
     day = SAMPLE_DAYS[0]
     from newsletter_pipeline.defs import resources
 
-    def embedding_metadata(result):
-        return next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == "item_embeddings").materialization.metadata
-
-    first = embedding_metadata(workspace.materialize(day))
+    first_run = workspace.materialize(day)
+    first = _metadata(first_run, "item_embeddings")
     before = workspace.store.read("item_embeddings", day)
-    # The warm run must not even load the model.
+    coords_before = workspace.store.read("umap_coordinates", day)
+    clusters_before = workspace.store.read("clusters", day)
+    assert _metadata(first_run, "umap_coordinates")["reused"].value is False
+    # The warm run must not even load the model, nor run UMAP on the unchanged vectors.
     monkeypatch.setattr(resources, "_cached_encoder", lambda *args: pytest.fail("the model was loaded"))
-    second = embedding_metadata(workspace.materialize(day))
+    real_reduce = reduce.reduce_embeddings
+    monkeypatch.setattr(reduce, "reduce_embeddings", lambda *args, **kwargs: pytest.fail("UMAP ran again"))
+    second_run = workspace.materialize(day)
+    second = _metadata(second_run, "item_embeddings")
+    assert _metadata(second_run, "umap_coordinates")["reused"].value is True
+    assert workspace.store.read("umap_coordinates", day).equals(coords_before)
+    assert workspace.store.read("clusters", day)[["item_id", "cluster_id"]].equals(clusters_before[["item_id", "cluster_id"]])
+    # Other UMAP settings are another result: computed again, not reused.
+    monkeypatch.setattr(reduce, "reduce_embeddings", real_reduce)
+    workspace.clustering = ClusteringResource(reduce=reduce.ReduceParams(random_state=7))
+    third_run = workspace.materialize(day)
+    assert _metadata(third_run, "umap_coordinates")["reused"].value is False
+    assert not workspace.store.read("umap_coordinates", day)["x"].equals(coords_before["x"])
     assert first["cache_hits"].value == 0 and first["texts_encoded"].value > 0
     assert second["cache_hits"].value == len(before) and second["texts_encoded"].value == 0
     assert second["device"].value.startswith("none") and second["dimension"].value == 384
@@ -122,10 +140,23 @@ def test_rematerializing_a_day_skips_the_model(workspace, monkeypatch):
     np.testing.assert_array_equal(np.stack(after["embedding"]), np.stack(before["embedding"]))
 
 
+def test_fingerprints_follow_every_input():
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ids = pd.Series(["a", "b", "c"], name="item_id")
+    base = fingerprint(ids, vectors, {"n_neighbors": 15}, False)
+    assert fingerprint(ids.copy(), vectors.copy(), {"n_neighbors": 15}, False) == base
+    changed = vectors.copy()
+    changed[1, 2] += 1e-6
+    assert len({base, fingerprint(ids, changed, {"n_neighbors": 15}, False), fingerprint(ids, vectors, {"n_neighbors": 30}, False),
+                fingerprint(ids, vectors, {"n_neighbors": 15}, True), fingerprint(ids[::-1].reset_index(drop=True), vectors, {"n_neighbors": 15}, False),
+                fingerprint(ids, vectors.reshape(4, 3), {"n_neighbors": 15}, False)}) == 6
+    assert code_fingerprint(("newsletter_pipeline.stages.reduce",), ("umap-learn",)) != code_fingerprint(("newsletter_pipeline.stages.cluster",), ("umap-learn",))
+
+
 def test_the_cache_can_be_turned_off(embedder, tmp_path):
     off = EmbeddingResource(device="cpu", cache=False)
     assert off.embedding_cache(ParquetStore(str(tmp_path))) is None
-    vectors, figures = off.embed_cached(ParquetStore(str(tmp_path)), ["Rover finds ice on Mars"], ["2026-11-16"])
+    vectors, figures = embed_cache.embed_with_cache(off.embedding_cache(ParquetStore(str(tmp_path))), ["Rover finds ice on Mars"], ["2026-11-16"], off.embed)
     assert figures == {"cache": "off", "texts_encoded": 1} and vectors.shape == (1, 384)
     assert not any(tmp_path.iterdir())
 
@@ -200,3 +231,30 @@ def test_gpu_switches_fall_back_to_the_cpu_without_cuml(monkeypatch):
         embed.load_encoder(backend="tensorflow")
     with pytest.raises(ValueError, match="runs on the CPU"):
         embed.load_encoder(backend="openvino", device="cuda")
+
+
+def _unit(rng, n: int, dimension: int = 8) -> np.ndarray:
+    vectors = rng.normal(size=(n, dimension)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_a_lookup_finds_texts_of_any_day_among_many_segments(store: ParquetStore):
+    # More segments than are read at once, so the parallel batches and their early stop are both exercised.
+    rng = np.random.default_rng(0)
+    cache = embed_cache.EmbeddingCache(store, "m", "v")
+    days = [f"2026-{month:02d}-{day:02d}" for month in (1, 2) for day in range(1, 21)]
+    saved = {}
+    for day in days:
+        texts = [f"{day} item {i}" for i in range(3)]
+        saved[day] = (texts, _unit(rng, 3))
+        cache.save(day, *saved[day])
+    fresh = embed_cache.EmbeddingCache(store, "m", "v")
+    # The oldest day's texts (read last, newest first), one from the middle, one never seen.
+    texts = saved[days[0]][0] + saved[days[17]][0][:1] + ["never embedded"]
+    found = fresh.lookup(embed_cache.text_keys(texts), days=["2026-03-01"])
+    assert found.hit.tolist() == [True, True, True, True, False] and found.segments_read == len(days)
+    np.testing.assert_array_equal(found.vectors[:3], saved[days[0]][1])
+    np.testing.assert_array_equal(found.vectors[3], saved[days[17]][1][0])
+    # Everything found among the newest segments: the older ones are not read.
+    recent = fresh.lookup(embed_cache.text_keys(saved[days[-1]][0]))
+    assert recent.hits == 3 and recent.segments_read == embed_cache.READ_AHEAD

@@ -19,9 +19,9 @@ from newsletter_pipeline.defs.checks import check_specs
 from newsletter_pipeline.defs.partitions import daily_partitions
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, LandingFolder, OutputStore, SheetsResource
 from newsletter_pipeline.defs.results import report
-from newsletter_pipeline.stages import cluster, embed, export, label, parse, plot, quality, reduce
+from newsletter_pipeline.stages import cluster, embed, embed_cache, export, label, parse, plot, quality, reduce
 from newsletter_pipeline.stages import stories as story_stage
-from newsletter_pipeline.storage import ParquetStore, column_to_vectors, vectors_to_arrow_column
+from newsletter_pipeline.storage import ParquetStore, code_fingerprint, column_to_vectors, fingerprint, vectors_to_arrow_column
 
 GROUP = "newsletter"
 # A range of days runs as one run: the model loads once and every day is written on its own.
@@ -95,13 +95,14 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
     items = {day: store.store.read("raw_items", day) for day in context.partition_keys}
     texts = {day: embed.item_texts(day_items) for day, day_items in items.items()}
     timings: dict = {}
+    cache = embedder.embedding_cache(store.store)
     # Every day of the run in one pass: the model is loaded once and the texts no day has seen go in large batches.
     with _timed(timings, "embed_seconds"):
-        vectors, cache_figures = embedder.embed_cached(store.store, [text for day_texts in texts.values() for text in day_texts], list(items))
+        all_texts = [text for day_texts in texts.values() for text in day_texts]
+        vectors, cache_figures = embed_cache.embed_with_cache(cache, all_texts, list(items), embedder.embed)
     # The dimension comes from the vectors, or from the model on an empty run, so every day's file has the same schema.
     dimension = vectors.shape[1] if len(vectors) else embedder.dimension
     vectors = vectors.reshape(len(vectors), dimension)
-    cache = embedder.embedding_cache(store.store)
     per_day, outcomes, offset = {}, {}, 0
     for day, day_items in items.items():
         day_vectors = vectors[offset : offset + len(day_items)]
@@ -120,28 +121,42 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
     yield from report(context, "item_embeddings", per_day, outcomes, **run_metadata)
 
 
+# What UMAP's result depends on besides its input and settings: a stored result made by other code is not reused.
+_REDUCE_CODE = (("newsletter_pipeline.stages.reduce", "newsletter_pipeline.stages.gpu"), ("umap-learn", "pynndescent", "numba", "scikit-learn", "numpy"))
+
+
 @dg.asset(**DAILY, deps=[item_embeddings], kinds={"python", "parquet"})
 def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringResource, store: OutputStore):
     """UMAP coordinates per item: a few dimensions for clustering and two for plots, with a fixed seed."""
     per_day = {}
     for day in context.partition_keys:
         frame, vectors, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
+        gpu = clustering.gpu
+        inputs = fingerprint(frame["item_id"], vectors, clustering.reduce.model_dump(), gpu, code_fingerprint(*_REDUCE_CODE))
         timings: dict = {}
-        with _timed(timings, "umap_seconds"):
-            reduction = reduce.reduce_embeddings(vectors, clustering.reduce, gpu=clustering.gpu)
-        table = pa.table(
-            {
-                "item_id": pa.array(frame["item_id"], pa.string()),
-                "coords": vectors_to_arrow_column(reduction.cluster),
-                "x": pa.array(reduction.plot[:, 0], pa.float32()),
-                "y": pa.array(reduction.plot[:, 1], pa.float32()),
-            }
-        )
-        dimension = reduction.cluster.shape[1]
-        store.store.write("umap_coordinates", day, table, metadata={"method": reduction.method, "library": reduction.library, "dimension": str(dimension)})
-        per_day[day] = {"items": len(frame), "method": reduction.method, "library": reduction.library, "dimensions": dimension, **timings,
+        reused = store.store.made_from("umap_coordinates", day, inputs)
+        if reused:
+            # The same embeddings, settings and code made the stored coordinates, and UMAP with a fixed seed would
+            # only make them again: a re-run of an unchanged day skips it (the largest cost once vectors are cached).
+            metadata = store.store.read_metadata("umap_coordinates", day)
+            method, library, dimension = metadata["method"], metadata["library"], int(metadata["dimension"])
+        else:
+            with _timed(timings, "umap_seconds"):
+                reduction = reduce.reduce_embeddings(vectors, clustering.reduce, gpu=gpu)
+            table = pa.table(
+                {
+                    "item_id": pa.array(frame["item_id"], pa.string()),
+                    "coords": vectors_to_arrow_column(reduction.cluster),
+                    "x": pa.array(reduction.plot[:, 0], pa.float32()),
+                    "y": pa.array(reduction.plot[:, 1], pa.float32()),
+                }
+            )
+            method, library, dimension = reduction.method, reduction.library, reduction.cluster.shape[1]
+            store.store.write("umap_coordinates", day, table,
+                              metadata={"method": method, "library": library, "dimension": str(dimension), "inputs": inputs})
+        per_day[day] = {"items": len(frame), "method": method, "library": library, "dimensions": dimension, "reused": reused, **timings,
                         "path": store.store.path("umap_coordinates", day)}
-        if reduction.method != "umap" and len(frame):
+        if method != "umap" and len(frame) and not reused:
             context.log.info(f"{day}: {len(frame)} items, fewer than {clustering.reduce.min_items}: UMAP skipped, small-day fallback")
     yield from report(context, "umap_coordinates", per_day, params=dg.MetadataValue.json(clustering.reduce.model_dump()))
 
