@@ -2,6 +2,12 @@
 
 import dagster as dg
 
+from newsletter_pipeline.config import load_config
+
+# Every setting is checked before a module reads one (the start date, the schedule's hour): one ConfigError names them all.
+load_config()
+
+from newsletter_pipeline.defs.alerts import check_failure_alert_sensor, run_failure_alert_sensor
 from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, stories, umap_coordinates
 from newsletter_pipeline.defs.resources import resources_from_env
 from newsletter_pipeline.defs.schedules import daily_job, daily_schedule
@@ -11,7 +17,7 @@ defs = dg.Definitions(
     assets=[raw_items, item_embeddings, umap_coordinates, clusters, stories, sheet_export],
     jobs=[daily_job],
     schedules=[daily_schedule],
-    sensors=[landing_sensor],
+    sensors=[landing_sensor, run_failure_alert_sensor, check_failure_alert_sensor],
     resources=resources_from_env(),
     # One process for the whole run: the model loads once instead of once per step.
     executor=dg.in_process_executor,

@@ -18,7 +18,7 @@ def test_definitions_list_assets_checks_job_and_schedule():
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {(a, c) for a, checks in CHECKS.items() for c in checks}
     assert "daily_newsletter_job" in repo.job_names
     assert [s.name for s in repo.schedule_defs] == ["daily_newsletter_job_schedule"]
-    assert [s.name for s in repo.sensor_defs] == ["landing_sensor"]
+    assert sorted(s.name for s in repo.sensor_defs) == ["check_failure_alert_sensor", "landing_sensor", "run_failure_alert_sensor"]
     # Every asset is daily, runs a range as one run, and the GPU and sheet steps are in their pools.
     for key in graph.get_all_asset_keys():
         node = graph.get(key)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +12,7 @@ import pandas as pd
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from newsletter_pipeline.config import load_config
 from newsletter_pipeline.landing import local_files, s3_files
 from newsletter_pipeline.stages import embed, embed_cache, export
 from newsletter_pipeline.stages.cluster import ClusterParams
@@ -126,10 +126,6 @@ class EmbeddingResource(dg.ConfigurableResource):
         """This model's cache under the output root, or None when caching is off."""
         return embed_cache.EmbeddingCache(store, self.model, self.variant, weights=embed.weights_id(self.model)) if self.cache else None
 
-    def embed_cached(self, store: ParquetStore, texts: list[str], days: list[str]) -> tuple[np.ndarray, dict]:
-        """Vectors for `texts`, from the cache under `store` where they are there; figures for the run's metadata."""
-        return embed_cache.embed_with_cache(self.embedding_cache(store), texts, days, self.embed)
-
 
 class ClusteringResource(dg.ConfigurableResource):
     """UMAP and HDBSCAN settings, the quality thresholds that gate the export, and how clusters join stories across days."""
@@ -237,36 +233,40 @@ class SheetsResource(dg.ConfigurableResource):
         return export.write_workbook(Path(self.workbook_path), day, tables)
 
 
-def resources_from_env(env: dict[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
-    """The resources of this deployment, from environment variables (see the README's configuration table)."""
-    env = os.environ if env is None else env
-    data = env.get("NEWSLETTER_DATA_DIR", "data")
-    landing = env.get("NEWSLETTER_LANDING_DIR", f"{data}/landing")
-    endpoint = env.get("NEWSLETTER_S3_ENDPOINT_URL") or None  # for S3 landing and outputs alike
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
-    secret = {name: dg.EnvVar(var) for name, var in (("service_account_file", "GOOGLE_SERVICE_ACCOUNT_FILE"), ("service_account_json", "GOOGLE_SERVICE_ACCOUNT_JSON")) if env.get(var)}
-    sheet_settings = {name: kind(env[var]) for name, var, kind in (
+def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources of this deployment, from environment variables (newsletter_pipeline/config.py lists them).
+
+    The whole configuration is checked first: ConfigError names every invalid or missing setting. Secrets reach
+    the resources as dg.EnvVar, so Dagster records the variable's name, never its value."""
+    config = load_config(env)
+    get = config.get
+    landing = get("NEWSLETTER_LANDING_DIR")
+    endpoint = get("NEWSLETTER_S3_ENDPOINT_URL")  # for S3 landing and outputs alike
+    region = get("AWS_REGION") or config.env.get("AWS_DEFAULT_REGION") or None
+    secret = {name: dg.EnvVar(var) for name, var in (("service_account_file", "GOOGLE_SERVICE_ACCOUNT_FILE"), ("service_account_json", "GOOGLE_SERVICE_ACCOUNT_JSON"))
+              if config.is_set(var)}
+    sheet_settings = {name: kind(get(var)) for name, var, kind in (
         ("max_attempts", "NEWSLETTER_SHEETS_MAX_ATTEMPTS", int), ("base_delay_seconds", "NEWSLETTER_SHEETS_BASE_DELAY", float),
-        ("max_delay_seconds", "NEWSLETTER_SHEETS_MAX_DELAY", float), ("request_timeout_seconds", "NEWSLETTER_SHEETS_TIMEOUT", float)) if env.get(var)}
+        ("max_delay_seconds", "NEWSLETTER_SHEETS_MAX_DELAY", float), ("request_timeout_seconds", "NEWSLETTER_SHEETS_TIMEOUT", float))}
     return {
         "landing": LandingFolder(
             path=landing,
             s3=S3Resource(endpoint_url=endpoint, region_name=region) if any(is_s3_uri(p.strip()) for p in landing.split(",")) else None,
-            column_map=json.loads(env.get("NEWSLETTER_COLUMN_MAP") or "{}"),
+            column_map=config.json("NEWSLETTER_COLUMN_MAP"),
         ),
-        "store": OutputStore(root=env.get("NEWSLETTER_OUTPUT_ROOT", f"{data}/outputs"), s3_endpoint_url=endpoint),
+        "store": OutputStore(root=get("NEWSLETTER_OUTPUT_ROOT"), s3_endpoint_url=endpoint),
         "embedder": EmbeddingResource(
-            model=env.get("NEWSLETTER_EMBED_MODEL", embed.DEFAULT_MODEL),
-            device=env.get("NEWSLETTER_EMBED_DEVICE", "auto"),
-            backend=env.get("NEWSLETTER_EMBED_BACKEND", "torch"),
-            model_cache_dir=env.get("NEWSLETTER_MODEL_CACHE_DIR", f"{data}/cache/models"),
-            batch_size=int(env["NEWSLETTER_EMBED_BATCH_SIZE"]) if env.get("NEWSLETTER_EMBED_BATCH_SIZE") else None,
-            cache=env.get("NEWSLETTER_EMBED_CACHE", "1").lower() not in ("0", "false", "no", "off"),
+            model=get("NEWSLETTER_EMBED_MODEL"),
+            device=get("NEWSLETTER_EMBED_DEVICE"),
+            backend=get("NEWSLETTER_EMBED_BACKEND"),
+            model_cache_dir=get("NEWSLETTER_MODEL_CACHE_DIR"),
+            batch_size=config.integer("NEWSLETTER_EMBED_BATCH_SIZE"),
+            cache=config.flag("NEWSLETTER_EMBED_CACHE"),
         ),
-        "clustering": ClusteringResource(accelerator=env.get("NEWSLETTER_CLUSTER_ACCELERATOR", "auto")),
+        "clustering": ClusteringResource(accelerator=get("NEWSLETTER_CLUSTER_ACCELERATOR")),
         "sheets": SheetsResource(
-            workbook_path=env.get("NEWSLETTER_WORKBOOK", f"{data}/sheets/newsletter_clusters.xlsx"),
-            spreadsheet_key=env.get("NEWSLETTER_SPREADSHEET_KEY") or None,
+            workbook_path=get("NEWSLETTER_WORKBOOK"),
+            spreadsheet_key=get("NEWSLETTER_SPREADSHEET_KEY"),
             **secret,
             **sheet_settings,
         ),
