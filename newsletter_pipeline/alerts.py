@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from newsletter_pipeline.config import BY_NAME, http_url, load_config
+
 WEBHOOK_VAR, UI_VAR, TIMEOUT_VAR = "NEWSLETTER_ALERT_WEBHOOK_URL", "NEWSLETTER_UI_URL", "NEWSLETTER_ALERT_TIMEOUT"
-DEFAULT_UI_URL = "http://127.0.0.1:3000"
-DEFAULT_TIMEOUT = 10.0
 # Slack cuts a section's text at 3,000 characters; error texts and figures are cut well before.
 MAX_DETAIL = 600
 
@@ -26,47 +24,34 @@ MAX_DETAIL = 600
 class AlertDeliveryError(Exception):
     """A post that did not reach the receiver, or that it refused; the message never holds the URL."""
 
+    def __init__(self, reason: str, status: int | None = None):
+        super().__init__(reason)
+        self.status = status
+
+    @property
+    def rejects_message(self) -> bool:
+        """The receiver refused this message itself (malformed, too large), so sending it again will not help. A refused
+        URL (401, 403, 404, 410: a revoked webhook) is not the message's fault: alerts wait until the URL is fixed."""
+        return self.status in (400, 413, 415, 422)
+
 
 @dataclass(frozen=True)
 class AlertSettings:
     """Where alerts go and how runs are linked."""
 
     webhook_url: str | None = field(default=None, repr=False)
-    ui_url: str = DEFAULT_UI_URL
-    timeout_seconds: float = DEFAULT_TIMEOUT
+    ui_url: str = BY_NAME[UI_VAR].default
+    timeout_seconds: float = float(BY_NAME[TIMEOUT_VAR].default)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AlertSettings:
-        """The settings from the environment; raises ValueError naming the setting when one is invalid."""
-        env = os.environ if env is None else env
-        problems = settings_problems(env)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return cls(
-            webhook_url=env.get(WEBHOOK_VAR) or None,
-            ui_url=(env.get(UI_VAR) or DEFAULT_UI_URL).rstrip("/"),
-            timeout_seconds=float(env.get(TIMEOUT_VAR) or DEFAULT_TIMEOUT),
-        )
+        """The settings from the environment (checked by config.py); raises ConfigError naming an invalid one."""
+        config = load_config(env)
+        return cls(webhook_url=config.get(WEBHOOK_VAR), ui_url=config.get(UI_VAR).rstrip("/"), timeout_seconds=config.number(TIMEOUT_VAR))
 
 
 def _is_http_url(value: str) -> bool:
-    parts = urllib.parse.urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def settings_problems(env: Mapping[str, str]) -> list[str]:
-    """One line per invalid alert setting, naming it and what to set; the webhook URL is never quoted."""
-    problems = []
-    if env.get(WEBHOOK_VAR) and not _is_http_url(env[WEBHOOK_VAR]):
-        problems.append(f"{WEBHOOK_VAR} is not an http(s) URL: set it to the webhook's URL (e.g. a Slack incoming webhook), or unset it to send no alerts")
-    if env.get(UI_VAR) and not _is_http_url(env[UI_VAR]):
-        problems.append(f"{UI_VAR}={env[UI_VAR]!r} is not an http(s) URL: set it to the Dagster UI's address, e.g. {DEFAULT_UI_URL}")
-    try:
-        if float(env.get(TIMEOUT_VAR) or DEFAULT_TIMEOUT) <= 0:
-            raise ValueError
-    except ValueError:
-        problems.append(f"{TIMEOUT_VAR}={env.get(TIMEOUT_VAR)!r} is not a positive number of seconds")
-    return problems
+    return http_url(value) is None
 
 
 def run_url(ui_url: str, run_id: str) -> str:
@@ -119,7 +104,7 @@ def post(url: str, payload: dict, timeout: float) -> None:
             response.read()
         return
     except urllib.error.HTTPError as error:
-        reason = f"the webhook answered HTTP {error.code}"
+        raise AlertDeliveryError(f"the webhook answered HTTP {error.code}", error.code) from None
     except (OSError, http.client.HTTPException, ValueError) as error:
         cause = error.reason if isinstance(error, urllib.error.URLError) else error
         if isinstance(cause, TimeoutError):

@@ -135,9 +135,11 @@ def http_url(value: str) -> str | None:
     return None if parts.scheme in ("http", "https") and parts.netloc else "set a URL such as http://127.0.0.1:9000"
 
 
+SPREADSHEET_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a key alone; sheets.check_spreadsheet_key uses it too
+
+
 def spreadsheet_key(value: str) -> str | None:
-    # The same rule as sheets.check_spreadsheet_key, without importing gspread while the definitions load.
-    return None if re.fullmatch(r"[A-Za-z0-9_-]+", value) else "set the spreadsheet's key alone (the part of its URL after /d/), not a URL"
+    return None if SPREADSHEET_KEY.fullmatch(value) else "set the spreadsheet's key alone (the part of its URL after /d/), not a URL"
 
 
 def backend(value: str) -> str | None:
@@ -295,6 +297,9 @@ class Config:
         if credentials and not self.is_set("NEWSLETTER_SPREADSHEET_KEY") and not prod:  # prod lists the key as missing
             problems.append(f"{credentials[0]} is set but NEWSLETTER_SPREADSHEET_KEY is not: set the spreadsheet's key, "
                             "or unset the credentials to write the local workbook")
+        if self.is_set("NEWSLETTER_SPREADSHEET_KEY") and not credentials and not prod:  # prod lists the credentials as missing
+            problems.append(f"NEWSLETTER_SPREADSHEET_KEY is set but neither {' nor '.join(CREDENTIALS)} is: set one (the service "
+                            "account's key), or unset the spreadsheet key to write the local workbook")
         return problems
 
 

@@ -230,7 +230,7 @@ def fingerprint(*parts) -> str:
             digest.update(f"array{part.shape}{part.dtype}".encode())
             digest.update(np.ascontiguousarray(part).tobytes())
         elif isinstance(part, (pd.DataFrame, pd.Series)):
-            digest.update(f"frame{list(getattr(part, 'columns', [part.name]))}".encode())
+            digest.update(f"frame{list(part.columns) if isinstance(part, pd.DataFrame) else [part.name]}".encode())
             digest.update(pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes())
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
@@ -242,7 +242,14 @@ def fingerprint(*parts) -> str:
 def code_fingerprint(modules: tuple[str, ...], distributions: tuple[str, ...]) -> str:
     """The source of `modules` and the versions of `distributions`: a stored result made by other code is not reused."""
     sources = [Path(importlib.util.find_spec(name).origin).read_bytes() for name in modules]
-    return fingerprint(*[s.decode("utf-8", "replace") for s in sources], *[importlib.metadata.version(d) for d in distributions])
+    return fingerprint(*[s.decode("utf-8", "replace") for s in sources], *[_version(d) for d in distributions])
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _fsync_directory(folder: Path) -> None:

@@ -1,15 +1,19 @@
 """Print what a run left behind: the workbook's clusters per day, with their stories, and where every output lives."""
 
-import os
 import sys
 from pathlib import Path
 
+from newsletter_pipeline.config import load_config
 from newsletter_pipeline.stages.export import read_layout
 
 
+def _shown(location: str) -> str:
+    return location if "://" in location else str(Path(location).resolve())
+
+
 def main() -> int:
-    data = Path(os.environ.get("NEWSLETTER_DATA_DIR", "data"))
-    workbook = Path(os.environ.get("NEWSLETTER_WORKBOOK", data / "sheets" / "newsletter_clusters.xlsx"))
+    config = load_config()
+    workbook = Path(config.get("NEWSLETTER_WORKBOOK"))
     if not workbook.exists():
         print(f"No workbook at {workbook}: materialize sheet_export for a day first.", file=sys.stderr)
         return 1
@@ -24,7 +28,7 @@ def main() -> int:
             # Rows exported before layout v3 have no story.
             told = f"  [story {row[story]}, {row[days_active]} day{'s' if row[days_active] != 1 else ''}, {row[trend]}]" if row[story] else ""
             print(f"  {row[size]:>3} items  {row[label]}{told}")
-    print(f"\nParquet outputs: {(data / 'outputs').resolve()}/<table>/<YYYY-MM-DD>.parquet")
+    print(f"\nParquet outputs: {_shown(config.get('NEWSLETTER_OUTPUT_ROOT'))}/<table>/<YYYY-MM-DD>.parquet")
     print("UI: make ui   (then open http://127.0.0.1:3000 and look at the asset graph, checks and plots)")
     return 0
 

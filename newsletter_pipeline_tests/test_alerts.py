@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from newsletter_pipeline import alerts
+from newsletter_pipeline.config import ConfigError
 from newsletter_pipeline.defs.alerts import check_failure_alert_sensor, run_failure_alert_sensor
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.defs.schedules import daily_job
@@ -119,11 +120,12 @@ def test_messages_are_slack_shaped_and_escaped():
 
 
 def test_settings_name_what_to_fix_and_never_quote_the_webhook():
-    problems = alerts.settings_problems({alerts.WEBHOOK_VAR: f"hooks.slack.com/services/{SECRET}", alerts.UI_VAR: "localhost:3000",
-                                         alerts.TIMEOUT_VAR: "soon"})
-    assert [p.split(" ")[0] for p in problems] == [alerts.WEBHOOK_VAR, f"{alerts.UI_VAR}='localhost:3000'", f"{alerts.TIMEOUT_VAR}='soon'"]
-    assert SECRET not in " ".join(problems)
-    assert alerts.settings_problems({}) == []
+    with pytest.raises(ConfigError) as refused:
+        alerts.AlertSettings.from_env({alerts.WEBHOOK_VAR: f"hooks.slack.com/services/{SECRET}", alerts.UI_VAR: "localhost:3000",
+                                       alerts.TIMEOUT_VAR: "soon"})
+    assert [p.split(" ")[0] for p in refused.value.problems] == [alerts.WEBHOOK_VAR, alerts.UI_VAR, alerts.TIMEOUT_VAR]
+    assert SECRET not in str(refused.value)
+    assert alerts.AlertSettings.from_env({}) == alerts.AlertSettings()
     settings = alerts.AlertSettings.from_env({alerts.WEBHOOK_VAR: f"https://hooks.slack.com/services/{SECRET}", alerts.UI_VAR: "https://d.example/"})
     assert settings.ui_url == "https://d.example" and SECRET not in repr(settings)
 
@@ -196,12 +198,12 @@ def test_a_post_that_fails_is_retried_and_delivered_once(receiver, instance, wor
     assert [status for status, _ in receiver.received] == [200, 500]
     assert "HTTP 500" in result.skip_reason.skip_message
     # The receiver answers too slowly: bounded by the timeout, and retried again.
-    receiver.delay, receiver.statuses = 1.5, [200]
+    receiver.delay, receiver.statuses = 3.0, [200]
     start = time.monotonic()
     result, cursor = tick(check_failure_alert_sensor, instance, cursor)
-    assert time.monotonic() - start < 1.5 and "did not answer within 1 s" in result.skip_reason.skip_message
+    assert time.monotonic() - start < 2.5 and "did not answer within 1 s" in result.skip_reason.skip_message
     receiver.delay = 0.0
-    time.sleep(1.0)  # the slow answer lands (and is recorded) before the next tick
+    time.sleep(3.0)  # the slow answer lands (and is recorded) before the next tick
     # The receiver is back: the two alerts not yet delivered go out, the first is not repeated.
     result, cursor = tick(check_failure_alert_sensor, instance, cursor)
     result, cursor = tick(check_failure_alert_sensor, instance, cursor)
@@ -237,3 +239,26 @@ def test_an_error_check_alerts_its_check_and_its_run(receiver, instance, workspa
     run_alert = next(body["text"] for body in receiver.delivered if body["text"].startswith("Run failed"))
     assert "step clusters: DagsterAssetCheckFailedError: 1 blocking asset check failed with ERROR severity: clusters: cluster_count" in run_alert
     assert len(receiver.received) == 2
+
+
+def test_a_message_the_receiver_keeps_refusing_is_dropped_and_the_rest_go_out(receiver, instance, workspace, caplog, capsys):
+    cursor = started(check_failure_alert_sensor, instance)
+    land_bad_records(workspace)
+    tags = {"dagster/asset_partition_range_start": "2026-11-16", "dagster/asset_partition_range_end": DAY}
+    run_job(workspace, tags=tags, instance=instance)  # 3 failed checks in one run
+    # The first message is refused as malformed on every try; a refused URL (403) or a rate limit (429) in between is
+    # not counted against it.
+    receiver.statuses = [400, 429, 403, 400, 400]
+    result, cursor = tick(check_failure_alert_sensor, instance, cursor)
+    for _ in range(3):
+        result, cursor = tick(check_failure_alert_sensor, instance, cursor)
+        assert receiver.delivered == [] and "HTTP 4" in result.skip_reason.skip_message
+    result, cursor = tick(check_failure_alert_sensor, instance, cursor)
+    refused = receiver.received[0][1]["text"]
+    assert [status for status, _ in receiver.received] == [400, 429, 403, 400, 400, 200, 200]
+    assert len(receiver.delivered) == 2 and refused not in [body["text"] for body in receiver.delivered]
+    logged = caplog.text + "".join(capsys.readouterr())
+    assert "refused 3 times" in logged and "dropped" in logged and SECRET not in logged
+    assert json.loads(cursor) == {"after": json.loads(cursor)["after"], "sent": []}
+    result, cursor = tick(check_failure_alert_sensor, instance, cursor)
+    assert len(receiver.received) == 7 and result.skip_reason.skip_message == "no new failures"

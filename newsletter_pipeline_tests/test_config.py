@@ -8,7 +8,7 @@ import sys
 import dagster as dg
 import pytest
 
-from newsletter_pipeline import alerts, config
+from newsletter_pipeline import config
 from newsletter_pipeline.config import BY_NAME, ConfigError, load_config
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, SheetsResource, resources_from_env
 from newsletter_pipeline_tests.conftest import REPO
@@ -66,7 +66,6 @@ def test_local_defaults_are_the_embedded_defaults(tmp_path):
     for name, resource, default in [("embedder", EmbeddingResource(), resources["embedder"]), ("clustering", ClusteringResource(), resources["clustering"]),
                                     ("sheets", SheetsResource(), resources["sheets"])]:
         assert resource.model_dump() == default.model_dump(), name
-    assert (alerts.DEFAULT_UI_URL, alerts.DEFAULT_TIMEOUT) == (BY_NAME["NEWSLETTER_UI_URL"].default, float(BY_NAME["NEWSLETTER_ALERT_TIMEOUT"].default))
     # NEWSLETTER_DATA_DIR moves every local default with it.
     moved = resources_from_env({"NEWSLETTER_DATA_DIR": str(tmp_path)})
     assert (moved["landing"].path, moved["store"].root, moved["embedder"].model_cache_dir) == (
@@ -108,6 +107,8 @@ def test_a_bad_environment_name_and_a_column_map_to_unknown_fields():
                      "short_description, link, date, source, source_id, authors, category"]
     # Credentials without a spreadsheet key would export nowhere: named too.
     assert named(problems({"GOOGLE_SERVICE_ACCOUNT_FILE": "/secrets/sa.json"})) == {"GOOGLE_SERVICE_ACCOUNT_FILE"}
+    # And a spreadsheet key without credentials would fail only when the export starts: named at load instead.
+    assert named(problems({"NEWSLETTER_SPREADSHEET_KEY": "1AbC-def_2"})) == {"NEWSLETTER_SPREADSHEET_KEY"}
 
 
 def test_prod_needs_s3_google_sheets_and_postgres():
@@ -154,7 +155,8 @@ def test_loading_the_definitions_fails_with_one_message_naming_every_problem():
 
 
 def test_a_valid_prod_configuration_loads_without_model_code():
-    done = _import_definitions(PROD)
+    # Empty values (a ConfigMap entry left blank) count as unset, in the modules that read a setting at import too.
+    done = _import_definitions({**PROD, "NEWSLETTER_SCHEDULE_HOUR": "", "NEWSLETTER_START_DATE": "", "NEWSLETTER_EMBED_BATCH_SIZE": ""})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"  # no torch, umap or sentence-transformers while loading
     assert PASSWORD not in done.stderr + done.stdout and "KEY-never-shown" not in done.stderr + done.stdout

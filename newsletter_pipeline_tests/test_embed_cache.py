@@ -150,6 +150,9 @@ def test_fingerprints_follow_every_input():
     assert len({base, fingerprint(ids, changed, {"n_neighbors": 15}, False), fingerprint(ids, vectors, {"n_neighbors": 30}, False),
                 fingerprint(ids, vectors, {"n_neighbors": 15}, True), fingerprint(ids[::-1].reset_index(drop=True), vectors, {"n_neighbors": 15}, False),
                 fingerprint(ids, vectors.reshape(4, 3), {"n_neighbors": 15}, False)}) == 6
+    frame = pd.DataFrame({"item_id": ids, "headline": ["x", "y", "z"]})
+    assert fingerprint(frame) == fingerprint(frame.copy()) != fingerprint(frame.assign(headline=["x", "y", "Z"]))
+    assert code_fingerprint((), ("no-such-distribution",)) == code_fingerprint((), ("another-missing-one",))
     assert code_fingerprint(("newsletter_pipeline.stages.reduce",), ("umap-learn",)) != code_fingerprint(("newsletter_pipeline.stages.cluster",), ("umap-learn",))
 
 

@@ -22,6 +22,8 @@ RUN_ENDS = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg
 MAX_POSTS_PER_TICK = 20
 TICK_SECONDS = 30
 FETCH_LIMIT = 100
+# A message the receiver refuses as malformed (400, 413, 415, 422) on this many ticks is logged and dropped.
+REFUSALS_BEFORE_DROPPING = 3
 
 Alert = tuple[str, dict]  # dedupe key, payload
 
@@ -113,29 +115,48 @@ def _evaluate(context: dg.SensorEvaluationContext, event_types, find: Callable[.
         return dg.SensorResult(cursor=json.dumps({"after": start, "sent": []}),
                                skip_reason=f"first tick: alerting on runs that end after event {start}")
     state = json.loads(context.cursor)
-    after, sent = state["after"], set(state["sent"])
+    after, sent, refusals = state["after"], set(state["sent"]), state.get("refused", {})
     posted, problem, started = 0, None, time.monotonic()
     for record in _run_ends(context.instance, event_types, after):
         run = context.instance.get_run_by_id(record.event_log_entry.run_id)
-        for key, payload in find(context.instance, run, record, settings.ui_url) if run is not None and _ours(context, run) else []:
+        try:
+            found = find(context.instance, run, record, settings.ui_url) if run is not None and _ours(context, run) else []
+        except Exception as error:  # end the tick with its cursor saved, so what was posted is not posted again
+            problem = f"reading the failures of run {run.run_id} failed, retried on the next tick: {type(error).__name__}: {error}"
+            context.log.error(problem)
+            break
+        for key, payload in found:
             if key in sent:
                 continue
-            if posted == MAX_POSTS_PER_TICK or time.monotonic() - started > TICK_SECONDS:
+            left = TICK_SECONDS - (time.monotonic() - started)
+            if posted == MAX_POSTS_PER_TICK or left < 1:
                 problem = "more alerts than one tick posts: the rest follow on the next tick"
                 break
             try:
-                alerts.post(settings.webhook_url, payload, settings.timeout_seconds)
+                # Never past the tick's budget: a tick that overruns Dagster's limit loses its cursor and posts again.
+                alerts.post(settings.webhook_url, payload, min(settings.timeout_seconds, left))
             except alerts.AlertDeliveryError as error:
+                if error.rejects_message:
+                    refusals[key] = refusals.get(key, 0) + 1
+                if refusals.get(key, 0) >= REFUSALS_BEFORE_DROPPING:
+                    # The receiver keeps refusing this one message (a payload it cannot take): log it, and let the
+                    # alerts behind it through instead of holding them all back.
+                    context.log.error(f"an alert for run {run.run_id} was refused {refusals[key]} times ({error}); dropped: "
+                                      f"{payload['text']}")
+                    sent.add(key)
+                    refusals.pop(key)
+                    continue
                 problem = f"an alert for run {run.run_id} was not delivered, retried on the next tick: {error}"
                 context.log.error(problem)
                 break
+            refusals.pop(key, None)
             sent.add(key)
             posted += 1
         if problem:
             break
         # Every alert of this run is out: past its event, the run is never read again.
-        after, sent = record.storage_id, set()
-    cursor = json.dumps({"after": after, "sent": sorted(sent)})
+        after, sent, refusals = record.storage_id, set(), {}
+    cursor = json.dumps({"after": after, "sent": sorted(sent), **({"refused": refusals} if refusals else {})})
     # No run is requested, so the tick always reads as skipped: the reason says what it did.
     done = f"posted {posted} alert{'s' if posted != 1 else ''}" if posted else "no new failures"
     return dg.SensorResult(cursor=cursor, skip_reason=f"{done}; {problem}" if problem and posted else problem or done)

@@ -121,8 +121,10 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
     yield from report(context, "item_embeddings", per_day, outcomes, **run_metadata)
 
 
-# What UMAP's result depends on besides its input and settings: a stored result made by other code is not reused.
-_REDUCE_CODE = (("newsletter_pipeline.stages.reduce", "newsletter_pipeline.stages.gpu"), ("umap-learn", "pynndescent", "numba", "scikit-learn", "numpy"))
+# What UMAP's result depends on besides its input and settings: a stored result made by other code (the stage, this
+# module, which lays out the stored table, or other library versions) is not reused.
+_REDUCE_CODE = (("newsletter_pipeline.stages.reduce", "newsletter_pipeline.stages.gpu", __name__),
+                ("umap-learn", "pynndescent", "numba", "scikit-learn", "numpy", "cuml-cu12"))
 
 
 @dg.asset(**DAILY, deps=[item_embeddings], kinds={"python", "parquet"})

@@ -1,11 +1,11 @@
 """The daily job and its schedule: each morning, materialize yesterday."""
 
-import os
-
 import dagster as dg
 
+from newsletter_pipeline.config import load_config
+
 # Hour (UTC) at which yesterday's partition runs; late enough for the morning newsletters to land.
-SCHEDULE_HOUR = int(os.environ.get("NEWSLETTER_SCHEDULE_HOUR", "6"))
+SCHEDULE_HOUR = load_config().integer("NEWSLETTER_SCHEDULE_HOUR")
 
 daily_job = dg.define_asset_job(
     "daily_newsletter_job",

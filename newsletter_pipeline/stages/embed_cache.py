@@ -98,7 +98,7 @@ class EmbeddingCache:
         stored = self.store.days(self.table)
         own = [day for day in days if day in stored]
         # Then the other days, newest first (recent stories repeat most), their key columns read READ_AHEAD at a time
-        # in parallel: on S3 a year of segments costs a dozen round trips, not 365.
+        # in parallel: on S3 a year of segments waits on 23 rounds of reads instead of 365 in a row.
         others = [day for day in reversed(stored) if day not in set(own)]
         batches = [own[i : i + 1] for i in range(len(own))] + [others[i : i + READ_AHEAD] for i in range(0, len(others), READ_AHEAD)]
         read = 0

@@ -29,6 +29,8 @@ import requests
 from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
+from newsletter_pipeline.config import SPREADSHEET_KEY
+
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]  # Sheets only: the export never needs Drive
 MAX_REQUEST_BYTES = 2_000_000  # Google's recommended ceiling for one request's body ("2 MB")
 FILE_VAR, JSON_VAR, KEY_VAR = "GOOGLE_SERVICE_ACCOUNT_FILE", "GOOGLE_SERVICE_ACCOUNT_JSON", "NEWSLETTER_SPREADSHEET_KEY"
@@ -100,7 +102,7 @@ def load_credentials(*, file: str | None = None, json_text: str | None = None):
 
 
 def check_spreadsheet_key(key: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+    if not SPREADSHEET_KEY.fullmatch(key):
         raise SheetsConfigError(f"{KEY_VAR} must be the spreadsheet's key alone (letters, digits, - and _: the part of "
                                 "its URL after /d/), not a URL or a name")
 
