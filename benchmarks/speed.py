@@ -81,6 +81,26 @@ def worker(args) -> None:
                       "peak_rss_mb": _peak_rss_mb(), **steps}))
 
 
+def inprocess_worker(args) -> None:
+    """A day materialized in a process that has already run another day (model loaded, imports and numba done), as
+    BERTopic's timing has it; then the same day again. Prints the two times as JSON."""
+    import dagster as dg
+
+    from newsletter_pipeline.definitions import defs
+    from newsletter_pipeline.defs.resources import resources_from_env
+
+    def materialize(data: str) -> float:
+        resources = resources_from_env({"NEWSLETTER_DATA_DIR": data, "NEWSLETTER_EMBED_DEVICE": "cpu", "NEWSLETTER_CLUSTER_ACCELERATOR": "cpu",
+                                        "NEWSLETTER_EMBED_BACKEND": args.backend, "NEWSLETTER_MODEL_CACHE_DIR": str(REPO / "data" / "cache" / "models")})
+        start = time.perf_counter()
+        dg.materialize(list(defs.assets), resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=True, partition_key=args.first)
+        return time.perf_counter() - start
+
+    materialize(args.warmup)  # another day's data: not timed
+    cold = materialize(args.data)
+    print(json.dumps({"cold": round(cold, 2), "warm": round(materialize(args.data), 2)}))
+
+
 def _peak_rss_mb() -> int:
     """This process's own peak resident memory. Not getrusage's ru_maxrss: Linux carries that across exec, so a
     worker started by a big parent would report the parent's size."""
@@ -221,8 +241,9 @@ def _repeats(size: int, repeats: int) -> int:
     return max(1, repeats - 1) if size >= 10_000 else repeats
 
 
-def bertopic(records: list[dict], sizes: list[int], repeats: int) -> list[str]:
-    """BERTopic.fit_transform with the same model on the same items (model loaded beforehand, not timed)."""
+def bertopic(records: list[dict], sizes: list[int], repeats: int, work: Path) -> list[str]:
+    """BERTopic.fit_transform with the same model on the same items (model loaded beforehand, not timed), against the
+    pipeline's whole day under the same conditions: in a process whose model is loaded and imports are done."""
     try:
         from bertopic import BERTopic
     except ImportError:
@@ -233,15 +254,30 @@ def bertopic(records: list[dict], sizes: list[int], repeats: int) -> list[str]:
     from newsletter_pipeline.stages.parse import normalize_record
 
     model = SentenceTransformer(embed.resolve_model_path(embed.DEFAULT_MODEL), device="cpu", local_files_only=True)
-    lines = ["| items | BERTopic.fit_transform s (median) | runs |", "|---|---|---|"]
+    lines = ["| items | BERTopic.fit_transform s | pipeline day, same process conditions: cold s | pipeline / BERTopic | pipeline day, warm s | runs |",
+             "|---|---|---|---|---|---|"]
+    warmup = work / "warmup"
+    shutil.rmtree(warmup, ignore_errors=True)
+    write_landing(warmup / "landing", [{**r, "date": DAY} for r in records[-100:]])
     for size in sizes:
         docs = embed.item_texts(_frame([normalize_record(r, "huffpost", str(i)) for i, r in enumerate(records[:size])]))
-        times = []
-        for _ in range(_repeats(size, repeats)):
+        times, cold, warm = [], [], []
+        for attempt in range(_repeats(size, repeats)):
             start = time.perf_counter()
             BERTopic(embedding_model=model).fit_transform(docs)
             times.append(time.perf_counter() - start)
-        lines.append(f"| {size:,} | {statistics.median(times):.1f} | {len(times)} |")
+            data = work / f"inprocess-{size}-{attempt}"
+            shutil.rmtree(data, ignore_errors=True)
+            write_landing(data / "landing", [{**r, "date": DAY} for r in records[:size]])
+            command = [sys.executable, "-m", "benchmarks.speed", "--worker", "--data", str(data), "--first", DAY, "--last", DAY,
+                       "--warmup", str(warmup)]
+            figures = json.loads(_run(command, {**os.environ, "PYTHONWARNINGS": "ignore"}))
+            cold.append(figures["cold"])
+            warm.append(figures["warm"])
+            shutil.rmtree(data, ignore_errors=True)
+        b, c, w = statistics.median(times), statistics.median(cold), statistics.median(warm)
+        lines.append(f"| {size:,} | {b:.1f} | {c:.1f} | {c / b:.2f} | {w:.1f} | {len(times)} |")
+        print(f"bertopic {size}: {times}; pipeline cold {cold} warm {warm}", file=sys.stderr)
     return lines
 
 
@@ -373,10 +409,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data"), parser.add_argument("--first"), parser.add_argument("--last")
-    parser.add_argument("--backend", default="torch"), parser.add_argument("--cache", default="1")
+    parser.add_argument("--backend", default="torch"), parser.add_argument("--cache", default="1"), parser.add_argument("--warmup")
     args = parser.parse_args()
     if args.worker:
-        return worker(args)
+        return inprocess_worker(args) if args.warmup else worker(args)
     sections, sizes = args.only.split(","), [int(s) for s in args.sizes.split(",")]
     records = huffpost_records()
     import sentence_transformers
@@ -387,7 +423,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="speed-") as folder:
         work = Path(folder)
         for name, fn in (("throughput", lambda: throughput(records, args.repeats)), ("day", lambda: days(records, sizes, args.repeats, work, args.backend)),
-                         ("backends", lambda: backends(args.repeats)), ("bertopic", lambda: bertopic(records, sizes, args.repeats)), ("backfill", lambda: backfill(records, work)),
+                         ("backends", lambda: backends(args.repeats)), ("bertopic", lambda: bertopic(records, sizes, args.repeats, work)), ("backfill", lambda: backfill(records, work)),
                          ("cache", lambda: cache_lookup(work, args.repeats)),
                          ("startup", lambda: startup(args.repeats, work))):
             if name in sections:
