@@ -110,28 +110,19 @@ def check_landing(config: Config) -> str:
 
 def _probe(root: str, endpoint: str | None) -> None:
     """Write a small object under `root` (a folder or s3://bucket/prefix) as the outputs are written, read it back, delete it."""
-    import pyarrow.fs as pafs
+    from newsletter_pipeline.storage import ParquetStore, aws_region, is_s3_uri
 
-    from newsletter_pipeline.storage import aws_region, is_s3_uri, s3_filesystem, split_s3_uri
-
-    name = f".doctor-probe-{uuid.uuid4().hex}"
-    delete = None
+    fs, base = ParquetStore(root, endpoint_url=endpoint).resolved  # resolved as the runs resolve it
+    path = f"{base.rstrip('/')}/.doctor-probe-{uuid.uuid4().hex}"
+    delete = functools.partial(fs.delete_file, path)
     if is_s3_uri(root):
         import boto3
 
-        bucket, prefix = split_s3_uri(root)
-        fs, path = s3_filesystem(endpoint, None, bucket), "/".join(part for part in (bucket, prefix, name) if part)
         # boto3 deletes: pyarrow would leave an empty "folder" object behind in place of the last file of a prefix.
-        client = boto3.client("s3", endpoint_url=endpoint, region_name=aws_region())
-        delete = functools.partial(client.delete_object, Bucket=bucket, Key=path.partition("/")[2])
-    elif "://" in root:  # another filesystem pyarrow opens, as ParquetStore does
-        fs, base = pafs.FileSystem.from_uri(root)
-        fs.create_dir(base, recursive=True)
-        path = f"{base.rstrip('/')}/{name}"
+        bucket, _, key = path.partition("/")
+        delete = functools.partial(boto3.client("s3", endpoint_url=endpoint, region_name=aws_region()).delete_object, Bucket=bucket, Key=key)
     else:
-        folder = Path(root).resolve()
-        folder.mkdir(parents=True, exist_ok=True)  # as a run would
-        fs, path = pafs.LocalFileSystem(), str(folder / name)
+        fs.create_dir(base, recursive=True)  # as a run would
     with fs.open_output_stream(path) as stream:
         stream.write(b"newsletter-doctor probe")
     try:
@@ -139,14 +130,19 @@ def _probe(root: str, endpoint: str | None) -> None:
             if stream.read() != b"newsletter-doctor probe":
                 raise OSError("the probe read back differs from what was written")
     finally:
-        (delete or functools.partial(fs.delete_file, path))()
+        delete()
+
+
+def _workbook_folder(config: Config) -> list[tuple[str, str]]:
+    """The local workbook's folder, as (setting, folder), when exports go to it (no spreadsheet key)."""
+    if config.is_set("NEWSLETTER_SPREADSHEET_KEY"):
+        return []
+    return [("NEWSLETTER_WORKBOOK", str(Path(config.get("NEWSLETTER_WORKBOOK")).parent))]
 
 
 def check_outputs(config: Config) -> str:
     """The output root (and the local workbook's folder when Sheets is off) take a write, a read and a delete."""
-    targets = [("NEWSLETTER_OUTPUT_ROOT", config.get("NEWSLETTER_OUTPUT_ROOT"))]
-    if not config.is_set("NEWSLETTER_SPREADSHEET_KEY"):
-        targets.append(("NEWSLETTER_WORKBOOK", str(Path(config.get("NEWSLETTER_WORKBOOK")).parent)))
+    targets = [("NEWSLETTER_OUTPUT_ROOT", config.get("NEWSLETTER_OUTPUT_ROOT")), *_workbook_folder(config)]
     problems = []
     for name, root in targets:
         try:
@@ -162,9 +158,7 @@ def check_outputs(config: Config) -> str:
 def check_disk(config: Config) -> str:
     """At least NEWSLETTER_DOCTOR_MIN_FREE_GB free on each local disk that outputs, models, workbook or instance use."""
     least = config.number("NEWSLETTER_DOCTOR_MIN_FREE_GB")
-    places = [(name, config.get(name)) for name in ("NEWSLETTER_OUTPUT_ROOT", "NEWSLETTER_MODEL_CACHE_DIR")]
-    if not config.is_set("NEWSLETTER_SPREADSHEET_KEY"):
-        places.append(("NEWSLETTER_WORKBOOK", str(Path(config.get("NEWSLETTER_WORKBOOK")).parent)))
+    places = [(name, config.get(name)) for name in ("NEWSLETTER_OUTPUT_ROOT", "NEWSLETTER_MODEL_CACHE_DIR")] + _workbook_folder(config)
     if config.is_set("DAGSTER_HOME"):
         places.append(("DAGSTER_HOME", config.get("DAGSTER_HOME")))
     found, problems, seen = [], [], set()

@@ -133,7 +133,8 @@ class ParquetStore:
     region: str | None = None
 
     @functools.cached_property
-    def _resolved(self) -> tuple[pafs.FileSystem, str]:
+    def resolved(self) -> tuple[pafs.FileSystem, str]:
+        """The pyarrow filesystem of `root` and the base path under which the tables live."""
         if is_s3_uri(self.root):
             bucket, prefix = split_s3_uri(self.root)
             fs = self.filesystem or s3_filesystem(self.endpoint_url, self.region, bucket)
@@ -145,16 +146,16 @@ class ParquetStore:
         return pafs.LocalFileSystem(), str(Path(self.root).resolve())
 
     def _location(self, table: str, day: str) -> str:
-        return f"{self._resolved[1]}/{table}/{day}.parquet"
+        return f"{self.resolved[1]}/{table}/{day}.parquet"
 
     def path(self, table: str, day: str) -> str:
         """Where a table's day lives, as shown to people: a local path, or s3://bucket/key."""
         location = self._location(table, day)
-        return f"{S3_SCHEME}{location}" if isinstance(self._resolved[0], pafs.S3FileSystem) else location
+        return f"{S3_SCHEME}{location}" if isinstance(self.resolved[0], pafs.S3FileSystem) else location
 
     def write(self, table: str, day: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader, metadata: dict[str, str] | None = None) -> str:
         """Write atomically: a reader sees the old file or the new one, never half of one. Returns `path()`."""
-        fs, _ = self._resolved
+        fs, _ = self.resolved
         final = self._location(table, day)
         if isinstance(fs, pafs.LocalFileSystem):
             self._write_local(Path(final), data, metadata)
@@ -190,25 +191,25 @@ class ParquetStore:
             raise
 
     def exists(self, table: str, day: str) -> bool:
-        fs, _ = self._resolved
+        fs, _ = self.resolved
         return fs.get_file_info(self._location(table, day)).type == pafs.FileType.File
 
     def read(self, table: str, day: str) -> pd.DataFrame:
-        fs, _ = self._resolved
+        fs, _ = self.resolved
         if not self.exists(table, day):
             raise FileNotFoundError(f"{self.path(table, day)} does not exist: materialize '{table}' for {day} first")
         return pq.read_table(self._location(table, day), filesystem=fs).to_pandas()
 
     def days(self, table: str) -> list[str]:
         """The days (file stems) a table has, sorted; temporary files of writes in progress are left out."""
-        fs, base = self._resolved
+        fs, base = self.resolved
         infos = fs.get_file_info(pafs.FileSelector(f"{base}/{table}", allow_not_found=True))
         return sorted(info.base_name[: -len(".parquet")] for info in infos
                       if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") and not info.base_name.startswith("."))
 
     def read_arrow(self, table: str, day: str, columns: list[str] | None = None) -> pa.Table:
         """One day's table as Arrow, optionally only some columns (no pandas conversion: vectors stay compact)."""
-        fs, _ = self._resolved
+        fs, _ = self.resolved
         return pq.read_table(self._location(table, day), filesystem=fs, columns=columns)
 
     def made_from(self, table: str, day: str, inputs: str) -> bool:
@@ -216,7 +217,7 @@ class ParquetStore:
         return self.exists(table, day) and self.read_metadata(table, day).get("inputs") == inputs
 
     def read_metadata(self, table: str, day: str) -> dict[str, str]:
-        fs, _ = self._resolved
+        fs, _ = self.resolved
         schema = pq.read_schema(self._location(table, day), filesystem=fs)
         return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}
 

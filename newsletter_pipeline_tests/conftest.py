@@ -1,6 +1,8 @@
 """Shared fixtures: the sample data, a workspace of temporary folders, and one model per test session."""
 
+import os
 import shutil
+import socket
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +25,20 @@ def needs_datasets(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: real-data tests need ../shared/datasets beside the repo")
     return path
+
+
+def unavailable(reason: str, in_ci: str) -> None:
+    """Skip for want of a service or program; under CI=true, where .ci/run provides it, fail with `in_ci` instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; {in_ci}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (closed again at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class Workspace:

@@ -10,19 +10,16 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import psycopg2
-import pytest
 
+from newsletter_pipeline_tests import conftest
 from newsletter_pipeline_tests.conftest import REPO
 
 URL_VARIABLE = "NEWSLETTER_TEST_POSTGRES_URL"
 PROD_INSTANCE_YAML = REPO / "deploy" / "dagster.prod.yaml"
 
 
-def unavailable(reason: str):
-    """Skip the test, or fail it under CI, where every test must run."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the Postgres tests must run)")
-    pytest.skip(reason)
+def unavailable(reason: str) -> None:
+    conftest.unavailable(reason, "CI must run the Postgres tests (.ci/run starts PostgreSQL)")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import pytest
 from newsletter_pipeline import doctor
 from newsletter_pipeline.config import BY_NAME, load_config
 from newsletter_pipeline_tests import postgres
-from newsletter_pipeline_tests.conftest import REPO, SAMPLE
+from newsletter_pipeline_tests.conftest import REPO, SAMPLE, free_port
 
 CHECKS = ["configuration", "model", "landing", "outputs", "disk", "instance", "sheets"]
 PASSWORD = "pg-Passw0rd-never-shown"
@@ -186,16 +185,11 @@ def test_too_little_disk_space(healthy, monkeypatch, capsys):
     assert "GB free on the disk of" in line and "under NEWSLETTER_DOCTOR_MIN_FREE_GB=1e+09" in line
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_unreachable_instance_storage(healthy, monkeypatch, capsys):
     """The production dagster.yaml (Postgres) pointed at a port of 127.0.0.1 where nothing listens."""
     shutil.copy(REPO / "deploy" / "dagster.prod.yaml", healthy / "home" / "dagster.yaml")
-    port = _closed_port()
+    port = free_port()
     for name, value in {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port), "DAGSTER_PG_USER": "dagster",
                         "DAGSTER_PG_PASSWORD": PASSWORD, "DAGSTER_PG_DB": "dagster"}.items():
         monkeypatch.setenv(name, value)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from dagster._serdes import serialize_value
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from newsletter_pipeline_tests import postgres
-from newsletter_pipeline_tests.conftest import ASSETS, REPO, SAMPLE_DAYS
+from newsletter_pipeline_tests.conftest import ASSETS, REPO, SAMPLE_DAYS, free_port
 
 DAY = SAMPLE_DAYS[0]
 BIN = Path(sys.executable).parent  # the dagster and dagster-daemon scripts of this environment
@@ -120,11 +119,6 @@ def service(args: list[str], log: Path):
                 process.kill()
                 process.wait()
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def get_json(url: str, body: dict | None = None) -> dict:

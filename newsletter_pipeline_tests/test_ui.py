@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from newsletter_pipeline.defs.checks import CHECKS
-from newsletter_pipeline_tests.conftest import REPO, SAMPLE
+from newsletter_pipeline_tests import conftest
+from newsletter_pipeline_tests.conftest import REPO, SAMPLE, free_port
 
 DAY = "2026-11-18"
 CHROMIUM = [Path("/usr/bin/chromium"), Path("/usr/lib/chromium/chromium")]
@@ -33,11 +33,8 @@ RUN_ERRORS_QUERY = ("query ($id: ID!) { logsForRun(runId: $id)"
                     " { ... on EventConnection { events { ... on MessageEvent { message level } } } } }")
 
 
-def unavailable(reason: str):
-    """Skip for want of a browser; in CI, where .ci/run installs one, fail instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must run the UI test (.ci/run installs chromium, `pip install -e .[test]` playwright)")
-    pytest.skip(reason)
+def unavailable(reason: str) -> None:
+    conftest.unavailable(reason, "CI must run the UI test (.ci/run installs chromium, `pip install -e .[test]` playwright)")
 
 
 def artifacts_dir() -> Path:
@@ -54,11 +51,6 @@ def graphql(url: str, query: str, **variables) -> dict:
     assert "errors" not in body, body["errors"]
     return body["data"]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_location(url: str, server: subprocess.Popen, log: Path, timeout_s: float = 180):
