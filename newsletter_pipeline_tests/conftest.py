@@ -41,6 +41,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def service_account_key() -> dict:
+    """A well-formed service-account key (a fresh RSA key; nothing real)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    return {"type": "service_account", "project_id": "newsletter-test", "private_key_id": "0123abcd", "private_key": pem,
+            "client_email": "exporter@newsletter-test.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": "https://oauth2.googleapis.com/token"}
+
+
 class Workspace:
     """Temporary landing, output and workbook locations, and the resources that point at them."""
 

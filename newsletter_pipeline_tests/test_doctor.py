@@ -93,21 +93,20 @@ def test_landing_and_outputs_on_s3(healthy, s3, bucket, monkeypatch, capsys):
     assert by_check["outputs"][0].startswith("problem: NEWSLETTER_OUTPUT_ROOT: cannot write under s3://no-such-bucket-here/outputs")
 
 
-def _prod(monkeypatch, s3, bucket) -> dict:
+def _prod(monkeypatch, s3, bucket, key: dict) -> None:
     """Prod settings: the sample on S3, outputs on S3, Google Sheets credentials; the caller sets the DAGSTER_PG_* variables."""
     for path in SAMPLE.iterdir():
         s3.client().put_object(Bucket=bucket, Key=f"landing/{path.name}", Body=path.read_bytes())
-    key = _service_account_key()
     for name, value in {"NEWSLETTER_PIPELINE_ENV": "prod", "NEWSLETTER_LANDING_DIR": f"s3://{bucket}/landing",
                         "NEWSLETTER_OUTPUT_ROOT": f"s3://{bucket}/outputs", "NEWSLETTER_S3_ENDPOINT_URL": s3.endpoint_url,
                         "NEWSLETTER_SPREADSHEET_KEY": "1FakeSpreadsheetKey", "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key)}.items():
         monkeypatch.setenv(name, value)
-    return key
 
 
-def test_a_healthy_prod_setup_on_s3_sheets_and_postgres(healthy, s3, bucket, monkeypatch, capsys):
+def test_a_healthy_prod_setup_on_s3_sheets_and_postgres(healthy, s3, bucket, monkeypatch, capsys, service_account_key):
     server = postgres.server_from_env()  # skips without the test PostgreSQL (fails under CI)
-    key = _prod(monkeypatch, s3, bucket)
+    key = service_account_key
+    _prod(monkeypatch, s3, bucket, key)
     with postgres.fresh_database(server) as database:
         for name, value in server.instance_env(database).items():
             monkeypatch.setenv(name, value)
@@ -209,19 +208,8 @@ def test_instance_without_dagster_home(healthy, monkeypatch, capsys):
                                                   "(the repo's dagster.yaml locally, deploy/dagster.prod.yaml in prod)"]
 
 
-def _service_account_key() -> dict:
-    """A well-formed service-account key (a fresh RSA key; nothing real)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    return {"type": "service_account", "project_id": "newsletter-test", "private_key_id": "0123abcd", "private_key": pem,
-            "client_email": "exporter@newsletter-test.iam.gserviceaccount.com", "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"}
-
-
-def test_usable_sheets_credentials(healthy, monkeypatch, capsys):
-    key = _service_account_key()
+def test_usable_sheets_credentials(healthy, monkeypatch, capsys, service_account_key):
+    key = service_account_key
     monkeypatch.setenv("NEWSLETTER_SPREADSHEET_KEY", "1FakeSpreadsheetKey")
     monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", json.dumps(key))
     status, by_check = run_doctor(capsys)
@@ -237,8 +225,8 @@ def test_usable_sheets_credentials(healthy, monkeypatch, capsys):
     ("GOOGLE_SERVICE_ACCOUNT_JSON", {"type": "authorized_user"}, "GOOGLE_SERVICE_ACCOUNT_JSON holds a key of type 'authorized_user'"),
     ("GOOGLE_SERVICE_ACCOUNT_FILE", "missing.json", "GOOGLE_SERVICE_ACCOUNT_FILE names"),
 ])
-def test_bad_sheets_credentials(healthy, monkeypatch, capsys, variable, value, expected):
-    key = {**_service_account_key(), **value} if isinstance(value, dict) else None
+def test_bad_sheets_credentials(healthy, monkeypatch, capsys, variable, value, expected, service_account_key):
+    key = {**service_account_key, **value} if isinstance(value, dict) else None
     monkeypatch.setenv("NEWSLETTER_SPREADSHEET_KEY", "1FakeSpreadsheetKey")
     monkeypatch.setenv(variable, json.dumps(key) if key else str(healthy / value))
     status, by_check = run_doctor(capsys)

@@ -104,19 +104,6 @@ def fake() -> FakeSheets:
     return fake
 
 
-@pytest.fixture(scope="module")
-def service_account_key() -> dict:
-    """A well-formed service-account key (a fresh RSA key; nothing real)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    return {"type": "service_account", "project_id": "newsletter-test", "private_key_id": "0123abcd", "private_key": pem,
-            "client_email": "exporter@newsletter-test.iam.gserviceaccount.com", "client_id": "1",
-            "token_uri": "https://oauth2.googleapis.com/token"}
-
-
 # --- layout v3: month tabs and the index ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("order", [(A, B), (B, A)], ids=["A-then-B", "B-then-A"])
