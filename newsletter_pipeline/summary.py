@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from newsletter_pipeline.config import load_config
-from newsletter_pipeline.stages.export import read_layout
+from newsletter_pipeline.stages.export import UnreadableWorkbook, read_layout
 
 
 def _shown(location: str) -> str:
@@ -17,7 +17,11 @@ def main() -> int:
     if not workbook.exists():
         print(f"No workbook at {workbook}: materialize sheet_export for a day first.", file=sys.stderr)
         return 1
-    tabs = read_layout(workbook)
+    try:
+        tabs = read_layout(workbook)
+    except UnreadableWorkbook as error:  # the message names the file and what to do
+        print(error, file=sys.stderr)
+        return 1
     header, *rows = tabs["clusters"]
     day, size, label = header.index("day"), header.index("size"), header.index("label")
     story, days_active, trend = header.index("story_id"), header.index("days_active"), header.index("trend")

@@ -6,7 +6,8 @@ gspread raises the same APIError it would in production. Only what gspread 6.2.1
 open_by_key, worksheet, add_worksheet, get_all_values, resize, update (RAW), clear and batch_clear,
 and the lower-level spreadsheets.batchUpdate (addSheet, updateSheetProperties), values:batchGet and
 values:batchUpdate (RAW) that the export calls, is implemented; anything else answers 404 or 400 so a
-test notices instead of passing silently.
+test notices instead of passing silently. The API's limits answer 400 as Google does: 10 million cells a
+spreadsheet, a 10 MiB request body, 50,000 characters a cell.
 
 Faults: `inject` answers an HTTP error (429, 500, 503...) or raises a requests exception (Timeout,
 ConnectionError) instead of serving a request, or after serving it (`applied=True`: the change is
@@ -32,6 +33,9 @@ from requests.structures import CaseInsensitiveDict
 
 MAX_CELLS = 10_000_000  # the real per-spreadsheet limit
 MAX_BODY_BYTES = 10 * 1024 * 1024  # the API refuses larger request payloads ("Request payload size exceeds the limit")
+# The real per-cell limit. Counted in UTF-16 code units (Sheets' strings are Java's and JavaScript's), the stricter
+# reading: an astral character such as an emoji counts twice.
+MAX_CELL_CHARS = 50_000
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 _RENDER_OPTIONS = {"FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA"}
 
@@ -414,6 +418,9 @@ def _plan_write(book: Book, a1: str, values: list, major: str | None, where: str
         for j, value in enumerate(row):
             if value is not None and not isinstance(value, (str, int, float, bool)):
                 raise ApiError(400, f"Invalid {where}values[{i}][{j}]: {json.dumps(value)}")
+            if isinstance(value, str) and len(value.encode("utf-16-le", "surrogatepass")) > 2 * MAX_CELL_CHARS:
+                # The whole request fails, no cell changes: Google's answer, word for word.
+                raise ApiError(400, f"Your input contains more than the maximum of {MAX_CELL_CHARS} characters in a single cell.")
     return _Write(sheet, rng.r0, rng.c0, end_r, end_c, values)
 
 

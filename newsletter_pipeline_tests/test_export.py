@@ -1,6 +1,8 @@
 """The sheet layout (a contract with sheet readers) and the local workbook sink."""
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -202,3 +204,213 @@ def test_a_row_repeated_whole_is_kept_once():
     existing = [header, ["d1", 1], ["d2", 5], ["d1", 1], ["d2", 6], ["d2", 5]]
     assert export.replace_day(existing, header, "d2", [["d2", 7]]) == [header, ["d1", 1], ["d2", 7]]
     assert export.replace_day(existing, header, "d3", []) == [header, ["d1", 1], ["d2", 5], ["d2", 6]]
+
+
+# --- what a cell may hold: storable characters, at most MAX_CELL_CHARS --------------------------------------
+
+def utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def every_text_cell(book: dict[str, list[list]]) -> list[str]:
+    return [cell for rows in book.values() for row in rows for cell in row if isinstance(cell, str)]
+
+
+def test_cell_text_keeps_storable_text_and_caps_it_with_a_visible_ellipsis():
+    limit = export.MAX_CELL_CHARS
+    assert limit == 32_767 and export.ELLIPSIS == "…"
+    assert export.cell_text("Storm Odile\uffff nears\ufffe the coast\ud800\x00!") == "Storm Odile nears the coast !"
+    assert export.cell_text("a" * limit) == "a" * limit  # at the limit: whole
+    assert export.cell_text("🌀" * (limit // 2) + "a") == "🌀" * (limit // 2) + "a"  # 32,767 UTF-16 units, astral counted twice
+    cut = export.cell_text("a" * (limit + 1))
+    assert cut == "a" * (limit - 1) + "…" and utf16_units(cut) == limit
+    # A cut that would fall inside an astral character's surrogate pair drops the character whole.
+    cut = export.cell_text("a" * (limit - 2) + "🌀" * 3)
+    assert cut == "a" * (limit - 2) + "…" and utf16_units(cut) == limit - 1
+    cut = export.cell_text("a" * (limit - 3) + "🌀" * 3)
+    assert cut == "a" * (limit - 3) + "🌀…" and utf16_units(cut) == limit
+    assert export.cell_text("ab🌀cd", limit=4) == "ab…"
+    # Numbers are not text: untouched.
+    assert export.table_rows(pd.DataFrame({"n": [3], "x": [0.5]})) == [[3, 0.5]]
+
+
+def test_a_noncharacter_or_lone_surrogate_never_reaches_the_workbook(tmp_path):
+    # Bypasses the parser (which cleans fields too): the sink defends itself. Before, a U+FFFF went into the sheet XML
+    # as is, and every later read of the workbook failed with a bare ParseError.
+    path = tmp_path / "book.xlsx"
+    tables = day_tables("2026-11-16")
+    tables = {kind: table.astype(object) for kind, table in tables.items()}  # an arrow string cannot hold a lone surrogate
+    tables["items"].loc[0, "headline"] = "Storm Odile\uffff nears the coast"
+    tables["items"].loc[1, "source"] = "Morning\ud800 Brief\ufffe"
+    tables["clusters"].loc[0, "top_headlines"] = "Storm Odile\uffff nears the coast\n\udc80Second headline"
+    export.write_workbook(path, "2026-11-16", tables)
+    book = export.read_workbook(path)
+    items, clusters = book["items 2026-11"], book["clusters 2026-11"]
+    assert items[1][export.TABS["items"].index("headline")] == "Storm Odile nears the coast"
+    assert items[2][export.TABS["items"].index("source")] == "Morning Brief"
+    assert clusters[1][export.TABS["clusters"].index("top_headlines")] == "Storm Odile nears the coast\nSecond headline"
+    # The workbook stays usable: the next export of another day reads and rewrites it.
+    export.write_workbook(path, "2026-11-17", day_tables("2026-11-17"))
+    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3 + ["2026-11-17"] * 3
+
+
+def test_a_long_cell_is_cut_with_an_ellipsis_not_silently(tmp_path):
+    # openpyxl keeps the first 32,767 characters of a longer text without a word; the cut must show.
+    path = tmp_path / "book.xlsx"
+    tables = day_tables("2026-11-16")
+    headlines = "\n".join(f"Headline {i} about the storm and what it did to the coast" for i in range(1_000))  # ~57,000 characters
+    tables["clusters"].loc[0, "top_headlines"] = headlines
+    export.write_workbook(path, "2026-11-16", tables)
+    cell = export.read_workbook(path)["clusters 2026-11"][1][export.TABS["clusters"].index("top_headlines")]
+    assert cell.endswith("…") and utf16_units(cell) == export.MAX_CELL_CHARS and headlines.startswith(cell[:-1])
+
+
+# --- a workbook that cannot be read -------------------------------------------------------------------------
+
+def _broken_xml(path):
+    # What the export wrote before the fix: a U+FFFF inside a tab's XML.
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "items 2026-11"
+    book.active.append(export.TABS["items"])
+    book.active.append(["2026-11-16", "a", "", 0, "storm", 0.9, "", "Morning Brief", "Storm\uffff", ""])
+    book.save(path)
+
+
+def _truncated_zip(path):
+    export.write_workbook(path, "2026-11-16", day_tables("2026-11-16"))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _zip_of_something_else(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not a workbook")
+
+
+@pytest.mark.parametrize("damage", [_broken_xml, _truncated_zip, _zip_of_something_else, lambda path: path.write_text("day,item_id\n")],
+                         ids=["invalid-xml", "truncated-zip", "zip-not-a-workbook", "not-a-zip"])
+def test_an_unreadable_workbook_is_named_and_left_as_it_is(tmp_path, damage):
+    path = tmp_path / "sheets" / "book.xlsx"
+    path.parent.mkdir()
+    damage(path)
+    before = path.read_bytes()
+    with pytest.raises(export.UnreadableWorkbook, match=r"(?s)the workbook .*book\.xlsx cannot be read \(\w+: .*\): it is damaged.*"
+                                                         r"Move it aside .*--select sheet_export.*docs/backups\.md.*backup") as caught:
+        export.write_workbook(path, "2026-11-17", day_tables("2026-11-17"))
+    assert str(path) in str(caught.value) and caught.value.__cause__ is not None
+    assert path.read_bytes() == before  # never overwritten: it may hold tabs of someone's own
+    assert sorted(p.name for p in path.parent.iterdir()) == ["book.xlsx", "book.xlsx.lock"]
+    with pytest.raises(export.UnreadableWorkbook, match="Move it aside"):
+        export.read_layout(path)
+    # Moved aside, as the message says: the next export starts a new workbook.
+    path.rename(path.with_name("book.xlsx.broken"))
+    export.write_workbook(path, "2026-11-17", day_tables("2026-11-17"))
+    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-17"] * 3
+
+
+# --- temporary files of a save that never finished ------------------------------------------------------------
+
+KILLED_MID_SAVE = """
+import os, signal, sys
+from pathlib import Path
+from openpyxl import Workbook
+from newsletter_pipeline.stages import export
+from newsletter_pipeline_tests.test_export import day_tables
+
+save = Workbook.save
+def save_then_die(self, filename):
+    save(self, filename)  # the temporary file is written, the move into place never happens
+    os.kill(os.getpid(), signal.SIGKILL)
+Workbook.save = save_then_die
+export.write_workbook(Path(sys.argv[1]), "2026-11-17", day_tables("2026-11-17"))
+"""
+
+
+def test_the_leftover_of_a_killed_save_is_removed_by_the_next_export(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "book.xlsx"
+    export.write_workbook(path, "2026-11-16", day_tables("2026-11-16"))
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, str(path)], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert killed.returncode == -9, killed.stderr
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".book.xlsx.") and p.name.endswith(".tmp")]
+    assert len(leftovers) == 1
+    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3  # the previous workbook, intact
+    # Files of that shape that are not this workbook's temporaries stay.
+    others = [".book.xlsx.x.abcd1234.tmp", ".other.xlsx.abcd1234.tmp", "book.xlsx.abcd1234.tmp", ".book.xlsx.abcd1234.tmp.keep",
+              ".book.xlsx.2026-11-16.tmp"]
+    for name in others:
+        (tmp_path / name).write_text("not ours")
+    export.write_workbook(path, "2026-11-18", day_tables("2026-11-18"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["book.xlsx", "book.xlsx.lock", *others])
+    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3 + ["2026-11-18"] * 3
+
+
+def test_a_save_in_progress_is_not_taken_for_a_leftover(tmp_path):
+    import tempfile
+    import threading
+    import time
+
+    path = tmp_path / "book.xlsx"
+    saving, done = threading.Event(), threading.Event()
+    seen = {}
+
+    def other_export():  # holds the lock through its save, as write_workbook does
+        with export._locked(path):
+            handle, temporary = tempfile.mkstemp(dir=tmp_path, prefix=".book.xlsx.", suffix=".tmp")
+            os.close(handle)
+            saving.set()
+            done.wait(10)
+            seen["kept"] = os.path.exists(temporary)
+            os.unlink(temporary)
+
+    holder = threading.Thread(target=other_export)
+    holder.start()
+    assert saving.wait(10)
+    writer = threading.Thread(target=export.write_workbook, args=(path, "2026-11-16", day_tables("2026-11-16")))
+    writer.start()
+    time.sleep(0.5)
+    assert writer.is_alive()  # waiting for the lock, not cleaning beside a save in progress
+    done.set()
+    holder.join(10)
+    writer.join(30)
+    assert seen == {"kept": True} and not writer.is_alive()
+    assert export.read_workbook(path)["items 2026-11"][1][0] == "2026-11-16"
+
+
+# --- through the assets, as a user runs them ------------------------------------------------------------------
+
+def test_a_noncharacter_in_a_landing_file_leaves_the_workbook_readable(workspace):
+    import json
+
+    from newsletter_pipeline.stages.text import storable
+
+    workspace.add_sample()
+    # A headline with a U+FFFF and a U+FFFE, as a feed converter wrote it (raw UTF-8, not an escape).
+    record = {"id": "mb-2026-11-16-900", "source": "Morning Brief", "link": "https://www.morningbriefdaily.com/2026/11/16/odile-landfall",
+              "headline": "Storm Odile\uffff Makes Landfall Near\ufffe the Gulf Coast", "category": "WEATHER",
+              "short_description": "The storm came ashore late Monday with winds near 110 mph.", "authors": "Daniel Ortiz",
+              "date": "2026-11-16T18:00:00Z"}
+    with open(workspace.landing / "morning_brief.jsonl", "a", encoding="utf-8") as landing:
+        landing.write(json.dumps(record, ensure_ascii=False) + "\n")
+    # A file without source fields is named after the file, and this name holds a U+FFFF: no field cleaning sees it.
+    flash = [{"headline": f"Odile Flash {i}: Shelters Open Along the Coast", "link": f"https://flash.test/{i}",
+              "date": "2026-11-16T19:00:00Z"} for i in range(3)]
+    (workspace.landing / "flash\uffff_news.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flash), encoding="utf-8")
+
+    assert workspace.materialize("2026-11-16").success
+    book = export.read_workbook(workspace.workbook)
+    assert all(cell == storable(cell) for cell in every_text_cell(book))
+    items = book[export.tab_name("items", "2026-11-16")]
+    headline, source = export.TABS["items"].index("headline"), export.TABS["items"].index("source")
+    assert "Storm Odile Makes Landfall Near the Gulf Coast" in [row[headline] for row in items[1:]]
+    assert {row[source] for row in items[1:] if row[headline].startswith("Odile Flash")} == {"flash news"}
+    # Every later export reads the workbook again: another day goes in beside the first.
+    assert workspace.materialize("2026-11-17").success
+    days = [row[0] for row in export.read_workbook(workspace.workbook)[export.tab_name("items", "2026-11-16")][1:]]
+    assert days[0] == "2026-11-16" and days[-1] == "2026-11-17" and days.count("2026-11-16") == len(items) - 1

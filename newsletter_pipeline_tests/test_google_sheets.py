@@ -192,6 +192,43 @@ def test_google_sheet_and_workbook_share_one_layout(fake, tmp_path):
                                             *export.table_rows(day_tables(B, 4)["items"]), *export.table_rows(day_tables(APRIL, 2)["items"])]
 
 
+def test_a_cell_over_the_limit_is_cut_the_same_way_in_both_sinks(fake, tmp_path):
+    # A big cluster's top_headlines can pass Google's 50,000 characters a cell, and the fake, like Google, refuses the
+    # whole write with a 400. Both sinks cut it to export.MAX_CELL_CHARS with a visible "…".
+    tables = day_tables(A, 5)
+    headlines = "\n".join(f"Headline {i} of {A}: the storm reaches the coast 🌀" for i in range(1_500))  # ~75,000 characters
+    tables["clusters"].loc[0, "top_headlines"] = headlines
+    workbook = tmp_path / "clusters.xlsx"
+    export.write_google_sheet(spreadsheet(fake), A, tables, now=NOW)
+    export.write_workbook(workbook, A, tables, now=NOW)
+    column = export.TABS["clusters"].index("top_headlines")
+    cell = fake.values(KEY, MARCH_TABS[0])[1][column]
+    assert cell.endswith("…") and headlines.startswith(cell[:-1])
+    assert len(cell.encode("utf-16-le")) // 2 <= export.MAX_CELL_CHARS
+    assert export.read_workbook(workbook)[MARCH_TABS[0]][1][column] == cell
+    # The next day's export reads the cut cell back and leaves it as it is.
+    export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 3), now=NOW)
+    assert fake.values(KEY, MARCH_TABS[0])[1][column] == cell
+
+
+def test_both_sinks_hold_only_storable_text(fake, tmp_path):
+    # The parser cleans fields, but the sinks do not count on it: no U+FFFF, U+FFFE or lone surrogate reaches a cell.
+    tables = {kind: table.astype(object) for kind, table in day_tables(A, 4).items()}  # an arrow string cannot hold "\ud800"
+    tables["items"].loc[0, "headline"] = "Storm Odile\uffff nears the coast"
+    tables["items"].loc[1, "source"] = "Morning\ud800 Brief\ufffe"
+    tables["clusters"].loc[0, "title"] = "\udc80Storm Odile"
+    workbook = tmp_path / "clusters.xlsx"
+    export.write_google_sheet(spreadsheet(fake), A, tables, now=NOW)
+    export.write_workbook(workbook, A, tables, now=NOW)
+    items, clusters = fake.values(KEY, MARCH_TABS[1]), fake.values(KEY, MARCH_TABS[0])
+    assert items[1][TABS_ITEMS.index("headline")] == "Storm Odile nears the coast"
+    assert items[2][TABS_ITEMS.index("source")] == "Morning Brief"
+    assert clusters[1][export.TABS["clusters"].index("title")] == "Storm Odile"
+    book = export.read_workbook(workbook)
+    assert [book[tab][1:3] for tab in MARCH_TABS] == [[r + [""] * (len(book[tab][0]) - len(r)) for r in rows[1:3]]
+                                                       for tab, rows in zip(MARCH_TABS, (clusters, items), strict=True)]
+
+
 # --- requests: how many, how big ---------------------------------------------------------------------------
 
 def test_one_values_request_per_tab_write(fake):
@@ -532,6 +569,16 @@ def test_the_fake_answers_like_the_api(fake):
         client.open_by_key(KEY)
     assert caught.value.code == 503 and fake.log[-1].status == 503
     assert ("PUT", f"/v4/spreadsheets/{KEY}/values/'small'!A1") in [(e.method, e.path) for e in fake.log]
+
+
+def test_the_fake_refuses_a_cell_over_50000_characters(fake):
+    sheet = make_client(fake).open_by_key(KEY).add_worksheet("t", rows=2, cols=2)
+    sheet.update([["a" * 50_000, "🌀" * 25_000]], "A1", value_input_option="RAW")  # at the limit (UTF-16 code units)
+    for too_long in ("a" * 50_001, "🌀" * 25_000 + "a"):
+        with pytest.raises(gspread.exceptions.APIError, match="more than the maximum of 50000 characters in a single cell") as caught:
+            sheet.update([["kept?", too_long]], "A2", value_input_option="RAW")
+        assert caught.value.code == 400
+    assert fake.values(KEY, "t") == [["a" * 50_000, "🌀" * 25_000]]  # the refused request changed nothing
 
 
 def test_the_fake_batches_values_all_or_nothing(fake):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from newsletter_pipeline.stages.cluster import NOISE
+from newsletter_pipeline.stages.text import storable
 
 if TYPE_CHECKING:
     import gspread
@@ -47,6 +48,11 @@ INDEX_TAB = "index"
 INDEX_HEADER = ["month", "kind", "tab", "rows", "days", "first_day", "last_day", "updated_at", "layout_version"]
 NOISE_LABEL = "(unclustered)"
 MAX_CELLS = 10_000_000  # Google's limit per spreadsheet, counted over every tab's grid (rows x columns)
+# The longest text a cell gets, in UTF-16 code units, in both sinks. One cap, the smaller of the two limits: a
+# workbook cell holds 32,767 characters (Excel's limit; openpyxl cuts longer text without a mark), a Google Sheets
+# cell 50,000 (longer text fails the whole request with a 400). One cap keeps both sinks' rows the same.
+MAX_CELL_CHARS = 32_767
+ELLIPSIS = "\u2026"  # "…": ends a cut cell, so a reader sees the text goes on (in the Parquet outputs)
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MONTH_TAB = re.compile(r"(?P<kind>%s) (?P<month>\d{4}-\d{2})" % "|".join(TABS))
@@ -116,13 +122,30 @@ def sheet_tables(day: str, items: pd.DataFrame, assignments: pd.DataFrame, summa
     return {"clusters": clusters.reset_index(drop=True), "items": joined[TABS["items"]].reset_index(drop=True)}
 
 
+def cell_text(text: str, limit: int = MAX_CELL_CHARS) -> str:
+    """`text` as a cell of either sink holds it: only characters XML 1.0 can carry (`text.storable`: a U+FFFF would
+    make the workbook unreadable for good), and at most `limit` UTF-16 code units, cut with a visible "…"."""
+    text = storable(text)
+    if 2 * len(text) <= limit:  # even if every character took two code units
+        return text
+    units = text.encode("utf-16-le")
+    if len(units) <= 2 * limit:
+        return text
+    kept = units[: 2 * (limit - len(ELLIPSIS))]
+    if 0xD8 <= kept[-1] <= 0xDB:  # the last unit opens a surrogate pair: drop the whole character, never half of it
+        kept = kept[:-2]
+    return kept.decode("utf-16-le") + ELLIPSIS
+
+
 def _cell(value: object) -> object:
-    """Sheets and workbooks take str, int, float; missing values become empty cells."""
+    """Sheets and workbooks take str, int, float; missing values become empty cells, text goes through `cell_text`.
+
+    The one place both sinks build their cells, so they hold the same text."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
+        value = value.item()
+    return cell_text(value) if isinstance(value, str) else value
 
 
 def table_rows(table: pd.DataFrame) -> list[list]:
@@ -208,17 +231,60 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class UnreadableWorkbook(ValueError):
+    """The workbook file exists but is no readable .xlsx: invalid XML inside, a broken zip, or another kind of file."""
+
+
 def read_workbook(path: Path) -> dict[str, list[list]]:
-    """Every tab of a workbook as rows of values (header first)."""
+    """Every tab of a workbook as rows of values (header first); {} when there is no file.
+
+    A file that is there but cannot be read raises UnreadableWorkbook, naming it and what to do; it is left as it is."""
     from openpyxl import load_workbook
 
+    path = Path(path)
     if not path.exists():
         return {}
-    book = load_workbook(path, read_only=True)
     try:
-        return {sheet.title: [["" if v is None else v for v in row] for row in sheet.iter_rows(values_only=True)] for sheet in book}
-    finally:
-        book.close()
+        book = load_workbook(path, read_only=True)
+        try:
+            # In read-only mode each tab's XML is parsed here, as it is iterated: inside the same guard.
+            return {sheet.title: [["" if v is None else v for v in row] for row in sheet.iter_rows(values_only=True)] for sheet in book}
+        finally:
+            book.close()
+    except OSError:
+        raise  # permissions, a full disk: not the file's content; the message names the file already
+    except Exception as e:  # BadZipFile, ParseError, KeyError (a part missing), InvalidFileException, openpyxl's ValueErrors...
+        failure = f"{type(e).__name__}: {e}"
+        raise UnreadableWorkbook(
+            f"the workbook {path} cannot be read ({failure[:300]}): it is damaged, or not an .xlsx workbook. It was left as it "
+            f"is and no export can write to it until it is replaced. Move it aside (mv '{path}' '{path}.broken') and re-run "
+            "sheet_export for the days it held (dagster asset materialize --select sheet_export --partition-range FIRST...LAST): "
+            "the workbook is rebuilt from the Parquet outputs (docs/backups.md). Tabs of your own in it are not rebuilt: if it "
+            "held any, restore it from a backup instead"
+        ) from e
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+_TEMPORARY_SUFFIX = ".tmp"
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Delete the temporary files that saves of this workbook left when their run was killed mid-save; returns them.
+
+    Only names write_workbook's mkstemp makes for this workbook: `.<name>.<random>.tmp`, the random part without a
+    dot, so another workbook's (`.<name>.x.<random>.tmp`) never matches. Call it under `_locked`: the lock is held
+    for the whole of a save, so no such file belongs to an export in progress."""
+    pattern = re.compile(re.escape(_temporary_prefix(path)) + r"[a-z0-9_]+" + re.escape(_TEMPORARY_SUFFIX))  # mkstemp's alphabet
+    removed = []
+    for candidate in path.parent.iterdir():
+        if pattern.fullmatch(candidate.name) and candidate.is_file() and not candidate.is_symlink():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+            log.warning("removed %s, left by an export of %s that was stopped mid-save", candidate, path)
+    return removed
 
 
 def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None) -> dict[str, int]:
@@ -228,6 +294,7 @@ def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame], now: d
 
     path = Path(path)
     with _locked(path):
+        remove_leftovers(path)
         existing = read_workbook(path)
         changed = day_rows(existing, day, tables, now)
         tabs = existing | changed
@@ -245,7 +312,7 @@ def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame], now: d
             if layout_key(title) is not None:
                 sheet.freeze_panes = "A2"
         # Write aside, then move: a crash mid-save leaves the previous workbook intact.
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=_TEMPORARY_SUFFIX)
         os.close(handle)
         try:
             book.save(temporary)
