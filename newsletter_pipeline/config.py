@@ -114,19 +114,34 @@ def s3_bucket(value: str) -> str | None:
 
 
 def landing_locations(value: str) -> str | None:
-    for location in (part.strip() for part in value.split(",")):
+    from newsletter_pipeline.landing import split_locations
+
+    try:
+        locations = split_locations(value)
+    except ValueError as error:
+        return f"not a JSON array of locations ({error}); set [\"/a/folder\", \"s3://bucket/prefix\"]"
+    for location in locations:
         if "://" in location and not location.lower().startswith("s3://"):
-            return "set local folders or s3://bucket/prefix locations, separated by commas"
+            return "set local folders or s3://bucket/prefix locations, separated by commas (or a JSON array)"
         if s3_bucket(location):
             return s3_bucket(location)
     return None
 
 
 def s3_only(value: str) -> str | None:
+    from newsletter_pipeline.landing import split_locations
     from newsletter_pipeline.storage import is_s3_uri
 
-    if not all(is_s3_uri(part.strip()) for part in value.split(",") if part.strip()):
+    if not all(is_s3_uri(part) for part in split_locations(value)):
         return "prod keeps it on S3 (every run worker must see the same files); set s3://bucket/prefix"
+    return None
+
+
+def date_format(value: str) -> str | None:
+    """A strptime format that names a whole day: day, month and year."""
+    day, month, year = ("%d", "%j"), ("%m", "%b", "%B"), ("%Y", "%y")
+    if not (any(d in value for d in day) and (any(m in value for m in month) or "%j" in value) and any(y in value for y in year)):
+        return "set a strptime format with the day, month and year, such as %d/%m/%Y or %d.%m.%Y %H:%M"
     return None
 
 
@@ -163,9 +178,12 @@ SETTINGS: tuple[Setting, ...] = (
             "(S3, Google Sheets, Postgres: what the *prod* column marks is then required)", check=one_of(*ENVIRONMENTS)),
     Setting(DATA_DIR, "data", "root of the landing folder, outputs, workbook and model cache"),
     Setting("NEWSLETTER_LANDING_DIR", "$NEWSLETTER_DATA_DIR/landing", "where input files land: a folder or `s3://bucket/prefix`; "
-            "several, separated by commas", prod=True, check=landing_locations, prod_check=s3_only, prod_note="`s3://` only"),
+            "several, separated by commas, or a JSON array (`[\"/mnt/news, archive\"]`) when a path holds a comma; a location that "
+            "does not exist fails the run", prod=True, check=landing_locations, prod_check=s3_only, prod_note="`s3://` only"),
     Setting("NEWSLETTER_COLUMN_MAP", "{}", "JSON object mapping a source's column names to ours, e.g. "
             "`{\"Betreff\": \"headline\", \"Datum\": \"date\"}`", check=column_map),
+    Setting("NEWSLETTER_DATE_FORMAT", None, "a strptime format for dates that are neither ISO 8601 nor RFC 2822, e.g. "
+            "`%d/%m/%Y`; without it such dates are quarantined", check=date_format),
     Setting("NEWSLETTER_OUTPUT_ROOT", "$NEWSLETTER_DATA_DIR/outputs", "Parquet outputs and the embedding cache: a folder or "
             "`s3://bucket/prefix` (or another URI pyarrow opens)", prod=True, check=s3_bucket, prod_check=s3_only, prod_note="`s3://` only"),
     Setting("NEWSLETTER_WORKBOOK", "$NEWSLETTER_DATA_DIR/sheets/newsletter_clusters.xlsx", "the local workbook, written when "

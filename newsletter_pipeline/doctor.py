@@ -84,7 +84,7 @@ def check_model(config: Config) -> str:
 
 def check_landing(config: Config) -> str:
     """Every landing location lists, and its first readable file reads."""
-    from newsletter_pipeline.defs.resources import LandingFolder, resources_from_env
+    from newsletter_pipeline.defs.resources import resources_from_env
     from newsletter_pipeline.storage import is_s3_uri
 
     landing = resources_from_env(config.env)["landing"]
@@ -95,7 +95,7 @@ def check_landing(config: Config) -> str:
                             "to the folder (or s3://bucket/prefix) where files land")
             continue
         try:
-            files = LandingFolder(path=location, s3=landing.s3).files()
+            files = landing.list_location(location).files
             if files:
                 files[0].load()
         except Exception as error:

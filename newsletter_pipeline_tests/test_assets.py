@@ -28,7 +28,7 @@ def test_a_sample_day_end_to_end(workspace):
     assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
         "raw_items", "item_embeddings", "umap_coordinates", "clusters", "stories", "sheet_export"}
     checks = checks_of(result)
-    assert set(checks) == {"unique_item_id", "records_balance", "quarantine_share", "embeddings_valid", "every_item_assigned", "noise_share", "cluster_count", "largest_cluster_share", "silhouette"}
+    assert set(checks) == {"unique_item_id", "records_balance", "quarantine_share", "day_not_emptied", "embeddings_valid", "every_item_assigned", "noise_share", "cluster_count", "largest_cluster_share", "silhouette"}
     assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items() if not c.passed}
     assert checks["noise_share"].metadata["noise_share"].value <= QualityThresholds().max_noise_share
 
@@ -74,6 +74,7 @@ def test_empty_day_materializes_and_warns(workspace):
     assert result.success
     checks = checks_of(result)
     assert checks.pop("records_balance").passed  # nothing read, nothing lost
+    assert checks.pop("day_not_emptied").passed  # it had no items before either
     assert all(not c.passed and c.severity == dg.AssetCheckSeverity.WARN and "no items" in c.description for c in checks.values())
     assert workspace.store.read("clusters", EMPTY_DAY).empty
     book = export.read_workbook(workspace.workbook)

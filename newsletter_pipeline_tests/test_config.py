@@ -111,6 +111,15 @@ def test_a_bad_environment_name_and_a_column_map_to_unknown_fields():
     assert named(problems({"NEWSLETTER_SPREADSHEET_KEY": "1AbC-def_2"})) == {"NEWSLETTER_SPREADSHEET_KEY"}
 
 
+def test_date_format_and_landing_locations_as_a_json_array():
+    found = problems({"NEWSLETTER_DATE_FORMAT": "%m/%Y", "NEWSLETTER_LANDING_DIR": '["/mnt/news, archive"'})
+    assert found == ["NEWSLETTER_LANDING_DIR = '[\"/mnt/news, archive\"': not a JSON array of locations (Expecting ',' delimiter: "
+                     "line 1 column 22 (char 21)); set [\"/a/folder\", \"s3://bucket/prefix\"]",
+                     "NEWSLETTER_DATE_FORMAT = '%m/%Y': set a strptime format with the day, month and year, such as %d/%m/%Y or %d.%m.%Y %H:%M"]
+    resources = resources_from_env({"NEWSLETTER_DATE_FORMAT": "%d.%m.%Y", "NEWSLETTER_LANDING_DIR": '["/mnt/news, archive", "/srv/b"]'})
+    assert resources["landing"].date_format == "%d.%m.%Y" and resources["landing"].locations == ["/mnt/news, archive", "/srv/b"]
+
+
 def test_prod_needs_s3_google_sheets_and_postgres():
     found = problems({"NEWSLETTER_PIPELINE_ENV": "prod"})
     assert named(found) == {"NEWSLETTER_LANDING_DIR", "NEWSLETTER_OUTPUT_ROOT", "NEWSLETTER_SPREADSHEET_KEY", "GOOGLE_SERVICE_ACCOUNT_FILE",

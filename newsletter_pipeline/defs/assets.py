@@ -14,6 +14,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import Field
 
 from newsletter_pipeline.defs.checks import check_specs
 from newsletter_pipeline.defs.partitions import daily_partitions
@@ -47,12 +48,31 @@ def _partition_window() -> tuple[str, str]:
     return daily_partitions.start.strftime("%Y-%m-%d"), tomorrow.isoformat()
 
 
+class RawItemsConfig(dg.Config):
+    allow_emptied_days: bool = Field(
+        default=False,
+        description="Let a day that had items drop to none (its landing files were removed on purpose). Without it such a day is "
+        "held: its outputs and sheet rows stay, and the day_not_emptied check fails, so a missing or emptied landing "
+        "location never wipes a published day.",
+    )
+
+
+def _table(rows: list[tuple], columns: tuple[str, ...]) -> dg.MetadataValue:
+    lines = [f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)] + [f"| {' | '.join(str(v) for v in row)} |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
 @dg.asset(**DAILY, kinds={"parquet"}, check_specs=check_specs("raw_items"))
-def raw_items(context: dg.AssetExecutionContext, landing: LandingFolder, store: OutputStore, clustering: ClusteringResource):
+def raw_items(context: dg.AssetExecutionContext, config: RawItemsConfig, landing: LandingFolder, store: OutputStore,
+              clustering: ClusteringResource):
     """The day's newsletter items from the landing locations; every record an item, a duplicate or quarantined."""
-    files = landing.files()
+    listing = landing.listing()  # a location that is missing or cannot be listed fails here, before anything is written
+    for skipped in listing.skipped:
+        context.log.warning(f"{skipped.name}: {skipped.reason}")
     first_day, last_day = _partition_window()
-    parsed = parse.parse_landing(files, landing.column_map, first_day=first_day, last_day=last_day)
+    parsed = parse.parse_landing(listing.files, landing.column_map, first_day=first_day, last_day=last_day, date_format=landing.date_format)
+    for warning in parsed.warnings:
+        context.log.warning(warning)
     # Records that belong to no day (no usable date, or a date outside the partitions) are kept in one table.
     unassigned = parsed.rejects[parsed.rejects["day"].isna()].reset_index(drop=True)
     store.store.write("quarantine", "unassigned", unassigned)
@@ -61,32 +81,41 @@ def raw_items(context: dg.AssetExecutionContext, landing: LandingFolder, store: 
     per_day, outcomes = {}, {}
     for day in context.partition_keys:
         today = parse.items_for_day(parsed, day)
-        store.store.write("raw_items", day, today.items)
-        store.store.write("duplicates", day, today.duplicates)
-        store.store.write("quarantine", day, today.rejects)
+        previous = len(store.store.read("raw_items", day)) if store.store.exists("raw_items", day) else 0
+        emptied = quality.judge_not_emptied(day, previous, len(today.items), config.allow_emptied_days)
+        tables = {"raw_items": today.items, "duplicates": today.duplicates, "quarantine": today.rejects}
+        if emptied.passed:
+            for table, frame in tables.items():
+                store.store.write(table, day, frame)
+            tables = {table: store.store.read(table, day) for table in tables}  # judged as stored
+        else:
+            context.log.error(emptied.description)  # held: the stored day stays as it was, and the check blocks the export
         for reject in today.rejects.itertuples():
             context.log.warning(f"{reject.file}, record {reject.position}: {reject.reason}")
-        written = {table: store.store.read(table, day) for table in ("raw_items", "duplicates", "quarantine")}
-        counts = {table: len(frame) for table, frame in written.items()}
+        counts = {table: len(frame) for table, frame in tables.items()}
         outcomes[day] = [
-            quality.judge_unique_ids(written["raw_items"]),
+            quality.judge_unique_ids(tables["raw_items"]),
             quality.judge_balance(today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], parsed.balanced()),
             quality.judge_quarantine(today.records, counts["quarantine"], clustering.quality),
+            emptied,
         ]
         per_day[day] = {
             "records": today.records,
             "items": counts["raw_items"],
             "duplicates": counts["duplicates"],
             "quarantined": counts["quarantine"],
-            "sources": int(written["raw_items"]["source"].nunique()),
+            "sources": int(tables["raw_items"]["source"].nunique()),
+            **({} if emptied.passed else {"held": True}),
             "path": store.store.path("raw_items", day),
         }
         if counts["quarantine"]:
             reasons = today.rejects.groupby("reason").size().sort_values(ascending=False)
-            per_day[day]["quarantine_reasons"] = dg.MetadataValue.md(
-                "| reason | records |\n|---|---|\n" + "\n".join(f"| {r} | {n} |" for r, n in reasons.items()))
-    yield from report(context, "raw_items", per_day, outcomes, landing_files=len(files), records_read=parsed.records,
-                      records_without_a_day=len(unassigned))
+            per_day[day]["quarantine_reasons"] = _table(list(reasons.items()), ("reason", "records"))
+    skipped = {"skipped_entries": len(listing.skipped)}
+    if listing.skipped:
+        skipped["skipped"] = _table([(s.name, s.reason) for s in listing.skipped], ("entry", "why it was not read"))
+    yield from report(context, "raw_items", per_day, outcomes, landing_files=len(listing.files), records_read=parsed.records,
+                      records_without_a_day=len(unassigned), **skipped)
 
 
 @dg.asset(**DAILY, deps=[raw_items], kinds={"pytorch", "parquet"}, pool="gpu", check_specs=check_specs("item_embeddings"))

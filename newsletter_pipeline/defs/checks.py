@@ -11,6 +11,8 @@ CHECKS = {
         "unique_item_id": "Every item_id occurs once in the day's stored items.",
         "records_balance": "Records read = items + duplicates + quarantined: nothing is lost (ERROR).",
         "quarantine_share": "At most the limit's share of the day's records is quarantined (WARN).",
+        "day_not_emptied": "A day that had items keeps them unless the run allows it to drop to none (allow_emptied_days); "
+        "a held day keeps its outputs and sheet rows (ERROR).",
     },
     "item_embeddings": {"embeddings_valid": "One finite vector of the model's dimension per item."},
     "clusters": {

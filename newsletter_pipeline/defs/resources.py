@@ -13,7 +13,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from newsletter_pipeline.config import load_config
-from newsletter_pipeline.landing import local_files, s3_files
+from newsletter_pipeline.landing import Listing, local_listing, s3_listing, split_locations
 from newsletter_pipeline.stages import embed, embed_cache, export
 from newsletter_pipeline.stages.cluster import ClusterParams
 from newsletter_pipeline.stages.parse import LandingFile
@@ -34,7 +34,8 @@ class LandingFolder(dg.ConfigurableResource):
     path: str = Field(
         default="data/landing",
         description="A local folder or s3://bucket/prefix, read recursively for files in the formats the readers know; "
-        "several locations separated by commas.",
+        'several locations separated by commas, or a JSON array of them for paths that hold a comma (["/mnt/news, archive"]). '
+        "A location that does not exist or cannot be listed fails the run.",
     )
     s3: S3Resource | None = Field(default=None, description="S3 client settings for an s3:// path (endpoint_url, region_name, credentials); default: the AWS default chain.")
 
@@ -43,21 +44,33 @@ class LandingFolder(dg.ConfigurableResource):
         description="Source column -> field (headline, short_description, link, date, source, source_id, authors, category), "
         "for CSV or JSON whose names the usual spellings miss, e.g. {'Betreff': 'headline'}.",
     )
+    date_format: str | None = Field(
+        default=None,
+        description="A strptime format for dates that are neither ISO 8601 nor RFC 2822, e.g. '%d/%m/%Y' for 16/11/2026. "
+        "Without it such dates are quarantined: '05/11/2026' names two different days.",
+    )
 
     @property
     def locations(self) -> list[str]:
-        return [location.strip() for location in self.path.split(",") if location.strip()]
+        return split_locations(self.path)
+
+    def listing(self) -> Listing:
+        """Every location's readable files and skipped entries, location by location, each in a stable order.
+
+        Raises LandingError when a location does not exist or cannot be listed."""
+        listing = Listing()
+        for location in self.locations:
+            listing.extend(self.list_location(location))
+        return listing
+
+    def list_location(self, location: str) -> Listing:
+        if is_s3_uri(location):
+            bucket, prefix = split_s3_uri(location)
+            return s3_listing((self.s3 or S3Resource(region_name=aws_region())).get_client(), bucket, prefix)
+        return local_listing(location)
 
     def files(self) -> list[LandingFile]:
-        """Every readable file of every location, location by location, each in a stable order."""
-        files = []
-        for location in self.locations:
-            if is_s3_uri(location):
-                bucket, prefix = split_s3_uri(location)
-                files += s3_files((self.s3 or S3Resource(region_name=aws_region())).get_client(), bucket, prefix)
-            else:
-                files += local_files(location)
-        return files
+        return self.listing().files
 
 
 class OutputStore(dg.ConfigurableResource):
@@ -251,8 +264,9 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, dg.Con
     return {
         "landing": LandingFolder(
             path=landing,
-            s3=S3Resource(endpoint_url=endpoint, region_name=region) if any(is_s3_uri(p.strip()) for p in landing.split(",")) else None,
+            s3=S3Resource(endpoint_url=endpoint, region_name=region) if any(is_s3_uri(p) for p in split_locations(landing)) else None,
             column_map=config.json("NEWSLETTER_COLUMN_MAP"),
+            date_format=get("NEWSLETTER_DATE_FORMAT"),
         ),
         "store": OutputStore(root=get("NEWSLETTER_OUTPUT_ROOT"), s3_endpoint_url=endpoint),
         "embedder": EmbeddingResource(

@@ -12,9 +12,9 @@ from newsletter_pipeline.defs.schedules import daily_job
 from newsletter_pipeline.stages import parse
 
 
-def _days_in(file: parse.LandingFile, column_map: dict[str, str]) -> list[str]:
+def _days_in(file: parse.LandingFile, landing: LandingFolder) -> list[str]:
     """The days a file's records belong to, quarantined records included (their day must re-run too)."""
-    parsed = parse.parse_file(file, column_map)
+    parsed = parse.parse_file(file, landing.column_map, landing.date_format)
     return sorted(set(parsed.items["day"]) | set(parsed.rejects["day"].dropna()))
 
 
@@ -27,6 +27,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) 
     seen: dict[str, dict] = state.get("files", {})
     current: dict[str, dict] = {}
     days: set[str] = set(state.get("pending", []))
+    # A location that is missing or cannot be listed fails the tick, which then requests nothing: listed as empty,
+    # every file would count as removed and every day it has seen would re-run without its items.
     for file in landing.files():
         try:
             digest = hashlib.sha256(file.load()).hexdigest()
@@ -38,7 +40,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) 
         if seen.get(file.name, {}).get("sha256") == digest:
             current[file.name] = seen[file.name]
             continue
-        current[file.name] = {"sha256": digest, "days": _days_in(file, landing.column_map)}
+        current[file.name] = {"sha256": digest, "days": _days_in(file, landing)}
         days |= set(current[file.name]["days"]) | set(seen.get(file.name, {}).get("days", []))
     for name in set(seen) - set(current):
         days |= set(seen[name]["days"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import email.utils
 import hashlib
 import html
 import re
@@ -12,7 +15,8 @@ from pathlib import PurePosixPath
 import pandas as pd
 
 from newsletter_pipeline.stages.dedupe import DUPLICATE_COLUMNS, find_duplicates
-from newsletter_pipeline.stages.readers import READERS, RejectedRecord, record_positions
+from newsletter_pipeline.stages.readers import READERS, Notice, RejectedRecord, format_of, record_positions, unpack
+from newsletter_pipeline.stages.text import storable, visible
 
 # The normalized items table, in this column order, is what every later stage reads.
 ITEM_COLUMNS = [
@@ -43,9 +47,6 @@ ALIASES = {
 }
 
 _WS = re.compile(r"\s+")
-# Control characters mean nothing in a headline, and a workbook cell refuses them.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # AG News style escapes: "#36;" for "&#36;", and literal backslashes where line breaks were.
 _BARE_ENTITY = re.compile(r"(?<!&)#(\d{2,4});")
 
@@ -63,6 +64,7 @@ class Parsed:
     rejects: pd.DataFrame  # quarantined: file, position, day (None when it has no usable one), reason
     duplicates: pd.DataFrame  # kept once as an item; each copy recorded with what it duplicates and why
     records: int = 0  # records read; the balance: records == items + duplicates + rejects
+    warnings: tuple[str, ...] = ()  # what the readers said about whole files (readers.Notice), each naming its file
 
     def balanced(self) -> bool:
         return self.records == len(self.items) + len(self.duplicates) + len(self.rejects)
@@ -73,8 +75,8 @@ def clean_text(value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
     text = _BARE_ENTITY.sub(r"&#\1;", str(value))
-    text = _CONTROL.sub(" ", html.unescape(text).replace("\\", " "))
-    text = _SURROGATE.sub("", text)  # a "\udc80" escape in JSON: not a character, and unencodable
+    # Controls, lone surrogates (a "\udc80" escape in JSON) and noncharacters (U+FFFF) mean nothing and break a workbook.
+    text = storable(html.unescape(text).replace("\\", " "))
     return _WS.sub(" ", text).strip()
 
 
@@ -84,27 +86,68 @@ def make_item_id(source: str, link: str, day: str, headline: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
+# Values that stand for "nothing" in exports: a JSON NaN, "null" or "None" written by a serializer, only white space.
+# Such a value is absent: an id of "NaN" on every record must not make them all one item.
+PLACEHOLDERS = frozenset({"", "nan", "null", "none", "undefined"})
+
+
+def absent(value: object) -> bool:
+    """Whether a field's value is no value: None, NaN, empty, white space or a placeholder."""
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    return isinstance(value, str) and value.strip().casefold() in PLACEHOLDERS
+
+
 def _pick(record: dict, field: str, column_map: dict[str, str] | None = None) -> object:
     """The record's value for one of our fields: a configured column first, then the usual spellings."""
     names = [source for source, ours in (column_map or {}).items() if ours == field] + list(ALIASES[field])
     for name in names:
-        if name in record and record[name] not in (None, ""):
+        if name in record and not absent(record[name]):
             return record[name]
     return None
 
 
-def published_utc(value: object) -> pd.Timestamp | None:
-    """A date or date-time as a UTC timestamp; naive times are UTC, so a day never depends on the machine."""
-    try:
-        stamp = pd.Timestamp(str(value).strip())
-    except (ValueError, TypeError, OverflowError):
+# A date must name one day, unambiguously: "05/11/2026" could be either of two, "Nov 2026" or "07:15" none.
+DATE_FORMS = "ISO 8601 (2026-11-16, 2026-11-16T07:15:00+01:00) or RFC 2822 (Mon, 16 Nov 2026 07:15:00 +0100)"
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ].+)?")
+_RFC_2822 = re.compile(r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s+[+-]?\w+)?(?:\s+\(.*\))?")
+
+
+def published_utc(value: object, date_format: str | None = None) -> pd.Timestamp | None:
+    """A full date or date-time as a UTC timestamp, or None when it names no single day.
+
+    Accepted: ISO 8601 with a full date, RFC 2822, and `date_format` (a strptime format) when set. Naive times are
+    UTC, so a day never depends on the machine.
+    """
+    text = str(value).strip()
+    stamp = None
+    if date_format:
+        with contextlib.suppress(ValueError):
+            stamp = dt.datetime.strptime(text, date_format)
+    if stamp is None and _ISO_DAY.fullmatch(text):
+        with contextlib.suppress(ValueError):
+            stamp = dt.datetime.fromisoformat(text)
+    if stamp is None and _RFC_2822.fullmatch(text):
+        with contextlib.suppress(ValueError, TypeError, IndexError):
+            stamp = email.utils.parsedate_to_datetime(text)
+    if stamp is None:
         return None
-    if pd.isna(stamp):
+    try:
+        stamp = pd.Timestamp(stamp)
+    except (ValueError, OverflowError):  # a year pandas cannot hold
         return None
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def normalize_record(record: object, default_source: str, origin: str, column_map: dict[str, str] | None = None) -> dict:
+def date_reason(value: object, date_format: str | None = None) -> str:
+    """Why a date was refused: the value and the forms that are accepted."""
+    accepted = DATE_FORMS + (f", or {date_format} (NEWSLETTER_DATE_FORMAT)" if date_format else
+                             "; for another format set NEWSLETTER_DATE_FORMAT (a strptime format such as %d/%m/%Y)")
+    return f"unparseable date {str(value)[:40]!r}: a date must name a full day as {accepted}"
+
+
+def normalize_record(record: object, default_source: str, origin: str, column_map: dict[str, str] | None = None,
+                     date_format: str | None = None) -> dict:
     """One raw record -> one item row; raises RejectedRecord with the reason."""
     if not isinstance(record, dict):
         raise RejectedRecord(f"expected an object with named fields, got {type(record).__name__}")
@@ -118,13 +161,15 @@ def normalize_record(record: object, default_source: str, origin: str, column_ma
     headline = clean_text(values["headline"])
     if not headline:
         raise RejectedRecord("missing headline (looked for: headline, title)")
+    if not visible(headline):
+        raise RejectedRecord("empty headline: it holds only invisible characters (zero-width spaces and the like)")
     if values["date"] is None:
         raise RejectedRecord("missing date (looked for: date, published, published_at)")
-    published = published_utc(values["date"]) if not isinstance(values["date"], (dict, list, bool)) else None
+    published = published_utc(values["date"], date_format) if not isinstance(values["date"], (dict, list, bool)) else None
     if published is None:
-        raise RejectedRecord(f"unparseable date {str(values['date'])[:40]!r}")
+        raise RejectedRecord(date_reason(values["date"], date_format))
     day = published.strftime("%Y-%m-%d")
-    source = clean_text(values["source"]) or default_source
+    source = clean_text(values["source"]) or clean_text(default_source)
     link = clean_text(values["link"])
     return {
         "item_id": make_item_id(source, link, day, headline),
@@ -143,63 +188,76 @@ def normalize_record(record: object, default_source: str, origin: str, column_ma
 
 @dataclass(frozen=True)
 class LandingFile:
-    """One input file, wherever it lives: `name` is what messages show (a path, or s3://bucket/key)."""
+    """One input file, wherever it lives: `name` is what messages show (a path, or s3://bucket/key).
+
+    `refusal`, when set, says why the file is not read (a link to outside the landing location): it becomes one
+    quarantined record with that reason, and `load` refuses too.
+    """
 
     name: str
     load: Callable[[], bytes]
+    refusal: str | None = None
 
     @property
-    def suffix(self) -> str:
-        return PurePosixPath(self.name).suffix.lower()
+    def suffix(self) -> str | None:
+        """The suffix of its reader (`.jsonl` for `a.jsonl.gz`), None for no reader."""
+        return format_of(self.name)
 
     @property
     def default_source(self) -> str:
-        """A file without a source field names its newsletter: morning_brief.jsonl -> 'morning brief'."""
-        return PurePosixPath(self.name).stem.replace("_", " ").replace("-", " ").strip()
+        """A file without a source field names its newsletter: morning_brief.jsonl(.gz) -> 'morning brief'."""
+        return PurePosixPath(self.name.removesuffix(".gz")).stem.replace("_", " ").replace("-", " ").strip()
 
 
-def parse_file(file: LandingFile, column_map: dict[str, str] | None = None) -> Parsed:
+def parse_file(file: LandingFile, column_map: dict[str, str] | None = None, date_format: str | None = None) -> Parsed:
     """Parse one landing file: every record becomes an item or a rejected record with its position and reason.
 
     A record that the reader never reports (the file broke off halfway) is rejected too, at its position,
     so nothing disappears without a row that says why. A file that cannot be read at all is one record.
     """
-    items, rejects = [], []
+    items, rejects, warnings = [], [], []
 
     def reject(position: int, reason: str, day: str | None = None) -> None:
         rejects.append({"file": file.name, "position": position, "day": day, "reason": reason})
 
+    def whole_file(reason: str) -> Parsed:
+        reject(0, reason)
+        return Parsed(_frame([], ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), 1, tuple(warnings))
+
+    if file.refusal:
+        return whole_file(file.refusal)
     try:
-        data = file.load()
-    except OSError as error:
-        reject(0, f"unreadable file: {error}")
-        return Parsed(_frame([], ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), 1)
+        data = unpack(file.name, file.load())
+    except (OSError, ValueError) as error:
+        return whole_file(f"unreadable file: {error}")
     expected = record_positions(file.suffix, data)
     seen: set[int] = set()
     try:
         for position, record in READERS[file.suffix](data):
+            if isinstance(record, Notice):
+                warnings.append(f"{file.name}: {record}")
+                continue
             seen.add(position)
             try:
                 if isinstance(record, Exception):
                     raise record
-                items.append(normalize_record(record, file.default_source, f"{file.name}:{position}", column_map))
+                items.append(normalize_record(record, file.default_source, f"{file.name}:{position}", column_map, date_format))
             except RejectedRecord as error:
                 # A rejected record with a readable date is filed under its day's quarantine.
                 raw_date = _pick(record, "date", column_map) if isinstance(record, dict) else getattr(record, "date", None)
-                stamp = None if raw_date is None else published_utc(raw_date)
+                stamp = None if raw_date is None else published_utc(raw_date, date_format)
                 reject(position, str(error), None if stamp is None else stamp.strftime("%Y-%m-%d"))
             except (ValueError, TypeError, UnicodeError, RecursionError) as error:  # a record no rule foresaw
                 reject(position, f"record cannot be read: {type(error).__name__}: {str(error)[:120]}")
     except (OSError, ValueError, RecursionError) as error:  # the file as a whole: unreadable, or not its format
         if not seen:
-            reject(0, f"unreadable file: {error}")
-            return Parsed(_frame([], ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), 1)
+            return whole_file(f"unreadable file: {error}")
         for position in sorted(set(expected or []) - seen) or [0]:
             reject(position, f"not read: the file broke off after record {max(seen)}: {error}")
     for position in sorted(set(expected or []) - seen - {r["position"] for r in rejects}):
         reject(position, "not read: the reader skipped this record")
     records = len(expected) if expected is not None else len(items) + len(rejects)
-    return Parsed(_frame(items, ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), records)
+    return Parsed(_frame(items, ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), records, tuple(warnings))
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -210,13 +268,14 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 
 def parse_landing(
-    files: Iterable[LandingFile], column_map: dict[str, str] | None = None, first_day: str | None = None, last_day: str | None = None
+    files: Iterable[LandingFile], column_map: dict[str, str] | None = None, first_day: str | None = None, last_day: str | None = None,
+    date_format: str | None = None,
 ) -> Parsed:
     """Parse every landing file into items, duplicates and quarantined records; nothing is dropped.
 
     Items dated outside [first_day, last_day] belong to no partition: they are quarantined with no day.
     """
-    parsed = [parse_file(file, column_map) for file in files]
+    parsed = [parse_file(file, column_map, date_format) for file in files]
     items = pd.concat([_frame([], ITEM_COLUMNS)] + [p.items for p in parsed], ignore_index=True)
     rejects = [_frame([], REJECT_COLUMNS)] + [p.rejects for p in parsed]
     outside = ((items["day"] < first_day) if first_day else False) | ((items["day"] > last_day) if last_day else False)
@@ -231,7 +290,8 @@ def parse_landing(
     items = items.sort_values("published_at", kind="stable").reset_index(drop=True)
     keep, duplicates = find_duplicates(items)
     rejects = pd.concat(rejects, ignore_index=True)
-    return Parsed(items[keep].reset_index(drop=True), rejects, duplicates, sum(p.records for p in parsed))
+    warnings = tuple(warning for p in parsed for warning in p.warnings)
+    return Parsed(items[keep].reset_index(drop=True), rejects, duplicates, sum(p.records for p in parsed), warnings)
 
 
 def items_for_day(parsed: Parsed, day: str) -> Parsed:

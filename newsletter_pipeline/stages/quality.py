@@ -132,6 +132,20 @@ def judge_balance(records: int, items: int, duplicates: int, quarantined: int, l
                    {"records": records, "items": items, "duplicates": duplicates, "quarantined": quarantined})
 
 
+def judge_not_emptied(day: str, previous_items: int, items: int, acknowledged: bool) -> Outcome:
+    """A day that had items does not drop to none unless the run says so: an emptied landing location (a missing
+    share, a wrong path, files removed by mistake) would otherwise wipe a published day from the sheet."""
+    held = previous_items > 0 and items == 0 and not acknowledged
+    if held:
+        description = (f"{day} had {previous_items} items and now has none: its outputs and sheet rows are kept. If its files were "
+                       "removed on purpose, re-run the day with the raw_items config allow_emptied_days: true")
+    elif previous_items > 0 and items == 0:
+        description = f"{day} dropped from {previous_items} items to none, as the run allowed (allow_emptied_days)"
+    else:
+        description = f"{items} items (before: {previous_items})"
+    return Outcome("day_not_emptied", not held, ERROR, description, {"items": items, "previous_items": previous_items})
+
+
 def judge_quarantine(records: int, quarantined: int, thresholds: QualityThresholds) -> Outcome:
     if records == 0:
         return _no_items("quarantine_share")

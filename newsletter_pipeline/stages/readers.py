@@ -4,7 +4,9 @@ import csv
 import io
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
 
 
 class RejectedRecord(ValueError):
@@ -18,7 +20,12 @@ class RejectedRecord(ValueError):
         self.date = date
 
 
-Records = Iterator[tuple[int, "dict | RejectedRecord"]]
+class Notice(str):
+    """Something a reader has to say about a file that is not a record (an e-mail that gave far fewer items than it
+    has sections, say): parse_file logs it as a warning naming the file; it counts as no record."""
+
+
+Records = Iterator[tuple[int, "dict | RejectedRecord | Notice"]]
 
 # Fields of any length are read, so that the record-level size limit (parse.MAX_FIELD_CHARS) quarantines an
 # oversized field instead of csv stopping the whole file at its own 131,072-character limit.
@@ -33,12 +40,15 @@ def _refuse_binary(data: bytes) -> None:
         raise ValueError("binary data (NUL bytes), not a text file: check what was saved under this name")
 
 
+def _jsonl_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """The numbered lines of a JSON Lines file that hold something (blank lines are no records)."""
+    return ((n, line) for n, line in enumerate(data.splitlines(), start=1) if line.strip())
+
+
 def read_jsonl(data: bytes) -> Records:
     """JSON Lines: position is the line number; a bad line spoils only itself."""
     _refuse_binary(data)
-    for position, raw in enumerate(data.splitlines(), start=1):
-        if not raw.strip():
-            continue
+    for position, raw in _jsonl_lines(data):
         try:
             yield position, json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -50,20 +60,41 @@ def read_jsonl(data: bytes) -> Records:
 
 
 def read_csv(data: bytes) -> Records:
-    """CSV with a header row: position is the record number (1 = first data row)."""
+    """CSV with a header row: position is the record number (1 = first data row; blank lines are no rows).
+
+    The delimiter is detected from the first lines (`,`, `;`, tab or `|`), as spreadsheet exports in many locales use `;`.
+    """
     _refuse_binary(data)
-    # surrogateescape: a bad byte spoils its own row, not the whole file.
-    text = data.decode("utf-8-sig", errors="surrogateescape")
     try:
-        for position, row in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=1):
-            if None in row:
+        header, rows = _csv_rows(data)
+        for position, row in rows:
+            if len(row) > len(header):
                 yield position, RejectedRecord("row has more fields than the header")
-            elif any(_UNDECODABLE.search(v) for v in row.values() if isinstance(v, str)):
+            elif any(_UNDECODABLE.search(v) for v in row):
                 yield position, RejectedRecord("row is not valid UTF-8")
             else:
-                yield position, row
+                yield position, dict(zip(header, row + [None] * (len(header) - len(row)), strict=True))
     except csv.Error as error:
         raise ValueError(f"malformed CSV: {error}") from None
+
+
+def _csv_rows(data: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The header and the numbered data rows of a CSV file. A blank line is no row (csv.DictReader's rule too):
+    counting it would invent a record that never existed."""
+    # surrogateescape: a bad byte spoils its own row, not the whole file.
+    text = data.decode("utf-8-sig", errors="surrogateescape")
+    rows = (row for row in csv.reader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text)) if row)
+    header = next(rows, [])
+    return header, enumerate(rows, start=1)
+
+
+def csv_delimiter(text: str) -> str:
+    """The delimiter of a CSV file, read off its first lines by csv.Sniffer; `,` when they say nothing."""
+    sample = "\n".join(text[:65536].splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
 
 
 def read_json(data: bytes) -> Records:
@@ -121,10 +152,9 @@ def record_positions(suffix: str, data: bytes) -> list[int] | None:
     is noticed; None for formats whose records only their reader can find (feeds, e-mail)."""
     try:
         if suffix in (".jsonl", ".ndjson"):
-            return [n for n, line in enumerate(data.splitlines(), start=1) if line.strip()]
+            return [n for n, _ in _jsonl_lines(data)]
         if suffix == ".csv":
-            rows = sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8-sig", errors="surrogateescape"), newline="")))
-            return list(range(1, rows))  # the header is no record
+            return [n for n, _ in _csv_rows(data)[1]]
         if suffix == ".json":
             document = json.loads(data.decode("utf-8-sig"))
             return list(range(1, len(document) + 1)) if isinstance(document, list) else None
@@ -145,3 +175,67 @@ READERS: dict[str, Callable[[bytes], Records]] = {
     ".eml": read_eml,
     ".mbox": read_mbox,
 }
+
+# Exports often arrive compressed: `name.jsonl.gz` is read as JSON Lines, and so on for these formats.
+GZIP_FORMATS = (".jsonl", ".ndjson", ".csv", ".json")
+# A gzip file unpacks to at most this much: past it, it is a mistake (or a bomb), quarantined whole.
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def format_of(name: str) -> str | None:
+    """The reader's suffix for a file name (`.jsonl` for `a.jsonl` and `a.jsonl.gz`), or None when no reader reads it."""
+    path = PurePosixPath(name.lower())
+    if path.suffix == ".gz":
+        inner = PurePosixPath(path.stem).suffix
+        return inner if inner in GZIP_FORMATS else None
+    return path.suffix if path.suffix in READERS else None
+
+
+def unpack(name: str, data: bytes) -> bytes:
+    """The bytes a reader takes: gunzipped for `.gz`; for the JSON and CSV formats, UTF-16 (with its byte-order mark)
+    re-encoded as UTF-8 and a UTF-8 byte-order mark dropped, so every reader and record count sees the same text.
+
+    Raises ValueError, saying what to do, for a broken or oversized gzip file and for UTF-16 without a byte-order mark.
+    """
+    if name.lower().endswith(".gz"):
+        data = _gunzip(data)
+    if format_of(name) not in GZIP_FORMATS:  # feeds and e-mail declare their own encodings
+        return data
+    if data.startswith(_UTF16_BOMS):
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"UTF-16 (by its byte-order mark) but not valid UTF-16 at byte {error.start}: save the file as UTF-8") from None
+    if _looks_like_utf16(data[:64]):
+        raise ValueError("looks like UTF-16 without a byte-order mark (every other byte is NUL): save the file as UTF-8, "
+                         "or as UTF-16 with a byte-order mark")
+    return data.removeprefix(_UTF8_BOM)
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """Mostly NUL at one byte parity and hardly at the other: text in UTF-16, not binary data."""
+    if len(head) < 8:
+        return False
+    even, odd = head[0::2].count(0) / len(head[0::2]), head[1::2].count(0) / len(head[1::2])
+    return max(even, odd) >= 0.75 and min(even, odd) <= 0.25
+
+
+def _gunzip(data: bytes) -> bytes:
+    """Every member of a gzip file, unpacked, up to MAX_UNPACKED_BYTES."""
+    parts, size = [], 0
+    while data:
+        unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = unpacker.decompress(data, MAX_UNPACKED_BYTES + 1 - size)
+        except zlib.error as error:
+            raise ValueError(f"not a readable gzip file ({error}): compress it again, or deliver it uncompressed") from None
+        size += len(part)
+        if size > MAX_UNPACKED_BYTES:
+            raise ValueError(f"unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB: split the export into smaller files")
+        if not unpacker.eof:
+            raise ValueError("gzip file broke off before its end: deliver it again")
+        parts.append(part)
+        data = unpacker.unused_data.lstrip(b"\0")  # a file may hold several gzip members, padded with NULs
+    return b"".join(parts)
