@@ -218,6 +218,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NEWSLETTER_SHEETS_BASE_DELAY", "2", "seconds: backoff base between Sheets attempts", check=number(0)),
     Setting("NEWSLETTER_SHEETS_MAX_DELAY", "32", "seconds: longest wait between two Sheets attempts", check=number(0)),
     Setting("NEWSLETTER_SHEETS_TIMEOUT", "60", "seconds to wait for a Sheets answer", check=number(0, above=True)),
+    Setting("NEWSLETTER_POOL_WAIT_SECONDS", "7200", "seconds a step waits for a `gpu` or `sheets` pool slot held by a run that "
+            "is alive, on another machine or unknown, before its run fails naming that run and the command that frees the slot "
+            "(a holder whose process is gone from this machine is freed at once; docs/instance.md)", check=number(0, above=True)),
     Setting("NEWSLETTER_ALERT_WEBHOOK_URL", None, "Slack-compatible webhook that run-failure and failed-check alerts are posted to; "
             "unset: no alerts", secret=True, check=http_url),
     Setting("NEWSLETTER_UI_URL", "http://127.0.0.1:3000", "the Dagster UI's address, for the run links in alerts", check=http_url),

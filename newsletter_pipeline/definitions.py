@@ -9,6 +9,7 @@ load_config()
 
 from newsletter_pipeline.defs.alerts import check_failure_alert_sensor, run_failure_alert_sensor
 from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, stories, umap_coordinates
+from newsletter_pipeline.defs.pools import in_process_pool_guard_executor
 from newsletter_pipeline.defs.resources import resources_from_env
 from newsletter_pipeline.defs.schedules import daily_job, daily_schedule
 from newsletter_pipeline.defs.sensors import landing_sensor
@@ -19,6 +20,7 @@ defs = dg.Definitions(
     schedules=[daily_schedule],
     sensors=[landing_sensor, run_failure_alert_sensor, check_failure_alert_sensor],
     resources=resources_from_env(),
-    # One process for the whole run: the model loads once instead of once per step.
-    executor=dg.in_process_executor,
+    # One process for the whole run: the model loads once instead of once per step. The pool guard frees the `gpu` and
+    # `sheets` slots of a run killed mid-step and never lets a step wait on a pool silently (defs/pools.py).
+    executor=in_process_pool_guard_executor,
 )

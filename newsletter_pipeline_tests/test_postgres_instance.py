@@ -88,7 +88,7 @@ def test_a_day_materialized_and_read_back_from_postgres(prod_home, workspace):
         assert raw.asset_materialization.metadata["items"].value == 36
 
         check_keys = [key for asset in ASSETS for key in asset.check_keys]
-        assert len(check_keys) == 9
+        assert len(check_keys) == 10
         executions = instance.event_log_storage.get_latest_asset_check_execution_by_key(
             check_keys, partition_filter=PartitionKeyFilter(key=DAY))
         assert set(executions) == set(check_keys)
