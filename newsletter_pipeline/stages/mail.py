@@ -1,15 +1,20 @@
 """Email newsletters (.eml, .mbox) -> raw records: one record per item of each newsletter.
 
-A newsletter email holds many items. Each item is a link whose anchor text reads like a headline
-(at least four words), with the text that follows it as its summary. Click-tracking redirects are
-unwrapped and tracking parameters dropped, so the link is the article's own; unsubscribe, footer,
-social and sponsor links are left out. The sender names the source and the Date header dates
-every item. Everything here is a pure function of the bytes, so a re-read gives the same records.
+A newsletter email holds many items, one per story section, in one of four layouts:
+- a heading per story with paragraphs under it, and template tables (Mailchimp, Substack) with a "Read more" button
+  per story: read by sections (`heading_sections`) when the HTML has two or more story headings;
+- a list of headline links, each with a blurb (`html_items`): a link that opens its line and reads like a headline
+  (at least four words), with the text after it as its summary; links inside running text are citations, not items;
+- plain text with numbered items and bare URLs (`numbered_items`), or headline and URL lines (`text_items`).
+Click-tracking redirects are unwrapped and tracking parameters dropped, so the link is the article's own; the greeting,
+the issue's title, footer, social, sponsor and job sections are left out. The sender names the source and the Date
+header dates every item. Everything here is a pure function of the bytes, so a re-read gives the same records.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit, urlunsplit
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from newsletter_pipeline.stages.dedupe import TRACKING_PARAMS
-from newsletter_pipeline.stages.readers import Records, RejectedRecord
+from newsletter_pipeline.stages.readers import Notice, Records, RejectedRecord
 
 # Positions: message_number * 100,000 + item_number, so every item of a mailbox has its own position;
 # position message_number * 100,000 itself stands for the message as a whole (unparseable, or no items).
@@ -243,6 +248,8 @@ class _Page:
         self.footer_under: set[int] = set()  # elements that hold (or are) an unsubscribe/footer link
         self.by_url: dict[str | None, set[int]] = {}  # url -> its anchors
         self.not_prose: set[int] = set()  # footer, social and call-to-action anchors: never part of a summary
+        self.url_of: dict[int, str | None] = {}  # anchor mem_id -> clean url
+        self.blocks: list[_Block] | None = None  # the body as blocks (_blocks), made on first use
         if self.body is None:
             return
         for anchor in self.body.css("a[href]"):
@@ -261,7 +268,7 @@ class _Page:
             else:
                 kind = "other"
             self.links.append((anchor, text, url))
-            self.kind[anchor.mem_id] = kind
+            self.kind[anchor.mem_id], self.url_of[anchor.mem_id] = kind, url
             self.by_url.setdefault(url, set()).add(anchor.mem_id)
             if kind in ("footer", "social", "cta"):
                 self.not_prose.add(anchor.mem_id)
@@ -271,6 +278,11 @@ class _Page:
                     self.urls_under.setdefault(node.mem_id, set()).add(url)
             if kind == "footer":
                 self.footer_under.update(node.mem_id for node in self._self_and_ancestors(anchor))
+
+    def link_of(self, anchor: LexborNode) -> tuple[str, str] | None:
+        """An anchor's clean URL and kind (item, footer, social, cta, other), or None when it is no web link."""
+        kind, url = self.kind.get(anchor.mem_id), self.url_of.get(anchor.mem_id)
+        return None if kind is None or url is None else (url, kind)
 
     @staticmethod
     def _self_and_ancestors(node: LexborNode | None) -> Iterator[LexborNode]:
@@ -313,18 +325,18 @@ class _Page:
             sibling = node.next
             while sibling is not None:
                 if sibling.tag != "-text" and self._others(sibling, url):
-                    return _clean_edges(" ".join(inline))  # the next item (or the footer) begins
+                    return _clean_edges("".join(inline))  # the next item (or the footer) begins
                 text = node_text(sibling, skip)
                 if sibling.tag in BLOCK_TAGS:
-                    if _clean_edges(" ".join(inline)):
-                        return _clean_edges(" ".join(inline))
+                    if _clean_edges("".join(inline)):
+                        return _clean_edges("".join(inline))
                     if _clean_edges(text):
                         return _clean_edges(text)
                 elif text:
                     inline.append(text)  # text and inline elements on the headline's own line run together
                 sibling = sibling.next
-            if _clean_edges(" ".join(inline)):
-                return _clean_edges(" ".join(inline))
+            if _clean_edges("".join(inline)):
+                return _clean_edges("".join(inline))
             parent = node.parent
             if parent is None or self._others(parent, url):
                 return ""
@@ -334,16 +346,244 @@ class _Page:
 
 def html_items(html: str, skip_links: frozenset[str] = frozenset()) -> list[Item]:
     """Candidate items of an HTML newsletter, in reading order; one per link (the first headline-like anchor wins)."""
-    page = _Page(html, skip_links)
+    return _link_items(_Page(html, skip_links))
+
+
+def _link_items(page: _Page) -> list[Item]:
+    """A list of headline links, each with the text after it as its summary; links inside running text are none."""
+    inline = _links_in_running_text(page)
     items: list[Item] = []
     seen: set[str] = set()
     for anchor, text, url in page.links:
-        if page.kind[anchor.mem_id] != "item" or url in seen:
+        if page.kind[anchor.mem_id] != "item" or url in seen or anchor.mem_id in inline:
             continue
         seen.add(url)
         card = page.card(anchor, url)
         items.append(Item(text, url, page.summary(anchor, url), [node_text(card), page.label_before(card)]))
     return items
+
+
+# ---------------------------------------------------------------- HTML part: story sections
+
+# A newsletter written as a heading per story (a weekly letter with <h1>/<h2> stories, a Mailchimp or Substack
+# template with a "Read more" button under each) is read by sections, not by links: the links of its paragraphs are
+# citations in running text, not stories. html_items reads the other layout, a list of headline links.
+HEADING_RANKS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+NO_RANK = 9  # a bold line or a label in a plain cell: below every heading
+_SEPARATOR = re.compile(r"^\s*[—–\-:|•·]")
+_JOBS = re.compile(r"^(?:jobs?|hiring|careers?|job board|open roles|now hiring|we'?re hiring)\b|\b(?:is|are) hiring\b|\bjob openings?\b",
+                   re.IGNORECASE)
+# Greetings, sign-offs and the issue's own title are no stories.
+_LETTER = re.compile(r"^(?:hi|hello|hey|dear|good (?:morning|afternoon|evening)|welcome|greetings|thanks?\b|thank you|cheers|see you"
+                     r"|until next|that'?s (?:it|all)|in (?:this|today'?s) (?:issue|edition))\b", re.IGNORECASE)
+_ISSUE_NUMBER = re.compile(r"\b(?:issue|edition|no\.|vol\.|volume)\s*#?\d+|#\d+\b", re.IGNORECASE)  # the newsletter's own title
+_CAPITALS = re.compile(r"^[^a-z]*[A-Z][^a-z]*$")  # "SPONSORED", "TOP STORIES"
+
+
+@dataclass
+class _Segment:
+    text: str
+    anchor: LexborNode | None  # the link it belongs to
+    bold: bool
+    line_break: bool = False  # a <br>, not text
+
+
+@dataclass
+class _Block:
+    """A block element's own inline content (text of nested blocks belongs to those), in reading order."""
+
+    tag: str
+    segments: list[_Segment] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return _fold("".join(" " if s.line_break else s.text for s in self.segments))
+
+    @property
+    def rank(self) -> int:
+        return HEADING_RANKS.get(self.tag, NO_RANK)
+
+    def anchors(self) -> list[LexborNode]:
+        found: dict[int, LexborNode] = {}
+        for segment in self.segments:
+            if segment.anchor is not None:
+                found.setdefault(segment.anchor.mem_id, segment.anchor)
+        return list(found.values())
+
+
+def _blocks(page: _Page) -> list[_Block]:
+    """The body's blocks in reading order, each with its inline text, links and bold runs. Iterative, as node_text;
+    made once per page."""
+    if page.blocks is None:
+        page.blocks = _read_blocks(page)
+    return page.blocks
+
+
+def _read_blocks(page: _Page) -> list[_Block]:
+    blocks: list[_Block] = [_Block("body")]
+    if page.body is None:
+        return []
+    stack: list[tuple[LexborNode, _Block, LexborNode | None, bool]] = [
+        (child, blocks[0], None, False) for child in reversed(list(page.body.iter(include_text=True)))]
+    while stack:
+        node, block, anchor, bold = stack.pop()
+        tag = node.tag
+        if tag == "-text":
+            block.segments.append(_Segment(node.text_content or "", anchor, bold))
+            continue
+        if tag.startswith("-"):
+            continue
+        if tag == "br":
+            block.segments.append(_Segment("", anchor, bold, line_break=True))
+            continue
+        if tag in BLOCK_TAGS:
+            block = _Block(tag)
+            blocks.append(block)
+        elif tag == "a" and node.attributes.get("href"):
+            anchor = node
+        elif tag in ("b", "strong"):
+            bold = True
+        stack.extend((child, block, anchor, bold) for child in reversed(list(node.iter(include_text=True))))
+    return [block for block in blocks if block.text]
+
+
+_OPENING = re.compile(r"^[\W\d_]*$")  # what may stand before a headline link on its line: a bullet, a number
+
+
+def _links_in_running_text(page: _Page) -> set[int]:
+    """The anchors that do not open their line: a link in the middle of a sentence cites, it is no story."""
+    inline: set[int] = set()
+    for block in _blocks(page):
+        before, seen = "", set()
+        for segment in block.segments:
+            if segment.line_break:
+                before = ""  # a new line: a link may open it
+                continue
+            anchor = segment.anchor
+            if anchor is not None and anchor.mem_id not in seen:
+                seen.add(anchor.mem_id)
+                if not _OPENING.match(before):
+                    inline.add(anchor.mem_id)
+            before += segment.text
+    return inline
+
+
+@dataclass
+class _Heading:
+    text: str
+    rank: int
+    link: str | None = None  # the heading's own link
+    rest: str = ""  # text after a lead link on the same line: the summary
+
+
+def _heading(block: _Block, page: _Page, lead_links: bool) -> _Heading | None:
+    """The block as a heading: an <h1>..<h6>, a line in bold, or (with `lead_links`) a list item or line that opens with a
+    headline link followed by a dash or a line break. None for prose, and for buttons ('Read more') and footer lines."""
+    written = [s for s in block.segments if s.text.strip()]
+    links = [page.link_of(s.anchor) if s.anchor is not None else None for s in written]
+    if not written or all(found is not None and found[1] in ("cta", "footer", "social") for found in links):
+        return None
+    if block.rank < NO_RANK or all(s.bold for s in written):
+        own = next((found[0] for found in links if found is not None and found[1] in ("item", "other")), None)
+        return _Heading(block.text, block.rank, own)
+    first = written[0].anchor
+    if not lead_links or first is None or links[0] is None or links[0][1] != "item":
+        return None
+    segments = block.segments[next(n for n, s in enumerate(block.segments) if s is written[0]):]
+    lead = len(segments) - len(list(itertools.dropwhile(lambda s: s.anchor is first, segments)))
+    after = segments[lead] if lead < len(segments) else None
+    opened = block.tag == "li" or (after is not None and (after.line_break or bool(_SEPARATOR.match(after.text))))
+    headline = _fold("".join(s.text for s in segments[:lead]))
+    if not opened or not _headline_like(headline):
+        return None
+    rest = _fold("".join(" " if s.line_break else s.text for s in segments[lead:]))
+    return _Heading(headline, NO_RANK, links[0][0], _EDGE_PUNCTUATION.sub("", rest))
+
+
+def _is_label(heading: _Heading) -> bool:
+    """A line that names what follows ('Top stories', 'SPONSORED', 'Jobs') rather than a story."""
+    return not _headline_like(heading.text) or bool(_CAPITALS.match(heading.text) and _word_count(heading.text) <= 4)
+
+
+@dataclass
+class _Section:
+    heading: _Heading
+    label: str
+    blocks: list[_Block] = field(default_factory=list)
+
+
+def _section_link(section: _Section, page: _Page) -> str:
+    """The heading's own link, else the section's 'Read more' link, else its first article link, else none."""
+    if section.heading.link:
+        return section.heading.link
+    links = [found for block in section.blocks for found in map(page.link_of, block.anchors()) if found is not None]
+    return next((url for url, kind in links if kind == "cta"), None) or next((url for url, kind in links if kind in ("item", "other")), "")
+
+
+def _section_summary(section: _Section, page: _Page) -> str:
+    """The text after a lead link, else the section's first paragraph (links that are no prose left out)."""
+    if section.heading.rest:
+        return _clean_edges(section.heading.rest)
+    for block in section.blocks:
+        prose = _fold("".join(" " if s.line_break else s.text for s in block.segments
+                               if s.anchor is None or s.anchor.mem_id not in page.not_prose))
+        if _word_count(prose) >= 2:
+            return _clean_edges(prose)
+    return ""
+
+
+def _leaves_section(block: _Block, page: _Page) -> bool:
+    """A footer line, or a sponsor's paragraph: the story before it has ended."""
+    kinds = [found[1] for found in map(page.link_of, block.anchors()) if found is not None]
+    text = block.text
+    return "footer" in kinds or (_word_count(text) <= FOOTER_TEXT_MAX_WORDS and bool(_FOOTER_TEXT.search(text))) or bool(_SPONSOR.search(text))
+
+
+def heading_sections(page: _Page) -> tuple[list[Item], int]:
+    """The story sections of a newsletter written as a heading per story, and how many story headings it has.
+
+    A section runs from its heading to the next heading or label, a footer or a sponsor's paragraph. Its item: the
+    heading as headline, the first paragraph as summary, and the link by `_section_link`. Labels ('Sponsored', 'Jobs')
+    mark the sections under them; text before the first story (the letter's greeting, the issue's title) is no item.
+    """
+    sections: list[_Section] = []
+    current: _Section | None = None
+    label, label_rank, labelled = "", NO_RANK, 0
+    for block in _blocks(page):
+        heading = _heading(block, page, lead_links=True)
+        if heading is not None and _is_label(heading):
+            label, label_rank, labelled, current = heading.text, heading.rank, 0, None
+            continue
+        if heading is not None:
+            if labelled and heading.rank <= label_rank:
+                label = ""  # a label covers the first section under it, and further ones only below its own rank
+            labelled += 1
+            current = _Section(heading, label)
+            sections.append(current)
+        elif _leaves_section(block, page):
+            if _word_count(block.text) <= 6 and _SPONSOR.search(block.text):
+                label, label_rank, labelled = block.text, NO_RANK, 0  # 'Presented by Acme' over the next section
+            current = None
+        elif current is not None:
+            current.blocks.append(block)
+    items: list[Item] = []
+    linked = False
+    for section in sections:
+        link, text = _section_link(section, page), section.heading.text
+        linked = linked or bool(link)
+        summary = _section_summary(section, page)
+        title = not section.heading.link and _ISSUE_NUMBER.search(text)
+        if _LETTER.match(text) or _LETTER.match(summary) or title or (not link and not linked) or _JOBS.search(section.label) or _JOBS.search(text):
+            continue  # the letter around the stories (greeting, the issue's title), and job ads
+        short_lines = [block.text for block in section.blocks if _word_count(block.text) <= 6]
+        items.append(Item(text, link, summary, [section.label, *short_lines]))
+    headings = sum(1 for section in sections if section.heading.rank < NO_RANK or not section.heading.rest)
+    return items, headings
+
+
+def _story_headings(page: _Page) -> int:
+    """How many headline-like headings (<h1>..<h6>, lines in bold) the body has: two or more make a heading layout."""
+    return sum(1 for block in _blocks(page) if (heading := _heading(block, page, lead_links=False)) is not None and not _is_label(heading))
 
 
 # ---------------------------------------------------------------- plain-text part
@@ -417,6 +657,58 @@ def text_items(text: str) -> list[Item]:
     return items
 
 
+_NUMBERED = re.compile(r"^\s*\d{1,3}[.)]\s+(?P<rest>\S.*)$")
+_URL = re.compile(r"https?://[^\s<>()\[\]]+", re.IGNORECASE)
+
+
+def _ends_numbered_item(line: str) -> bool:
+    """A rule, a footer line, or a label such as 'SPONSORED' or 'Jobs': the numbered item above is over."""
+    words = _word_count(line)
+    return bool(_RULE.match(line)) or (words <= FOOTER_TEXT_MAX_WORDS and bool(_FOOTER_TEXT.search(line))) or (
+        words <= 4 and not _URL.search(line) and (bool(_CAPITALS.match(line)) or bool(_SPONSOR.search(line)) or bool(_JOBS.match(line))))
+
+
+def numbered_items(text: str) -> list[Item]:
+    """The items of a plain-text newsletter that numbers its stories ('1. Headline', its paragraph, a bare URL), or []
+    when it numbers fewer than two with a link.
+
+    An item runs from its numbered line to the next one, a rule or a label. Its headline is the numbered line, its
+    summary the first paragraph after it, its link the URL on the headline's line, else after 'Read more', else the
+    first URL of the item.
+    """
+    items: list[Item] = []
+    current: list[str] | None = None
+    for raw in [*text.splitlines(), "--"]:
+        line = _fold(_safe(raw))
+        numbered = _NUMBERED.match(line)
+        if numbered or (current is not None and line and _ends_numbered_item(line)):
+            if current:
+                items.append(_numbered_item(current))
+            current = [numbered["rest"]] if numbered else None
+        elif current is not None:
+            current.append(line)
+    items = [item for item in items if item.link]
+    return items if len(items) >= 2 else []
+
+
+def _numbered_item(lines: list[str]) -> Item:
+    found = _URL_AT_END.match(lines[0])
+    headline, link = (found["before"], found["url"]) if found and found["before"] else (lines[0], None)
+    paragraph: list[str] = []
+    for line in lines[1:]:
+        if not line:
+            if paragraph:
+                break
+            continue
+        url = _URL.search(line)
+        if url is None:
+            paragraph.append(line)
+        elif link is None and _CALL_TO_ACTION.match(line):
+            link = url.group(0)  # 'Read more: https://…'
+    link = link or next((url.group(0) for line in lines[1:] if (url := _URL.search(line))), None)
+    return Item(_EDGE_PUNCTUATION.sub("", headline), (clean_link(link) or link) if link else "", _clean_edges(" ".join(paragraph)))
+
+
 # ---------------------------------------------------------------- messages
 
 
@@ -444,24 +736,36 @@ def _list_unsubscribe(message: EmailMessage) -> frozenset[str]:
     return frozenset(filter(None, map(clean_link, links)))
 
 
-def message_items(message: EmailMessage) -> list[Item]:
-    """The items of one email: from its HTML part; from its text part when there is no HTML part or it yields none."""
+def message_items(message: EmailMessage) -> tuple[list[Item], int]:
+    """The items of one email, and how many story sections it shows (headings, numbered items).
+
+    From its HTML part: by sections when it has two or more story headings, else by headline links; from its text part
+    when there is no HTML part or it yields none: by numbered items when it has them, else by headline and URL lines.
+    """
     skip = _list_unsubscribe(message)
     items: list[Item] = []
+    sections = 0
     html_part = message.get_body(preferencelist=("html",))
     if html_part is not None:
-        items = html_items(_content(html_part), skip)
+        page = _Page(_content(html_part), skip)
+        if _story_headings(page) >= 2:
+            items, sections = heading_sections(page)
+        else:
+            items = _link_items(page)
     text_part = message.get_body(preferencelist=("plain",))
     if not any(map(_keep, items)) and text_part is not None:
-        items = text_items(_content(text_part))
+        text = _content(text_part)
+        numbered = numbered_items(text)
+        items, sections = (numbered, len(numbered)) if numbered else (text_items(text), sections)
     kept, seen = [], set()
     for item in items:
-        if item.link in seen:
+        key = item.link or item.headline  # an item without a link is told apart by its headline
+        if key in seen:
             continue
-        seen.add(item.link)  # one item per link; a sponsor's second link stays out with its first
+        seen.add(key)  # one item per link; a sponsor's second link stays out with its first
         if item.link not in skip and _keep(item):
             kept.append(item)
-    return kept
+    return kept, sections
 
 
 def _sender(message: EmailMessage) -> str | None:
@@ -498,14 +802,19 @@ def _message_records(raw: bytes, base: int) -> list[tuple[int, dict | RejectedRe
     if not message.keys():
         return [(base, RejectedRecord("not an email: it has no header lines (From:, Date:, Subject: ...)"))]
     date = _date(message)
-    items = message_items(message)
+    items, sections = message_items(message)
+    notices: list[tuple[int, dict | RejectedRecord | Notice]] = []
+    if sections >= 3 and len(items) < sections / 2:
+        # Likely a layout the reader does not know: the balance check cannot see stories that never became records.
+        notices.append((base, Notice(f"{'message ' + str(base // MESSAGE_STRIDE) + ': ' if base else ''}e-mail gave {len(items)} items "
+                                     f"from {sections} story sections: check that its layout is read (README, Inputs)")))
     if not items:
         # Recorded, not dropped: the quarantine shows which email gave nothing, so a new layout gets noticed.
-        return [(base, RejectedRecord("email holds no items", date=date))]
+        return [*notices, (base, RejectedRecord("email holds no items", date=date))]
     if date is None:
         return [(base + n, RejectedRecord("email has no Date header")) for n in range(1, min(len(items), MAX_ITEMS) + 1)]
     source, message_id = _sender(message), _message_id(message, raw)
-    records: list[tuple[int, dict | RejectedRecord]] = [
+    records: list[tuple[int, dict | RejectedRecord | Notice]] = notices + [
         (base + number, {
             "headline": item.headline,
             "link": item.link,
