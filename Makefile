@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(abspath .dagster_home)
 # The bundled sample data covers these days.
 SAMPLE_RANGE := 2026-11-16...2026-11-20
 
-.PHONY: setup demo test ui daemon clean bench
+.PHONY: setup demo test lint ui daemon clean bench
 
 # Install once; again when pyproject.toml changes. torch goes first, pinned, so pip takes the CPU wheel
 # instead of several GB of CUDA packages.
@@ -33,6 +33,11 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest
+
+# The style gates CI runs before the tests: lint rules, then the formatting `ruff format` would give.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The UI with the daemon (schedules, backfills): http://127.0.0.1:3000
 ui: setup

@@ -24,7 +24,10 @@ def sample_items(n: int = 1_000) -> tuple[pd.DataFrame, str]:
         records = [json.loads(line) for line in DATASET.open()][: int(n * 0.8)]
         origin = f"{int(n * 0.8)} HuffPost records"
     else:
-        records = [{"headline": f"Story number {i}", "link": f"https://x.test/{i}", "date": "2024-01-01"} for i in range(int(n * 0.8))]
+        records = [
+            {"headline": f"Story number {i}", "link": f"https://x.test/{i}", "date": "2024-01-01"}
+            for i in range(int(n * 0.8))
+        ]
         origin = f"{int(n * 0.8)} synthetic records"
     # A fifth of the items repeat earlier ones, the way newsletters do: tracked links, re-cased headlines.
     repeats = [dict(r, link=r["link"] + "?utm_source=newsletter") for r in records[: n // 10]]

@@ -32,8 +32,12 @@ from benchmarks.quality_data import LabelledSet, available, load_sets
 from newsletter_pipeline.stages import cluster, quality, reduce
 
 SEEDS = (42, 7, 1234)  # 42 is the pipeline's default; the others measure seed-to-seed stability
-FAMILIES = {"huffpost-week": "HuffPost weeks (May 2018)", "agnews-day": "AG News synthetic days",
-            "huffpost-held-out": "HuffPost held out (two-month windows)", "agnews-held-out": "AG News held out (other shuffle)"}
+FAMILIES = {
+    "huffpost-week": "HuffPost weeks (May 2018)",
+    "agnews-day": "AG News synthetic days",
+    "huffpost-held-out": "HuffPost held out (two-month windows)",
+    "agnews-held-out": "AG News held out (other shuffle)",
+}
 METRICS = ["nmi", "ari", "homogeneity", "completeness", "noise", "noise_max", "clusters", "median_size", "seed_ari"]
 
 
@@ -48,7 +52,9 @@ def baseline_labels(embeddings: np.ndarray, seed: int) -> np.ndarray:
     import hdbscan
     import umap
 
-    coords = umap.UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed, n_jobs=1).fit_transform(embeddings)
+    coords = umap.UMAP(
+        n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", random_state=seed, n_jobs=1
+    ).fit_transform(embeddings)
     return hdbscan.HDBSCAN(min_cluster_size=10, metric="euclidean", cluster_selection_method="eom").fit(coords).labels_
 
 
@@ -92,12 +98,19 @@ def run_set(labelled: LabelledSet, seeds: tuple[int, ...]) -> tuple[list[Result]
     """Both methods on one set, every seed; and whether the pipeline repeats itself exactly with the first seed."""
     results, deterministic = [], True
     for method, function in METHODS.items():
-        runs = [pipeline_run(labelled, seed) if method == "pipeline" else function(labelled.embeddings, seed) for seed in seeds]
+        runs = [
+            pipeline_run(labelled, seed) if method == "pipeline" else function(labelled.embeddings, seed)
+            for seed in seeds
+        ]
         # Every figure is the mean over the seeds: one seed of the baseline moves its NMI by up to 0.08.
         per_seed = [score(labelled.labels, run) for run in runs]
         figures = {name: float(np.mean([f[name] for f in per_seed])) for name in per_seed[0]}
         figures["noise_max"] = max(f["noise"] for f in per_seed)
-        figures["seed_ari"] = float(np.mean([metrics.adjusted_rand_score(runs[0], other) for other in runs[1:]])) if len(runs) > 1 else 1.0
+        figures["seed_ari"] = (
+            float(np.mean([metrics.adjusted_rand_score(runs[0], other) for other in runs[1:]]))
+            if len(runs) > 1
+            else 1.0
+        )
         results.append(Result(labelled.family, labelled.name, len(labelled.items), method, figures))
         if method == "pipeline":
             deterministic = bool(np.array_equal(runs[0], function(labelled.embeddings, seeds[0])))
@@ -122,7 +135,9 @@ def _wins(results: list[Result], family: str, metric: str, margin: float = 0.0) 
 
 def _versus(means: dict, results: list[Result], family: str, metric: str, margin: float) -> tuple[str, bool]:
     pipeline, baseline = means[(family, "pipeline")][metric], means[(family, "baseline")][metric]
-    measured = f"{pipeline:.3f} vs {baseline:.3f} ({pipeline - baseline:+.3f}; {_wins(results, family, metric, margin)})"
+    measured = (
+        f"{pipeline:.3f} vs {baseline:.3f} ({pipeline - baseline:+.3f}; {_wins(results, family, metric, margin)})"
+    )
     return measured, pipeline - baseline >= margin
 
 
@@ -136,7 +151,11 @@ def targets(means: dict, results: list[Result], deterministic: bool) -> list[tup
         ("AG News days: NMI >= baseline", *_versus(means, results, "agnews-day", "nmi", 0.0)),
         ("AG News days: ARI >= baseline", *_versus(means, results, "agnews-day", "ari", 0.0)),
         ("noise share <= 15% on every set and seed", f"worst {worst_noise:.1%}", worst_noise <= 0.15),
-        ("same input and seed: identical clusters", "identical on every set" if deterministic else "differs", deterministic),
+        (
+            "same input and seed: identical clusters",
+            "identical on every set" if deterministic else "differs",
+            deterministic,
+        ),
         ("seed-to-seed ARI >= 0.9", f"{seed_ari:.2f} (lower family mean)", seed_ari >= 0.9),
     ]
 
@@ -156,20 +175,49 @@ def _row(cells: list) -> str:
 
 
 def _figures(figures: dict) -> list[str]:
-    return [f"{figures['nmi']:.3f}", f"{figures['ari']:.3f}", f"{figures['homogeneity']:.3f}", f"{figures['completeness']:.3f}",
-            f"{figures['noise']:.1%}", f"{figures['noise_max']:.1%}", f"{figures['clusters']:.1f}", f"{figures['median_size']:.1f}",
-            f"{figures['seed_ari']:.2f}"]
+    return [
+        f"{figures['nmi']:.3f}",
+        f"{figures['ari']:.3f}",
+        f"{figures['homogeneity']:.3f}",
+        f"{figures['completeness']:.3f}",
+        f"{figures['noise']:.1%}",
+        f"{figures['noise_max']:.1%}",
+        f"{figures['clusters']:.1f}",
+        f"{figures['median_size']:.1f}",
+        f"{figures['seed_ari']:.2f}",
+    ]
 
 
 def quality_table(results: list[Result], means: dict) -> str:
-    header = ["set", "items", "method", "NMI", "ARI", "homogeneity", "completeness", "noise", "noise, worst seed", "clusters", "median size",
-              "seed ARI"]
+    header = [
+        "set",
+        "items",
+        "method",
+        "NMI",
+        "ARI",
+        "homogeneity",
+        "completeness",
+        "noise",
+        "noise, worst seed",
+        "clusters",
+        "median size",
+        "seed ARI",
+    ]
     lines = [_row(header), _row(["---"] * len(header))]
     for family, title in FAMILIES.items():
         for result in (r for r in results if r.family == family):
             lines.append(_row([result.name, result.items, result.method, *_figures(result.figures)]))
         for method in METHODS:
-            lines.append(_row([f"**{title}, mean**", "", f"**{method}**", *(f"**{v}**" for v in _figures(means[(family, method)]))]))
+            lines.append(
+                _row(
+                    [
+                        f"**{title}, mean**",
+                        "",
+                        f"**{method}**",
+                        *(f"**{v}**" for v in _figures(means[(family, method)])),
+                    ]
+                )
+            )
     return "\n".join(lines)
 
 
@@ -180,13 +228,19 @@ def check_figures(sets: list[LabelledSet]) -> dict[str, list[dict]]:
     for labelled in sets:
         labels = pipeline_run(labelled, SEEDS[0])
         # Small days (below ReduceParams.min_items) take the agglomerative fallback, whose checks only warn.
-        family = labelled.family if len(labelled.items) >= reduce.ReduceParams().min_items else "huffpost-day, small (fallback)"
+        family = (
+            labelled.family
+            if len(labelled.items) >= reduce.ReduceParams().min_items
+            else "huffpost-day, small (fallback)"
+        )
         figures.setdefault(family, []).append(quality.cluster_figures(labelled.embeddings, labels))
         if labelled.family == "huffpost-day" and len(labelled.items) >= reduce.ReduceParams().min_items:
             # Control: a day of the same size whose vectors are random directions, i.e. no topics at all.
             noise = rng.standard_normal(labelled.embeddings.shape).astype(np.float32)
             noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-            figures.setdefault("control: random vectors", []).append(quality.cluster_figures(noise, pipeline_labels(noise, SEEDS[0])))
+            figures.setdefault("control: random vectors", []).append(
+                quality.cluster_figures(noise, pipeline_labels(noise, SEEDS[0]))
+            )
     return figures
 
 
@@ -198,7 +252,13 @@ def distribution_table(figures: dict[str, list[dict]]) -> str:
             values = np.array([r[figure] for r in rows if r[figure] is not None], dtype=float)
             if not len(values):
                 continue
-            cells = [np.min(values), np.percentile(values, 10), np.median(values), np.percentile(values, 90), np.max(values)]
+            cells = [
+                np.min(values),
+                np.percentile(values, 10),
+                np.median(values),
+                np.percentile(values, 90),
+                np.max(values),
+            ]
             shown = [f"{v:.0f}" if figure == "clusters" else f"{v:.3f}" for v in cells]
             lines.append(_row([family, len(values), figure, *shown]))
     return "\n".join(lines)
@@ -216,7 +276,9 @@ def story_table(days: list[LabelledSet]) -> str:
     state, chains, active, day_purity, similarities = None, {}, {}, [], []
     for labelled in sorted(days, key=lambda s: s.name):
         labels = pipeline_run(labelled, SEEDS[0])
-        assignments = pd.DataFrame({"item_id": [f"{labelled.name}/{i}" for i in range(len(labels))], "cluster_id": labels})
+        assignments = pd.DataFrame(
+            {"item_id": [f"{labelled.name}/{i}" for i in range(len(labels))], "cluster_id": labels}
+        )
         centroids = stories.cluster_centroids(assignments, assignments["item_id"], labelled.embeddings)
         tracked = stories.track_stories(state, labelled.name, centroids, stories.StoryParams())
         state = tracked.state
@@ -233,9 +295,14 @@ def story_table(days: list[LabelledSet]) -> str:
         return max(items.count(c) for c in set(items)) / len(items)
 
     rows = [
-        ("days", len(days)), ("stories", len(chains)), ("stories on 2 days or more", len(long)),
+        ("days", len(days)),
+        ("stories", len(chains)),
+        ("stories on 2 days or more", len(long)),
         ("longest story, days", max(active.values(), default=0)),
-        ("match similarity, min / median", f"{min(similarities, default=0):.2f} / {np.median(similarities) if similarities else 0:.2f}"),
+        (
+            "match similarity, min / median",
+            f"{min(similarities, default=0):.2f} / {np.median(similarities) if similarities else 0:.2f}",
+        ),
         ("category purity of a day's cluster, median", f"{np.median(day_purity):.2f}"),
         ("category purity of a story on 2+ days, median", f"{np.median([purity(s) for s in long]) if long else 0:.2f}"),
     ]
@@ -244,11 +311,15 @@ def story_table(days: list[LabelledSet]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="UMAP seeds, the first the pipeline's (default 42,7,1234)")
+    parser.add_argument(
+        "--seeds", default=",".join(map(str, SEEDS)), help="UMAP seeds, the first the pipeline's (default 42,7,1234)"
+    )
     args = parser.parse_args(argv)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     if not available():
-        print("../shared/datasets is absent: the quality benchmark needs the HuffPost and AG News files beside the repo")
+        print(
+            "../shared/datasets is absent: the quality benchmark needs the HuffPost and AG News files beside the repo"
+        )
         return 2
     sets = load_sets(with_days=True)
     results, deterministic = [], True
@@ -256,20 +327,41 @@ def main(argv: list[str] | None = None) -> int:
         set_results, repeats = run_set(labelled, seeds)
         results += set_results
         deterministic &= repeats
-        print(f"  {labelled.family} {labelled.name}: " + ", ".join(f"{r.method} NMI {r.figures['nmi']:.3f} ARI {r.figures['ari']:.3f}" for r in set_results),
-              file=sys.stderr, flush=True)
+        print(
+            f"  {labelled.family} {labelled.name}: "
+            + ", ".join(f"{r.method} NMI {r.figures['nmi']:.3f} ARI {r.figures['ari']:.3f}" for r in set_results),
+            file=sys.stderr,
+            flush=True,
+        )
     means = family_means(results)
     met = targets(means, results, deterministic)
     print(f"## Cluster quality, {dt.date.today().isoformat()}\n")
-    print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, " + ", ".join(
-        f"{name} {version(name)}" for name in ("scikit-learn", "umap-learn", "hdbscan", "sentence-transformers")) + f"; seeds {', '.join(map(str, seeds))}.\n")
+    print(
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+        + ", ".join(
+            f"{name} {version(name)}" for name in ("scikit-learn", "umap-learn", "hdbscan", "sentence-transformers")
+        )
+        + f"; seeds {', '.join(map(str, seeds))}.\n"
+    )
     print(quality_table(results, means) + "\n")
-    print(_row(["target", "measured (pipeline vs baseline; sets where the pipeline meets it)", "met"]) + "\n" + _row(["---"] * 3))
+    print(
+        _row(["target", "measured (pipeline vs baseline; sets where the pipeline meets it)", "met"])
+        + "\n"
+        + _row(["---"] * 3)
+    )
     print("\n".join(_row([name, measured, "yes" if ok else "**no**"]) for name, measured, ok in met) + "\n")
     print(_row(["held out (not tuned on)", "measured", "met"]) + "\n" + _row(["---"] * 3))
-    print("\n".join(_row([name, measured, "yes" if ok else "no"]) for name, measured, ok in held_out(means, results)) + "\n")
+    print(
+        "\n".join(_row([name, measured, "yes" if ok else "no"]) for name, measured, ok in held_out(means, results))
+        + "\n"
+    )
     print("### Quality-check figures (pipeline defaults, seed 42)\n")
-    print(distribution_table(check_figures([s for s in sets if s.family in ("huffpost-day", "huffpost-week", "agnews-day")])) + "\n")
+    print(
+        distribution_table(
+            check_figures([s for s in sets if s.family in ("huffpost-day", "huffpost-week", "agnews-day")])
+        )
+        + "\n"
+    )
     print("### Stories across HuffPost's May 2018 days (pipeline defaults, seed 42)\n")
     print(story_table([s for s in sets if s.family == "huffpost-day"]))
     return 0 if all(ok for _, _, ok in met) else 1

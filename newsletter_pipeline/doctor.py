@@ -45,6 +45,7 @@ class Outcome:
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
     """The error's type and first line, and its root cause's (a wrapper such as 'too many retries' hides the reason)."""
+
     def line(e: BaseException) -> str:
         text = str(e).strip().splitlines()
         return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
@@ -65,6 +66,7 @@ def _nearest_existing(path: Path) -> Path:
 
 # --- the checks -------------------------------------------------------------------------------------------
 
+
 def check_model(config: Config) -> str:
     """The configured encoder loads offline and embeds a sentence into a finite unit vector."""
     import numpy as np
@@ -75,8 +77,10 @@ def check_model(config: Config) -> str:
     try:
         vectors = embedder.embed(["Doctor checks that the model loads."])
     except Exception as error:
-        raise Problem(f"NEWSLETTER_EMBED_MODEL: {embedder.model} (backend {embedder.backend}, device {embedder.device}) does not load "
-                      f"offline ({_first_line(error)}); set it to all-MiniLM-L6-v2 or a local sentence-transformers folder") from None
+        raise Problem(
+            f"NEWSLETTER_EMBED_MODEL: {embedder.model} (backend {embedder.backend}, device {embedder.device}) does not load "
+            f"offline ({_first_line(error)}); set it to all-MiniLM-L6-v2 or a local sentence-transformers folder"
+        ) from None
     if vectors.shape[0] != 1 or not np.isfinite(vectors).all():
         raise Problem(f"NEWSLETTER_EMBED_MODEL: {embedder.model} loads but gives no finite vector; use another model")
     return f"{embedder.model} loads offline ({embedder.backend} on {embedder.device_used}) and embeds ({vectors.shape[1]} dimensions)"
@@ -91,16 +95,24 @@ def check_landing(config: Config) -> str:
     found, problems = [], []
     for location in landing.locations:
         if not is_s3_uri(location) and not Path(location).is_dir():
-            problems.append(f"NEWSLETTER_LANDING_DIR: {location} is not a folder; create it, or set NEWSLETTER_LANDING_DIR "
-                            "to the folder (or s3://bucket/prefix) where files land")
+            problems.append(
+                f"NEWSLETTER_LANDING_DIR: {location} is not a folder; create it, or set NEWSLETTER_LANDING_DIR "
+                "to the folder (or s3://bucket/prefix) where files land"
+            )
             continue
         try:
             files = landing.list_location(location).files
             if files:
                 files[0].load()
         except Exception as error:
-            problems.append(f"NEWSLETTER_LANDING_DIR: cannot read {location} ({_first_line(error)}); check the location"
-                            + (", the bucket, NEWSLETTER_S3_ENDPOINT_URL and the AWS credentials" if is_s3_uri(location) else " and its permissions"))
+            problems.append(
+                f"NEWSLETTER_LANDING_DIR: cannot read {location} ({_first_line(error)}); check the location"
+                + (
+                    ", the bucket, NEWSLETTER_S3_ENDPOINT_URL and the AWS credentials"
+                    if is_s3_uri(location)
+                    else " and its permissions"
+                )
+            )
             continue
         found.append(f"{location}: {len(files)} readable files")
     if problems:
@@ -120,7 +132,9 @@ def _probe(root: str, endpoint: str | None) -> None:
 
         # boto3 deletes: pyarrow would leave an empty "folder" object behind in place of the last file of a prefix.
         bucket, _, key = path.partition("/")
-        delete = functools.partial(boto3.client("s3", endpoint_url=endpoint, region_name=aws_region()).delete_object, Bucket=bucket, Key=key)
+        delete = functools.partial(
+            boto3.client("s3", endpoint_url=endpoint, region_name=aws_region()).delete_object, Bucket=bucket, Key=key
+        )
     else:
         fs.create_dir(base, recursive=True)  # as a run would
     with fs.open_output_stream(path) as stream:
@@ -148,8 +162,10 @@ def check_outputs(config: Config) -> str:
         try:
             _probe(root, config.get("NEWSLETTER_S3_ENDPOINT_URL"))
         except Exception as error:
-            problems.append(f"{name}: cannot write under {root} ({_first_line(error)}); set {name} to a writable "
-                            + ("location, and check the bucket and the AWS credentials" if root.startswith("s3://") else "location"))
+            problems.append(
+                f"{name}: cannot write under {root} ({_first_line(error)}); set {name} to a writable "
+                + ("location, and check the bucket and the AWS credentials" if root.startswith("s3://") else "location")
+            )
     if problems:
         raise Problem(*problems)
     return "wrote, read and deleted a probe under " + " and ".join(root for _, root in targets)
@@ -158,7 +174,9 @@ def check_outputs(config: Config) -> str:
 def check_disk(config: Config) -> str:
     """At least NEWSLETTER_DOCTOR_MIN_FREE_GB free on each local disk that outputs, models, workbook or instance use."""
     least = config.number("NEWSLETTER_DOCTOR_MIN_FREE_GB")
-    places = [(name, config.get(name)) for name in ("NEWSLETTER_OUTPUT_ROOT", "NEWSLETTER_MODEL_CACHE_DIR")] + _workbook_folder(config)
+    places = [
+        (name, config.get(name)) for name in ("NEWSLETTER_OUTPUT_ROOT", "NEWSLETTER_MODEL_CACHE_DIR")
+    ] + _workbook_folder(config)
     if config.is_set("DAGSTER_HOME"):
         places.append(("DAGSTER_HOME", config.get("DAGSTER_HOME")))
     found, problems, seen = [], [], set()
@@ -172,8 +190,10 @@ def check_disk(config: Config) -> str:
         seen.add(device)
         free = shutil.disk_usage(existing).free / 1e9
         if free < least:
-            problems.append(f"{name}: {free:.1f} GB free on the disk of {place}, under NEWSLETTER_DOCTOR_MIN_FREE_GB={least:g}; "
-                            f"free space there or move {name} to a larger disk")
+            problems.append(
+                f"{name}: {free:.1f} GB free on the disk of {place}, under NEWSLETTER_DOCTOR_MIN_FREE_GB={least:g}; "
+                f"free space there or move {name} to a larger disk"
+            )
         else:
             found.append(f"{free:.1f} GB free for {name}")
     if problems:
@@ -187,8 +207,10 @@ def check_instance(config: Config) -> str:
 
     home = config.get("DAGSTER_HOME")  # DagsterInstance.get() reads the same variable from os.environ
     if not home:
-        raise Problem("DAGSTER_HOME is not set: set it to an absolute folder holding dagster.yaml "
-                      "(the repo's dagster.yaml locally, deploy/dagster.prod.yaml in prod)")
+        raise Problem(
+            "DAGSTER_HOME is not set: set it to an absolute folder holding dagster.yaml "
+            "(the repo's dagster.yaml locally, deploy/dagster.prod.yaml in prod)"
+        )
     if not Path(home, "dagster.yaml").is_file() and config.prod:
         raise Problem(f"DAGSTER_HOME: {home} holds no dagster.yaml; copy deploy/dagster.prod.yaml there")
     try:
@@ -196,12 +218,16 @@ def check_instance(config: Config) -> str:
             instance.get_runs(limit=1)
             storage = type(instance.run_storage).__name__
     except Exception as error:
-        raise Problem(f"DAGSTER_HOME: the instance storage of {home}/dagster.yaml is unreachable ({_first_line(error)}); check its storage "
-                      "settings (DAGSTER_PG_HOST, DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_PASSWORD, DAGSTER_PG_DB for Postgres) "
-                      "and that the database is up") from None
+        raise Problem(
+            f"DAGSTER_HOME: the instance storage of {home}/dagster.yaml is unreachable ({_first_line(error)}); check its storage "
+            "settings (DAGSTER_PG_HOST, DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_PASSWORD, DAGSTER_PG_DB for Postgres) "
+            "and that the database is up"
+        ) from None
     if config.prod and "Postgres" not in storage:
-        raise Problem(f"DAGSTER_HOME: prod keeps the instance in Postgres, but {home}/dagster.yaml uses {storage}; "
-                      "copy deploy/dagster.prod.yaml there")
+        raise Problem(
+            f"DAGSTER_HOME: prod keeps the instance in Postgres, but {home}/dagster.yaml uses {storage}; "
+            "copy deploy/dagster.prod.yaml there"
+        )
     return f"{storage} at {home} answers"
 
 
@@ -216,16 +242,23 @@ def check_sheets(config: Config) -> str:
         return f"not configured: exports go to the workbook {config.get('NEWSLETTER_WORKBOOK')}"
     from newsletter_pipeline.stages import sheets
 
-    resource = SheetsResource(spreadsheet_key=key, service_account_file=config.get("GOOGLE_SERVICE_ACCOUNT_FILE"),
-                              service_account_json=config.get("GOOGLE_SERVICE_ACCOUNT_JSON"))
+    resource = SheetsResource(
+        spreadsheet_key=key,
+        service_account_file=config.get("GOOGLE_SERVICE_ACCOUNT_FILE"),
+        service_account_json=config.get("GOOGLE_SERVICE_ACCOUNT_JSON"),
+    )
     try:
         resource.validate()  # the key, the retry settings and the credentials
-        credentials = sheets.load_credentials(file=resource.service_account_file, json_text=resource.service_account_json)
+        credentials = sheets.load_credentials(
+            file=resource.service_account_file, json_text=resource.service_account_json
+        )
         sheets.install_retries(sheets.authorized_client(credentials), resource.retry_policy())
     except sheets.SheetsConfigError as error:  # its message names the variable, never the key
         raise Problem(str(error)) from None
-    return (f"credentials of {credentials.service_account_email} parse and build a gspread client for spreadsheet {key} "
-            "(not sent to Google: the export checks the key and the sharing when it starts)")
+    return (
+        f"credentials of {credentials.service_account_email} parse and build a gspread client for spreadsheet {key} "
+        "(not sent to Google: the export checks the key and the sharing when it starts)"
+    )
 
 
 CHECKS: list[tuple[str, Callable[[Config], str], bool]] = [  # name, check, whether it may wait on a server
@@ -239,6 +272,7 @@ CHECKS: list[tuple[str, Callable[[Config], str], bool]] = [  # name, check, whet
 
 
 # --- running them -----------------------------------------------------------------------------------------
+
 
 def _within(check: Callable[[Config], str], config: Config, seconds: float) -> str:
     """The check's answer, or a Problem when it takes longer than `seconds` (left running in a daemon thread)."""
@@ -278,7 +312,9 @@ def run_checks() -> list[Outcome]:
         outcomes = [Outcome("configuration", problems=error.problems)]
         return outcomes + [Outcome(name, skipped="fix the configuration first") for name, _, _ in CHECKS]
     outcomes = [Outcome("configuration", f"NEWSLETTER_PIPELINE_ENV={config.environment}, every setting valid")]
-    return outcomes + [run_check(name, check, config, NETWORK_TIMEOUT_S if network else None) for name, check, network in CHECKS]
+    return outcomes + [
+        run_check(name, check, config, NETWORK_TIMEOUT_S if network else None) for name, check, network in CHECKS
+    ]
 
 
 def scrub(line: str, secrets: list[str]) -> str:
@@ -308,7 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv:
-        print("usage: newsletter-doctor   (checks the deployment that the environment describes; no arguments)", file=sys.stderr)
+        print(
+            "usage: newsletter-doctor   (checks the deployment that the environment describes; no arguments)",
+            file=sys.stderr,
+        )
         return 2
     outcomes = run_checks()
     print(report(outcomes, Config(os.environ).secrets()), flush=True)

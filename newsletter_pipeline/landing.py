@@ -79,11 +79,15 @@ def _link(path: Path, root: Path) -> LandingFile | Skipped | None:
     except FileNotFoundError:
         return _refused(path, f"not read: dangling symbolic link to {os.readlink(path)} (its target does not exist)")
     except (RuntimeError, OSError) as error:  # ELOOP: Python 3.11 raises RuntimeError, later versions OSError
-        return _refused(path, f"not read: symbolic link that cannot be resolved ({getattr(error, 'strerror', None) or error})")
+        return _refused(
+            path, f"not read: symbolic link that cannot be resolved ({getattr(error, 'strerror', None) or error})"
+        )
     if not target.is_relative_to(root):
         return _refused(path, f"not read: symbolic link to {target}, outside the landing location {root}")
     if target.is_dir():
-        return Skipped(str(path), f"symbolic link to the folder {target}: not followed (the files there are read where they are)")
+        return Skipped(
+            str(path), f"symbolic link to the folder {target}: not followed (the files there are read where they are)"
+        )
     if format_of(path.name) is None:
         return _not_read(str(path))
     return LandingFile(str(path), target.read_bytes)
@@ -94,8 +98,10 @@ def local_listing(folder: str | Path) -> Listing:
     root = Path(folder)
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is not a folder"
-        raise LandingError(f"the landing location {root} {what}: check the path (and that its share is mounted), "
-                           "or set NEWSLETTER_LANDING_DIR to where the files land")
+        raise LandingError(
+            f"the landing location {root} {what}: check the path (and that its share is mounted), "
+            "or set NEWSLETTER_LANDING_DIR to where the files land"
+        )
     resolved_root = root.resolve()
     listing = Listing()
 
@@ -104,8 +110,12 @@ def local_listing(folder: str | Path) -> Listing:
             entries = list(os.scandir(directory))
         except OSError as error:
             if directory == root:
-                raise LandingError(f"cannot list the landing location {root}: {error.strerror}; check its permissions") from error
-            listing.skipped.append(Skipped(str(directory), f"folder cannot be listed ({error.strerror}): its files were not read"))
+                raise LandingError(
+                    f"cannot list the landing location {root}: {error.strerror}; check its permissions"
+                ) from error
+            listing.skipped.append(
+                Skipped(str(directory), f"folder cannot be listed ({error.strerror}): its files were not read")
+            )
             return
         for entry in entries:
             path = Path(entry.path)

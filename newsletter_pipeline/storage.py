@@ -47,7 +47,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     """s3://bucket/some/prefix/ -> ("bucket", "some/prefix"); the prefix has no leading or trailing slash."""
     if not is_s3_uri(uri):
         raise ValueError(f"{uri!r} is not an S3 location: expected s3://bucket/prefix")
-    bucket, _, prefix = uri[len(S3_SCHEME):].partition("/")
+    bucket, _, prefix = uri[len(S3_SCHEME) :].partition("/")
     if not bucket:
         raise ValueError(f"{uri!r} names no bucket: expected s3://bucket/prefix")
     return bucket, prefix.strip("/")
@@ -63,7 +63,9 @@ def _bucket_region(bucket: str) -> str:
     return pafs.resolve_s3_region(bucket)
 
 
-def s3_filesystem(endpoint_url: str | None = None, region: str | None = None, bucket: str | None = None) -> pafs.S3FileSystem:
+def s3_filesystem(
+    endpoint_url: str | None = None, region: str | None = None, bucket: str | None = None
+) -> pafs.S3FileSystem:
     """pyarrow's S3 client, for AWS or an S3-compatible endpoint such as `http://127.0.0.1:9000`.
 
     Credentials come from the AWS default chain: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN),
@@ -153,7 +155,13 @@ class ParquetStore:
         location = self._location(table, day)
         return f"{S3_SCHEME}{location}" if isinstance(self.resolved[0], pafs.S3FileSystem) else location
 
-    def write(self, table: str, day: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader, metadata: dict[str, str] | None = None) -> str:
+    def write(
+        self,
+        table: str,
+        day: str,
+        data: pd.DataFrame | pa.Table | pa.RecordBatchReader,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
         """Write atomically: a reader sees the old file or the new one, never half of one. Returns `path()`."""
         fs, _ = self.resolved
         final = self._location(table, day)
@@ -204,8 +212,13 @@ class ParquetStore:
         """The days (file stems) a table has, sorted; temporary files of writes in progress are left out."""
         fs, base = self.resolved
         infos = fs.get_file_info(pafs.FileSelector(f"{base}/{table}", allow_not_found=True))
-        return sorted(info.base_name[: -len(".parquet")] for info in infos
-                      if info.type == pafs.FileType.File and info.base_name.endswith(".parquet") and not info.base_name.startswith("."))
+        return sorted(
+            info.base_name[: -len(".parquet")]
+            for info in infos
+            if info.type == pafs.FileType.File
+            and info.base_name.endswith(".parquet")
+            and not info.base_name.startswith(".")
+        )
 
     def read_arrow(self, table: str, day: str, columns: list[str] | None = None) -> pa.Table:
         """One day's table as Arrow, optionally only some columns (no pandas conversion: vectors stay compact)."""
@@ -270,7 +283,9 @@ def _fsync_directory(folder: Path) -> None:
 def vectors_to_arrow_column(vectors: np.ndarray) -> pa.FixedSizeListArray:
     """An (n, d) float32 matrix as a fixed-size-list column: compact, and readable by any Arrow reader."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1] if vectors.ndim == 2 else 0)
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(vectors.reshape(-1)), vectors.shape[1] if vectors.ndim == 2 else 0
+    )
 
 
 def column_to_vectors(column: pd.Series, dimension: int) -> np.ndarray:

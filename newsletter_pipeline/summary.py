@@ -30,7 +30,11 @@ def main() -> int:
         print(f"\n{current}")
         for row in (r for r in rows if r[day] == current):
             # Rows exported before layout v3 have no story.
-            told = f"  [story {row[story]}, {row[days_active]} day{'s' if row[days_active] != 1 else ''}, {row[trend]}]" if row[story] else ""
+            told = (
+                f"  [story {row[story]}, {row[days_active]} day{'s' if row[days_active] != 1 else ''}, {row[trend]}]"
+                if row[story]
+                else ""
+            )
             print(f"  {row[size]:>3} items  {row[label]}{told}")
     print(f"\nParquet outputs: {_shown(config.get('NEWSLETTER_OUTPUT_ROOT'))}/<table>/<YYYY-MM-DD>.parquet")
     print("UI: make ui   (then open http://127.0.0.1:3000 and look at the asset graph, checks and plots)")

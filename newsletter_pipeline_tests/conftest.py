@@ -8,8 +8,21 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from newsletter_pipeline.defs.assets import clusters, item_embeddings, raw_items, sheet_export, stories, umap_coordinates
-from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, LandingFolder, OutputStore, SheetsResource
+from newsletter_pipeline.defs.assets import (
+    clusters,
+    item_embeddings,
+    raw_items,
+    sheet_export,
+    stories,
+    umap_coordinates,
+)
+from newsletter_pipeline.defs.resources import (
+    ClusteringResource,
+    EmbeddingResource,
+    LandingFolder,
+    OutputStore,
+    SheetsResource,
+)
 from newsletter_pipeline.storage import ParquetStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,11 +60,20 @@ def service_account_key() -> dict:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    return {"type": "service_account", "project_id": "newsletter-test", "private_key_id": "0123abcd", "private_key": pem,
-            "client_email": "exporter@newsletter-test.iam.gserviceaccount.com", "client_id": "1",
-            "token_uri": "https://oauth2.googleapis.com/token"}
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
+    return {
+        "type": "service_account",
+        "project_id": "newsletter-test",
+        "private_key_id": "0123abcd",
+        "private_key": pem,
+        "client_email": "exporter@newsletter-test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
 
 
 class Workspace:
@@ -85,12 +107,20 @@ class Workspace:
         return OutputStore(root=str(self.outputs)).store
 
     def materialize(self, day: str, instance: dg.DagsterInstance | None = None, **kwargs):
-        return dg.materialize(ASSETS, partition_key=day, resources=self.resources(), instance=instance or dg.DagsterInstance.ephemeral(), **kwargs)
+        return dg.materialize(
+            ASSETS,
+            partition_key=day,
+            resources=self.resources(),
+            instance=instance or dg.DagsterInstance.ephemeral(),
+            **kwargs,
+        )
 
     def materialize_range(self, first: str, last: str, instance: dg.DagsterInstance | None = None, **kwargs):
         """Every day from `first` to `last` in one run, as a single-run backfill (or the CLI's --partition-range) makes it."""
         tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        return dg.materialize(ASSETS, tags=tags, resources=self.resources(), instance=instance or dg.DagsterInstance.ephemeral(), **kwargs)
+        return dg.materialize(
+            ASSETS, tags=tags, resources=self.resources(), instance=instance or dg.DagsterInstance.ephemeral(), **kwargs
+        )
 
 
 @pytest.fixture(scope="session")

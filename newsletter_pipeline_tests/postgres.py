@@ -33,13 +33,24 @@ class Server:
     database: str
 
     def connect(self, database: str | None = None):
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname=database or self.database, connect_timeout=5)
+        return psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=database or self.database,
+            connect_timeout=5,
+        )
 
     def instance_env(self, database: str) -> dict[str, str]:
         """The variables deploy/dagster.prod.yaml reads, for `database` on this server."""
-        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_USER": self.user,
-                "DAGSTER_PG_PASSWORD": self.password, "DAGSTER_PG_DB": database}
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_USER": self.user,
+            "DAGSTER_PG_PASSWORD": self.password,
+            "DAGSTER_PG_DB": database,
+        }
 
 
 def server_from_env() -> Server:
@@ -48,10 +59,17 @@ def server_from_env() -> Server:
     if not url:
         unavailable(f"{URL_VARIABLE} is not set: .ci/run starts PostgreSQL on 127.0.0.1 and sets it (docs/instance.md)")
     parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname and parts.username and parts.path.strip("/")):
+    if parts.scheme not in ("postgres", "postgresql") or not (
+        parts.hostname and parts.username and parts.path.strip("/")
+    ):
         unavailable(f"{URL_VARIABLE} must look like postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
-    server = Server(host=parts.hostname, port=parts.port or 5432, user=unquote(parts.username),
-                    password=unquote(parts.password or ""), database=parts.path.strip("/"))
+    server = Server(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=unquote(parts.username),
+        password=unquote(parts.password or ""),
+        database=parts.path.strip("/"),
+    )
     try:
         server.connect().close()
     except psycopg2.OperationalError as error:

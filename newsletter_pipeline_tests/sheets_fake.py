@@ -36,7 +36,14 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # the API refuses larger request payloads ("R
 # The real per-cell limit. Counted in UTF-16 code units (Sheets' strings are Java's and JavaScript's), the stricter
 # reading: an astral character such as an emoji counts twice.
 MAX_CELL_CHARS = 50_000
-_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 _RENDER_OPTIONS = {"FORMATTED_VALUE", "UNFORMATTED_VALUE", "FORMULA"}
 
 
@@ -93,7 +100,13 @@ class Sheet:
         grid = {"rowCount": self.rows, "columnCount": self.cols}
         grid |= {"frozenRowCount": self.frozen_rows} if self.frozen_rows else {}
         grid |= {"frozenColumnCount": self.frozen_cols} if self.frozen_cols else {}
-        props = {"sheetId": self.sheet_id, "title": self.title, "index": index, "sheetType": "GRID", "gridProperties": grid}
+        props = {
+            "sheetId": self.sheet_id,
+            "title": self.title,
+            "index": index,
+            "sheetType": "GRID",
+            "gridProperties": grid,
+        }
         return props | ({"hidden": True} if self.hidden else {})
 
     def shrink(self) -> None:
@@ -139,8 +152,11 @@ class Fault:
     body_contains: str | None = None
 
     def matches(self, method: str, path: str, body: bytes) -> bool:
-        return ((self.method is None or self.method == method) and (self.path is None or self.path in path)
-                and (self.body_contains is None or self.body_contains.encode() in body))
+        return (
+            (self.method is None or self.method == method)
+            and (self.path is None or self.path in path)
+            and (self.body_contains is None or self.body_contains.encode() in body)
+        )
 
 
 class FakeSheets:
@@ -164,12 +180,22 @@ class FakeSheets:
     def values(self, key: str, title: str) -> list[list]:
         """A tab's cells as stored (numbers stay numbers), trimmed like the API trims them."""
         sheet = self.sheet(key, title)
-        return _trim([[_unformatted(sheet.cells.get((r, c), "")) for c in range(sheet.cols)] for r in range(sheet.rows)])
+        return _trim(
+            [[_unformatted(sheet.cells.get((r, c), "")) for c in range(sheet.cols)] for r in range(sheet.rows)]
+        )
 
-    def inject(self, status: int | None = None, *, method: str | None = None, path: str | None = None,
-               call: Callable[[], Any] | None = None, times: int = 1,
-               raises: BaseException | type[BaseException] | None = None, applied: bool = False,
-               body_contains: str | None = None) -> None:
+    def inject(
+        self,
+        status: int | None = None,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        call: Callable[[], Any] | None = None,
+        times: int = 1,
+        raises: BaseException | type[BaseException] | None = None,
+        applied: bool = False,
+        body_contains: str | None = None,
+    ) -> None:
         """For the next `times` requests that match (method, path substring), run `call` first if given
         (e.g. another writer's export, to interleave two runs), then answer `status` instead of
         serving the request if a status is given (e.g. 429, 500, 503), or raise `raises` from the
@@ -273,21 +299,27 @@ class FakeSheets:
         for n, request in enumerate(requests_):
             if len(request) != 1:
                 raise ApiError(400, f"Invalid requests[{n}]: exactly one kind of request must be set.")
-            (kind, body), = request.items()
+            ((kind, body),) = request.items()
             if kind == "addSheet":
                 replies.append({"addSheet": {"properties": self._add_sheet(draft, n, body.get("properties", {}))}})
             elif kind == "updateSheetProperties":
                 _update_sheet_properties(draft, n, body)
                 replies.append({})
             else:
-                raise ApiError(400, f"Invalid JSON payload received. Unknown name \"{kind}\" at 'requests[{n}]': the fake does not implement it.")
+                raise ApiError(
+                    400,
+                    f"Invalid JSON payload received. Unknown name \"{kind}\" at 'requests[{n}]': the fake does not implement it.",
+                )
         self.books[key] = draft
         return {"spreadsheetId": key, "replies": replies}
 
     def _add_sheet(self, book: Book, n: int, props: dict) -> dict:
         title = props.get("title") or f"Sheet{len(book.sheets) + 1}"
         if any(s.title.lower() == title.lower() for s in book.sheets):
-            raise ApiError(400, f'Invalid requests[{n}].addSheet: A sheet with the name "{title}" already exists. Please enter another name.')
+            raise ApiError(
+                400,
+                f'Invalid requests[{n}].addSheet: A sheet with the name "{title}" already exists. Please enter another name.',
+            )
         grid = props.get("gridProperties", {})
         sheet_id = props.get("sheetId", self._random.randrange(1, 2**31))
         if any(s.sheet_id == sheet_id for s in book.sheets):
@@ -300,17 +332,30 @@ class FakeSheets:
     # --- values ----------------------------------------------------------------------------------
 
     def _values_get(self, book: Book, key: str, a1: str, *, params: dict, data: dict) -> dict:
-        _allow(params, majorDimension=["ROWS", "COLUMNS"], valueRenderOption=_RENDER_OPTIONS, dateTimeRenderOption=["SERIAL_NUMBER", "FORMATTED_STRING"])
+        _allow(
+            params,
+            majorDimension=["ROWS", "COLUMNS"],
+            valueRenderOption=_RENDER_OPTIONS,
+            dateTimeRenderOption=["SERIAL_NUMBER", "FORMATTED_STRING"],
+        )
         return _read(book, a1, params)
 
     def _values_batch_get(self, book: Book, key: str, *, params: dict, data: dict) -> dict:
         ranges = params.get("ranges", [])
-        _allow({k: v for k, v in params.items() if k != "ranges"},
-               majorDimension=["ROWS", "COLUMNS"], valueRenderOption=_RENDER_OPTIONS, dateTimeRenderOption=["SERIAL_NUMBER", "FORMATTED_STRING"])
+        _allow(
+            {k: v for k, v in params.items() if k != "ranges"},
+            majorDimension=["ROWS", "COLUMNS"],
+            valueRenderOption=_RENDER_OPTIONS,
+            dateTimeRenderOption=["SERIAL_NUMBER", "FORMATTED_STRING"],
+        )
         return {"spreadsheetId": key, "valueRanges": [_read(book, a1, params) for a1 in ranges]}
 
     def _values_update(self, book: Book, key: str, a1: str, *, params: dict, data: dict) -> dict:
-        _allow(params, valueInputOption=["RAW", "USER_ENTERED", "INPUT_VALUE_OPTION_UNSPECIFIED"], includeValuesInResponse=["false"])
+        _allow(
+            params,
+            valueInputOption=["RAW", "USER_ENTERED", "INPUT_VALUE_OPTION_UNSPECIFIED"],
+            includeValuesInResponse=["false"],
+        )
         _check_input_option(params.get("valueInputOption", ["INPUT_VALUE_OPTION_UNSPECIFIED"])[0])
         write = _plan_write(book, a1, data.get("values") or [], data.get("majorDimension"), "")
         return {"spreadsheetId": key} | write.apply()
@@ -319,11 +364,16 @@ class FakeSheets:
         _allow(params)
         unknown = set(data) - {"valueInputOption", "data", "includeValuesInResponse"}
         if unknown or data.get("includeValuesInResponse"):
-            raise ApiError(400, f"The fake does not implement the fields {sorted(unknown) or ['includeValuesInResponse']}")
+            raise ApiError(
+                400, f"The fake does not implement the fields {sorted(unknown) or ['includeValuesInResponse']}"
+            )
         _check_input_option(data.get("valueInputOption") or "INPUT_VALUE_OPTION_UNSPECIFIED")
         ranges = data.get("data") or []
         # Every range is checked before any cell changes: one bad range fails the whole request.
-        writes = [_plan_write(book, r.get("range", ""), r.get("values") or [], r.get("majorDimension"), f"data[{n}].") for n, r in enumerate(ranges)]
+        writes = [
+            _plan_write(book, r.get("range", ""), r.get("values") or [], r.get("majorDimension"), f"data[{n}].")
+            for n, r in enumerate(ranges)
+        ]
         responses = [{"spreadsheetId": key} | write.apply() for write in writes]
         return {
             "spreadsheetId": key,
@@ -337,7 +387,9 @@ class FakeSheets:
     def _clear(self, book: Book, a1: str) -> str:
         rng = _parse_range(book, a1)
         r1, c1 = _bounded_end(rng)
-        rng.sheet.cells = {(r, c): v for (r, c), v in rng.sheet.cells.items() if not (rng.r0 <= r < r1 and rng.c0 <= c < c1)}
+        rng.sheet.cells = {
+            (r, c): v for (r, c), v in rng.sheet.cells.items() if not (rng.r0 <= r < r1 and rng.c0 <= c < c1)
+        }
         return _a1(rng.sheet, rng.r0, rng.c0, r1, c1)
 
     def _values_clear(self, book: Book, key: str, a1: str, *, params: dict, data: dict) -> dict:
@@ -364,10 +416,16 @@ def _read(book: Book, a1: str, params: dict) -> dict:
     rng = _parse_range(book, a1)
     r1, c1 = _bounded_end(rng)
     render = formatted if params.get("valueRenderOption", ["FORMATTED_VALUE"])[0] == "FORMATTED_VALUE" else _unformatted
-    rows = [[render(rng.sheet.cells[r, c]) if (r, c) in rng.sheet.cells else "" for c in range(rng.c0, c1)] for r in range(rng.r0, r1)]
+    rows = [
+        [render(rng.sheet.cells[r, c]) if (r, c) in rng.sheet.cells else "" for c in range(rng.c0, c1)]
+        for r in range(rng.r0, r1)
+    ]
     if params.get("majorDimension") == ["COLUMNS"]:
         rows = [list(col) for col in zip(*rows, strict=True)]
-    response = {"range": _a1(rng.sheet, rng.r0, rng.c0, r1, c1), "majorDimension": params.get("majorDimension", ["ROWS"])[0]}
+    response = {
+        "range": _a1(rng.sheet, rng.r0, rng.c0, r1, c1),
+        "majorDimension": params.get("majorDimension", ["ROWS"])[0],
+    }
     values = _trim(rows)
     return response | ({"values": values} if values else {})  # the API leaves out "values" when all are empty
 
@@ -394,7 +452,11 @@ class _Write:
                     sheet.cells[self.r0 + i, self.c0 + j] = value if isinstance(value, (str, bool)) else float(value)
         written = {"updatedRange": _a1(sheet, self.r0, self.c0, self.end_r, self.end_c)}
         height, width = len(self.values), max(map(len, self.values), default=0)
-        return written | ({"updatedRows": height, "updatedColumns": width, "updatedCells": sum(map(len, self.values))} if height else {})
+        return written | (
+            {"updatedRows": height, "updatedColumns": width, "updatedCells": sum(map(len, self.values))}
+            if height
+            else {}
+        )
 
 
 def _plan_write(book: Book, a1: str, values: list, major: str | None, where: str) -> _Write:
@@ -407,20 +469,31 @@ def _plan_write(book: Book, a1: str, values: list, major: str | None, where: str
         # Values must fit an explicit range (an open end runs to the grid's edge).
         r1, c1 = _bounded_end(rng)
         if rng.r0 + height > r1:
-            raise ApiError(400, f"Requested writing within range [{_a1(rng.sheet, rng.r0, rng.c0, r1, c1, quote=True)}], but tried writing to row [{r1 + 1}]")
+            raise ApiError(
+                400,
+                f"Requested writing within range [{_a1(rng.sheet, rng.r0, rng.c0, r1, c1, quote=True)}], but tried writing to row [{r1 + 1}]",
+            )
         if rng.c0 + width > c1:
-            raise ApiError(400, f"Requested writing within range [{_a1(rng.sheet, rng.r0, rng.c0, r1, c1, quote=True)}], but tried writing to column [{column_letters(c1 + 1)}]")
+            raise ApiError(
+                400,
+                f"Requested writing within range [{_a1(rng.sheet, rng.r0, rng.c0, r1, c1, quote=True)}], but tried writing to column [{column_letters(c1 + 1)}]",
+            )
     sheet, end_r, end_c = rng.sheet, rng.r0 + max(height, 1), rng.c0 + max(width, 1)
     if end_r > sheet.rows or end_c > sheet.cols:
         # values.update never grows the grid (values.append does); callers resize first.
-        raise ApiError(400, f"Range ({_a1(sheet, rng.r0, rng.c0, end_r, end_c, quote=True)}) exceeds grid limits. Max rows: {sheet.rows}, max columns: {sheet.cols}")
+        raise ApiError(
+            400,
+            f"Range ({_a1(sheet, rng.r0, rng.c0, end_r, end_c, quote=True)}) exceeds grid limits. Max rows: {sheet.rows}, max columns: {sheet.cols}",
+        )
     for i, row in enumerate(values):
         for j, value in enumerate(row):
             if value is not None and not isinstance(value, (str, int, float, bool)):
                 raise ApiError(400, f"Invalid {where}values[{i}][{j}]: {json.dumps(value)}")
             if isinstance(value, str) and len(value.encode("utf-16-le", "surrogatepass")) > 2 * MAX_CELL_CHARS:
                 # The whole request fails, no cell changes: Google's answer, word for word.
-                raise ApiError(400, f"Your input contains more than the maximum of {MAX_CELL_CHARS} characters in a single cell.")
+                raise ApiError(
+                    400, f"Your input contains more than the maximum of {MAX_CELL_CHARS} characters in a single cell."
+                )
     return _Write(sheet, rng.r0, rng.c0, end_r, end_c, values)
 
 
@@ -441,31 +514,45 @@ def _update_sheet_properties(book: Book, n: int, body: dict) -> None:
     if sheet is None:
         raise ApiError(400, f"Invalid requests[{n}].updateSheetProperties: No grid with id: {props.get('sheetId', 0)}")
     if not fields:
-        raise ApiError(400, f"Invalid requests[{n}].updateSheetProperties: You must specify at least one field to update.")
+        raise ApiError(
+            400, f"Invalid requests[{n}].updateSheetProperties: You must specify at least one field to update."
+        )
     setters = {
-        "title": "title", "hidden": "hidden",
-        "gridProperties.rowCount": "rows", "gridProperties.columnCount": "cols",
-        "gridProperties.frozenRowCount": "frozen_rows", "gridProperties.frozenColumnCount": "frozen_cols",
+        "title": "title",
+        "hidden": "hidden",
+        "gridProperties.rowCount": "rows",
+        "gridProperties.columnCount": "cols",
+        "gridProperties.frozenRowCount": "frozen_rows",
+        "gridProperties.frozenColumnCount": "frozen_cols",
     }
     for mask in fields.split(","):
         path = mask.strip().replace("/", ".")  # gspread writes masks as gridProperties/rowCount
         if path not in setters:
-            raise ApiError(400, f"Invalid requests[{n}].updateSheetProperties: the fake does not implement the field {mask!r}")
+            raise ApiError(
+                400, f"Invalid requests[{n}].updateSheetProperties: the fake does not implement the field {mask!r}"
+            )
         value = props
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         setattr(sheet, setters[path], value if value is not None else type(getattr(sheet, setters[path]))())
     if sheet.rows < 1 or sheet.cols < 1:
-        raise ApiError(400, f"Invalid requests[{n}].updateSheetProperties: a sheet must keep at least one row and one column.")
+        raise ApiError(
+            400, f"Invalid requests[{n}].updateSheetProperties: a sheet must keep at least one row and one column."
+        )
     if sheet.frozen_rows >= sheet.rows or sheet.frozen_cols >= sheet.cols:
-        raise ApiError(400, f"Invalid requests[{n}].updateSheetProperties: You can't freeze all visible rows on the sheet.")
+        raise ApiError(
+            400, f"Invalid requests[{n}].updateSheetProperties: You can't freeze all visible rows on the sheet."
+        )
     _check_size(book, sheet, n, "updateSheetProperties")
     sheet.shrink()
 
 
 def _check_size(book: Book, sheet: Sheet, n: int, kind: str) -> None:
     if sum(s.rows * s.cols for s in book.sheets) > MAX_CELLS:
-        raise ApiError(400, f"Invalid requests[{n}].{kind}: This action would increase the number of cells in the workbook above the limit of {MAX_CELLS} cells.")
+        raise ApiError(
+            400,
+            f"Invalid requests[{n}].{kind}: This action would increase the number of cells in the workbook above the limit of {MAX_CELLS} cells.",
+        )
 
 
 _CELL = re.compile(r"([A-Za-z]*)(\d*)")
@@ -514,13 +601,18 @@ def _bounded_end(rng: GridRange) -> tuple[int, int]:
     r1 = rng.r0 + 1 if rng.single_cell else sheet.rows if rng.r1 is None else rng.r1
     c1 = rng.c0 + 1 if rng.single_cell else sheet.cols if rng.c1 is None else rng.c1
     if r1 > sheet.rows or c1 > sheet.cols:
-        raise ApiError(400, f"Range ({_a1(sheet, rng.r0, rng.c0, r1, c1, quote=True)}) exceeds grid limits. Max rows: {sheet.rows}, max columns: {sheet.cols}")
+        raise ApiError(
+            400,
+            f"Range ({_a1(sheet, rng.r0, rng.c0, r1, c1, quote=True)}) exceeds grid limits. Max rows: {sheet.rows}, max columns: {sheet.cols}",
+        )
     return r1, c1
 
 
 def _a1(sheet: Sheet, r0: int, c0: int, r1: int, c1: int, quote: bool = False) -> str:
     """A range as the API writes it in responses: the sheet name quoted only when it must be."""
-    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", sheet.title) and not re.fullmatch(r"[A-Za-z]{1,3}\d+|R\d*C\d*", sheet.title, re.I)
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", sheet.title) and not re.fullmatch(
+        r"[A-Za-z]{1,3}\d+|R\d*C\d*", sheet.title, re.I
+    )
     name = sheet.title if plain and not quote else "'{}'".format(sheet.title.replace("'", "''"))
     start, end = f"{column_letters(c0 + 1)}{r0 + 1}", f"{column_letters(c1)}{r1}"
     return f"{name}!{start}" if start == end else f"{name}!{start}:{end}"
@@ -566,4 +658,3 @@ def make_client(fake: FakeSheets) -> gspread.Client:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return gspread.Client(auth=None, session=session)
-

@@ -89,7 +89,9 @@ def started(sensor, instance):
 
 def run_job(workspace, day=DAY, raw_items_only=True, **kwargs):
     """daily_newsletter_job for real on the workspace's resources, as the schedule launches it."""
-    job = dg.Definitions(assets=ASSETS, jobs=[daily_job], resources=workspace.resources()).resolve_job_def(daily_job.name)
+    job = dg.Definitions(assets=ASSETS, jobs=[daily_job], resources=workspace.resources()).resolve_job_def(
+        daily_job.name
+    )
     selection = [dg.AssetKey("raw_items")] if raw_items_only else None
     return job.execute_in_process(raise_on_error=False, asset_selection=selection, **kwargs)
 
@@ -102,16 +104,25 @@ def break_store(workspace):
 
 def land_bad_records(workspace):
     """3 good items and 2 without a headline on DAY: 40% quarantined, over the 5% of quarantine_share (WARN)."""
-    rows = [{"headline": f"Rate decision, part {i}", "link": f"https://x.test/{i}", "date": DAY, "source": "Wire"} for i in range(3)]
+    rows = [
+        {"headline": f"Rate decision, part {i}", "link": f"https://x.test/{i}", "date": DAY, "source": "Wire"}
+        for i in range(3)
+    ]
     rows += [{"link": f"https://x.test/bad{i}", "date": DAY, "source": "Wire"} for i in range(2)]
     (workspace.landing / "wire.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def test_messages_are_slack_shaped_and_escaped():
-    message = alerts.run_failure_message("http://ui:3000/", "abc", "daily_newsletter_job", DAY, ["step raw_items: ValueError: a < b & c"])
+    message = alerts.run_failure_message(
+        "http://ui:3000/", "abc", "daily_newsletter_job", DAY, ["step raw_items: ValueError: a < b & c"]
+    )
     assert set(message) == {"text", "blocks"}
-    assert message["text"].splitlines() == ["Run failed: daily_newsletter_job", f"Day: {DAY}", "Failed: step raw_items: ValueError: a &lt; b &amp; c",
-                                            "Run: http://ui:3000/runs/abc"]
+    assert message["text"].splitlines() == [
+        "Run failed: daily_newsletter_job",
+        f"Day: {DAY}",
+        "Failed: step raw_items: ValueError: a &lt; b &amp; c",
+        "Run: http://ui:3000/runs/abc",
+    ]
     block = message["blocks"][0]
     assert block["type"] == "section" and block["text"]["type"] == "mrkdwn"
     assert block["text"]["text"].endswith("<http://ui:3000/runs/abc|Open the run in Dagster>")
@@ -121,12 +132,19 @@ def test_messages_are_slack_shaped_and_escaped():
 
 def test_settings_name_what_to_fix_and_never_quote_the_webhook():
     with pytest.raises(ConfigError) as refused:
-        alerts.AlertSettings.from_env({alerts.WEBHOOK_VAR: f"hooks.slack.com/services/{SECRET}", alerts.UI_VAR: "localhost:3000",
-                                       alerts.TIMEOUT_VAR: "soon"})
+        alerts.AlertSettings.from_env(
+            {
+                alerts.WEBHOOK_VAR: f"hooks.slack.com/services/{SECRET}",
+                alerts.UI_VAR: "localhost:3000",
+                alerts.TIMEOUT_VAR: "soon",
+            }
+        )
     assert [p.split(" ")[0] for p in refused.value.problems] == [alerts.WEBHOOK_VAR, alerts.UI_VAR, alerts.TIMEOUT_VAR]
     assert SECRET not in str(refused.value)
     assert alerts.AlertSettings.from_env({}) == alerts.AlertSettings()
-    settings = alerts.AlertSettings.from_env({alerts.WEBHOOK_VAR: f"https://hooks.slack.com/services/{SECRET}", alerts.UI_VAR: "https://d.example/"})
+    settings = alerts.AlertSettings.from_env(
+        {alerts.WEBHOOK_VAR: f"https://hooks.slack.com/services/{SECRET}", alerts.UI_VAR: "https://d.example/"}
+    )
     assert settings.ui_url == "https://d.example" and SECRET not in repr(settings)
 
 
@@ -139,17 +157,22 @@ def test_without_a_webhook_the_sensors_skip_and_say_why(monkeypatch, instance):
 
 def test_a_failed_run_is_alerted_once(receiver, instance, workspace):
     cursor = started(run_failure_alert_sensor, instance)
-    assert run_job(workspace.add_sample(), partition_key="2026-11-16", instance=instance).success  # a run that succeeds is no alert
+    assert run_job(
+        workspace.add_sample(), partition_key="2026-11-16", instance=instance
+    ).success  # a run that succeeds is no alert
     break_store(workspace)
     failed = run_job(workspace, partition_key=DAY, instance=instance)
     assert not failed.success
 
     result, cursor = tick(run_failure_alert_sensor, instance, cursor)
-    assert [body["text"].splitlines() for body in receiver.delivered] == [[
-        "Run failed: daily_newsletter_job", f"Day: {DAY}",
-        f"Failed: step raw_items: NotADirectoryError: [Errno 20] Not a directory: '{workspace.outputs}/quarantine'",
-        f"Run: {UI}/runs/{failed.run_id}",
-    ]]
+    assert [body["text"].splitlines() for body in receiver.delivered] == [
+        [
+            "Run failed: daily_newsletter_job",
+            f"Day: {DAY}",
+            f"Failed: step raw_items: NotADirectoryError: [Errno 20] Not a directory: '{workspace.outputs}/quarantine'",
+            f"Run: {UI}/runs/{failed.run_id}",
+        ]
+    ]
     # Evaluated again, from its cursor: nothing new is sent.
     result, cursor = tick(run_failure_alert_sensor, instance, cursor)
     assert len(receiver.received) == 1 and result.skip_reason.skip_message == "no new failures"
@@ -178,11 +201,21 @@ def test_failed_checks_are_alerted_once_per_check_and_day(receiver, instance, wo
     ranged = run_job(workspace, tags=tags, instance=instance)
     tick(check_failure_alert_sensor, instance, cursor)
     alerted = [body["text"].splitlines()[:2] for body in receiver.delivered[1:]]
-    assert sorted(alerted) == sorted([
-        *([f"Check failed: raw_items {check} (WARN)", "Asset: raw_items  Day: 2026-11-16  Severity: WARN  Job: daily_newsletter_job"]
-          for check in ("unique_item_id", "quarantine_share")),
-        ["Check failed: raw_items quarantine_share (WARN)", f"Asset: raw_items  Day: {DAY}  Severity: WARN  Job: daily_newsletter_job"],
-    ])
+    assert sorted(alerted) == sorted(
+        [
+            *(
+                [
+                    f"Check failed: raw_items {check} (WARN)",
+                    "Asset: raw_items  Day: 2026-11-16  Severity: WARN  Job: daily_newsletter_job",
+                ]
+                for check in ("unique_item_id", "quarantine_share")
+            ),
+            [
+                "Check failed: raw_items quarantine_share (WARN)",
+                f"Asset: raw_items  Day: {DAY}  Severity: WARN  Job: daily_newsletter_job",
+            ],
+        ]
+    )
     assert all(body["text"].endswith(f"/runs/{ranged.run_id}") for body in receiver.delivered[1:])
 
 
@@ -218,7 +251,9 @@ def test_a_post_that_fails_is_retried_and_delivered_once(receiver, instance, wor
     receiver.server.server_close()
     run_job(workspace, partition_key=DAY, instance=instance)
     result, after = tick(check_failure_alert_sensor, instance, cursor)
-    assert "unreachable" in result.skip_reason.skip_message and json.loads(after)["after"] == json.loads(cursor)["after"]
+    assert (
+        "unreachable" in result.skip_reason.skip_message and json.loads(after)["after"] == json.loads(cursor)["after"]
+    )
     shown = caplog.text + "".join(capsys.readouterr()) + result.skip_reason.skip_message + after
     assert SECRET not in shown and "/services/" not in shown
 
@@ -237,11 +272,16 @@ def test_an_error_check_alerts_its_check_and_its_run(receiver, instance, workspa
     heads = sorted(body["text"].splitlines()[0] for body in receiver.delivered)
     assert heads == ["Check failed: clusters cluster_count (ERROR)", "Run failed: daily_newsletter_job"]
     run_alert = next(body["text"] for body in receiver.delivered if body["text"].startswith("Run failed"))
-    assert "step clusters: DagsterAssetCheckFailedError: 1 blocking asset check failed with ERROR severity: clusters: cluster_count" in run_alert
+    assert (
+        "step clusters: DagsterAssetCheckFailedError: 1 blocking asset check failed with ERROR severity: clusters: cluster_count"
+        in run_alert
+    )
     assert len(receiver.received) == 2
 
 
-def test_a_message_the_receiver_keeps_refusing_is_dropped_and_the_rest_go_out(receiver, instance, workspace, caplog, capsys):
+def test_a_message_the_receiver_keeps_refusing_is_dropped_and_the_rest_go_out(
+    receiver, instance, workspace, caplog, capsys
+):
     cursor = started(check_failure_alert_sensor, instance)
     land_bad_records(workspace)
     tags = {"dagster/asset_partition_range_start": "2026-11-16", "dagster/asset_partition_range_end": DAY}

@@ -26,17 +26,40 @@ def test_a_sample_day_end_to_end(workspace):
     result = workspace.add_sample().materialize(DAY)
     assert result.success
     assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
-        "raw_items", "item_embeddings", "umap_coordinates", "clusters", "stories", "sheet_export"}
+        "raw_items",
+        "item_embeddings",
+        "umap_coordinates",
+        "clusters",
+        "stories",
+        "sheet_export",
+    }
     checks = checks_of(result)
-    assert set(checks) == {"unique_item_id", "records_balance", "quarantine_share", "day_not_emptied", "embeddings_valid", "every_item_assigned", "noise_share", "cluster_count", "largest_cluster_share", "silhouette"}
+    assert set(checks) == {
+        "unique_item_id",
+        "records_balance",
+        "quarantine_share",
+        "day_not_emptied",
+        "embeddings_valid",
+        "every_item_assigned",
+        "noise_share",
+        "cluster_count",
+        "largest_cluster_share",
+        "silhouette",
+    }
     assert all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items() if not c.passed}
     assert checks["noise_share"].metadata["noise_share"].value <= QualityThresholds().max_noise_share
 
     # What a person sees in the UI: counts, timings, the size table and the plot.
     raw = metadata_of(result, "raw_items")
-    assert raw["items"].value == raw["records"].value == 36 and raw["sources"].value == 5 and raw["quarantined"].value == 0
+    assert (
+        raw["items"].value == raw["records"].value == 36 and raw["sources"].value == 5 and raw["quarantined"].value == 0
+    )
     embedded = metadata_of(result, "item_embeddings")
-    assert embedded["model"].value == "all-MiniLM-L6-v2" and embedded["device"].value == "cpu" and embedded["embed_seconds"].value > 0
+    assert (
+        embedded["model"].value == "all-MiniLM-L6-v2"
+        and embedded["device"].value == "cpu"
+        and embedded["embed_seconds"].value > 0
+    )
     clustered = metadata_of(result, "clusters")
     assert clustered["clusters"].value >= 4 and clustered["method"].value == "hdbscan"
     assert clustered["cluster_sizes"].value.startswith("| cluster | items | sources | label |")
@@ -54,7 +77,10 @@ def test_a_sample_day_end_to_end(workspace):
     assert embeddings == {"model": "all-MiniLM-L6-v2", "variant": "torch-fp32", "dimension": "384"}
 
     book = export.read_workbook(workspace.workbook)
-    assert len(book[export.tab_name("items", DAY)]) - 1 == 36 and len(book[export.tab_name("clusters", DAY)]) - 1 == clustered["clusters"].value
+    assert (
+        len(book[export.tab_name("items", DAY)]) - 1 == 36
+        and len(book[export.tab_name("clusters", DAY)]) - 1 == clustered["clusters"].value
+    )
 
 
 def test_same_input_twice_gives_identical_clusters(workspace, tmp_path):
@@ -64,7 +90,9 @@ def test_same_input_twice_gives_identical_clusters(workspace, tmp_path):
     workspace.outputs = tmp_path / "second_outputs"
     workspace.materialize(DAY)
     pd.testing.assert_frame_equal(first, pd.read_parquet(workspace.outputs / "clusters" / f"{DAY}.parquet"))
-    pd.testing.assert_frame_equal(first_summary, pd.read_parquet(workspace.outputs / "cluster_summaries" / f"{DAY}.parquet"))
+    pd.testing.assert_frame_equal(
+        first_summary, pd.read_parquet(workspace.outputs / "cluster_summaries" / f"{DAY}.parquet")
+    )
     # Re-running the day replaced its rows in the workbook instead of adding them again.
     assert len(export.read_workbook(workspace.workbook)[export.tab_name("items", DAY)]) - 1 == 36
 
@@ -75,19 +103,29 @@ def test_empty_day_materializes_and_warns(workspace):
     checks = checks_of(result)
     assert checks.pop("records_balance").passed  # nothing read, nothing lost
     assert checks.pop("day_not_emptied").passed  # it had no items before either
-    assert all(not c.passed and c.severity == dg.AssetCheckSeverity.WARN and "no items" in c.description for c in checks.values())
+    assert all(
+        not c.passed and c.severity == dg.AssetCheckSeverity.WARN and "no items" in c.description
+        for c in checks.values()
+    )
     assert workspace.store.read("clusters", EMPTY_DAY).empty
     book = export.read_workbook(workspace.workbook)
-    assert book[export.tab_name("items", EMPTY_DAY)] == [export.TABS["items"]] and book[export.tab_name("clusters", EMPTY_DAY)] == [export.TABS["clusters"]]
+    assert book[export.tab_name("items", EMPTY_DAY)] == [export.TABS["items"]] and book[
+        export.tab_name("clusters", EMPTY_DAY)
+    ] == [export.TABS["clusters"]]
 
 
 def test_tiny_day_uses_the_fallback_and_records_it(workspace):
     records = [
-        ("Storm Odile makes landfall on the southern coast", "a"), ("Storm Odile floods coastal towns overnight", "b"),
-        ("Central bank cuts its key interest rate", "c"), ("Central bank lowers rates by a quarter point", "d"),
+        ("Storm Odile makes landfall on the southern coast", "a"),
+        ("Storm Odile floods coastal towns overnight", "b"),
+        ("Central bank cuts its key interest rate", "c"),
+        ("Central bank lowers rates by a quarter point", "d"),
         ("City museum opens a new sculpture hall", "e"),
     ]
-    lines = [json.dumps({"headline": h, "link": f"https://x.test/{s}", "date": "2026-11-10", "source": "Tiny"}) for h, s in records]
+    lines = [
+        json.dumps({"headline": h, "link": f"https://x.test/{s}", "date": "2026-11-10", "source": "Tiny"})
+        for h, s in records
+    ]
     (workspace.landing / "tiny.jsonl").write_text("\n".join(lines) + "\n")
     result = workspace.materialize("2026-11-10")
     assert result.success
@@ -116,7 +154,12 @@ def test_checks_are_recorded_against_the_day(workspace):
 
 def test_stale_upstream_files_stop_the_export(workspace):
     workspace.add_sample().materialize(DAY)
-    late = {"headline": "Late item about a panda born at the zoo", "link": "https://x.test/panda", "date": DAY, "source": "Late"}
+    late = {
+        "headline": "Late item about a panda born at the zoo",
+        "link": "https://x.test/panda",
+        "date": DAY,
+        "source": "Late",
+    }
     (workspace.landing / "late.jsonl").write_text(json.dumps(late) + "\n")
     workspace.materialize(DAY, selection=["raw_items"])
     # Clusters re-run on embeddings made before the late item landed: the item is not clustered by position
@@ -125,4 +168,6 @@ def test_stale_upstream_files_stop_the_export(workspace):
     assigned = checks_of(result)["every_item_assigned"]
     assert not assigned.passed and "1 items missing" in assigned.description
     assert "sheet_export" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert len(export.read_workbook(workspace.workbook)[export.tab_name("items", DAY)]) - 1 == 36  # the first export, untouched
+    assert (
+        len(export.read_workbook(workspace.workbook)[export.tab_name("items", DAY)]) - 1 == 36
+    )  # the first export, untouched

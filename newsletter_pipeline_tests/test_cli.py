@@ -26,14 +26,22 @@ def run_dagster(tmp_path: Path, monkeypatch, *args: str) -> Path:
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(data))
     dagster = Path(sys.executable).with_name("dagster")
-    done = subprocess.run([str(dagster), *args, "-m", "newsletter_pipeline.definitions"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [str(dagster), *args, "-m", "newsletter_pipeline.definitions"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return data
 
 
 @pytest.mark.slow
 def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
-    data = run_dagster(tmp_path, monkeypatch, "asset", "materialize", "--select", "*", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}")
+    data = run_dagster(
+        tmp_path, monkeypatch, "asset", "materialize", "--select", "*", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"
+    )
 
     # Every day of the range has its own files and its own rows in the workbook.
     for day in DAYS:
@@ -44,7 +52,12 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
     # Stories ran day after day within the one run: the later days continue the first day's stories.
     header, rows = book["clusters"][0], book["clusters"][1:]
     assert all(row[header.index("story_id")] for row in rows)
-    assert any(row[header.index("day")] == DAYS[-1] and row[header.index("first_seen")] == DAYS[0] and row[header.index("days_active")] == 3 for row in rows)
+    assert any(
+        row[header.index("day")] == DAYS[-1]
+        and row[header.index("first_seen")] == DAYS[0]
+        and row[header.index("days_active")] == 3
+        for row in rows
+    )
     assert not (data / "outputs" / "clusters" / f"{SAMPLE_DAYS[3]}.parquet").exists()
 
     # One run, and the instance knows each day of each asset as materialized.
@@ -54,8 +67,10 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
             assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(DAYS)
         # Each day has its own check results and its own figures and plot, as after a one-day run.
         check_keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, names in CHECKS.items() for name in names]
-        statuses = {(info.check_key.name, info.partition_key): info.latest_execution_status.value
-                    for info in instance.event_log_storage.get_asset_check_partition_info(check_keys)}
+        statuses = {
+            (info.check_key.name, info.partition_key): info.latest_execution_status.value
+            for info in instance.event_log_storage.get_asset_check_partition_info(check_keys)
+        }
         assert all(statuses[(key.name, day)] == "SUCCEEDED" for key in check_keys for day in DAYS)
         observed = instance.fetch_observations(dg.AssetKey("clusters"), limit=10).records
         plots = {r.partition_key: r.asset_observation.metadata["plot"].value for r in observed}
@@ -64,7 +79,17 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_cli_backfill_with_one_run_per_day(tmp_path, monkeypatch):
-    run_dagster(tmp_path, monkeypatch, "job", "backfill", "-j", "daily_newsletter_job", "--partitions", ",".join(DAYS[:2]), "--noprompt")
+    run_dagster(
+        tmp_path,
+        monkeypatch,
+        "job",
+        "backfill",
+        "-j",
+        "daily_newsletter_job",
+        "--partitions",
+        ",".join(DAYS[:2]),
+        "--noprompt",
+    )
     with dg.DagsterInstance.get() as instance:
         # The runs are launched as subprocesses; wait for them to finish.
         deadline = time.monotonic() + 600

@@ -14,11 +14,23 @@ def test_definitions_list_assets_checks_job_and_schedule():
     repo = defs.get_repository_def()
     graph = repo.asset_graph
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
-        "raw_items", "item_embeddings", "umap_coordinates", "clusters", "stories", "sheet_export"}
-    assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {(a, c) for a, checks in CHECKS.items() for c in checks}
+        "raw_items",
+        "item_embeddings",
+        "umap_coordinates",
+        "clusters",
+        "stories",
+        "sheet_export",
+    }
+    assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {
+        (a, c) for a, checks in CHECKS.items() for c in checks
+    }
     assert "daily_newsletter_job" in repo.job_names
     assert [s.name for s in repo.schedule_defs] == ["daily_newsletter_job_schedule"]
-    assert sorted(s.name for s in repo.sensor_defs) == ["check_failure_alert_sensor", "landing_sensor", "run_failure_alert_sensor"]
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "check_failure_alert_sensor",
+        "landing_sensor",
+        "run_failure_alert_sensor",
+    ]
     # Every asset is daily, runs a range as one run, and the GPU and sheet steps are in their pools.
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
@@ -28,14 +40,22 @@ def test_definitions_list_assets_checks_job_and_schedule():
     assert graph.get(dg.AssetKey("sheet_export")).pools == {"sheets"}
     # Lineage: each asset depends on the one before it; stories also on its own previous day, so backfills run in order.
     assert graph.get(dg.AssetKey("sheet_export")).parent_keys == {dg.AssetKey("clusters"), dg.AssetKey("stories")}
-    assert graph.get(dg.AssetKey("stories")).parent_keys == {dg.AssetKey("item_embeddings"), dg.AssetKey("clusters"), dg.AssetKey("stories")}
+    assert graph.get(dg.AssetKey("stories")).parent_keys == {
+        dg.AssetKey("item_embeddings"),
+        dg.AssetKey("clusters"),
+        dg.AssetKey("stories"),
+    }
     mapping = graph.get_partition_mapping(dg.AssetKey("stories"), dg.AssetKey("stories"))
     assert isinstance(mapping, dg.TimeWindowPartitionMapping) and (mapping.start_offset, mapping.end_offset) == (-1, -1)
 
 
 def test_schedule_materializes_the_previous_day():
-    with dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 21, 6, 0, tzinfo=dt.timezone.utc)) as context:
-        requests = list(defs.get_repository_def().get_schedule_def(daily_schedule.name).evaluate_tick(context).run_requests)
+    with dg.build_schedule_context(
+        scheduled_execution_time=dt.datetime(2026, 11, 21, 6, 0, tzinfo=dt.timezone.utc)
+    ) as context:
+        requests = list(
+            defs.get_repository_def().get_schedule_def(daily_schedule.name).evaluate_tick(context).run_requests
+        )
     assert [r.partition_key for r in requests] == ["2026-11-20"]
 
 
@@ -44,4 +64,6 @@ def test_resources_come_from_the_environment(tmp_path):
     assert local["landing"].path == f"{tmp_path}/landing" and local["store"].root == f"{tmp_path}/outputs"
     assert local["sheets"].destination.startswith("workbook ")
     google = resources_from_env({"NEWSLETTER_SPREADSHEET_KEY": "abc", "GOOGLE_SERVICE_ACCOUNT_JSON": "{}"})
-    assert isinstance(google["sheets"], SheetsResource) and google["sheets"].destination == "Google Sheets spreadsheet abc"
+    assert (
+        isinstance(google["sheets"], SheetsResource) and google["sheets"].destination == "Google Sheets spreadsheet abc"
+    )

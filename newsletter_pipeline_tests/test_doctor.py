@@ -69,7 +69,9 @@ def test_a_healthy_local_setup_passes_every_check(healthy, embedder, capsys):
     assert by_check["instance"] == [f"ok: SqliteRunStorage at {healthy}/home answers"]
     assert by_check["sheets"][0].startswith("ok: not configured: exports go to the workbook")
     # The probe is gone again.
-    assert [p.name for p in (healthy / "data" / "outputs").iterdir()] == [] and [p.name for p in (healthy / "data" / "sheets").iterdir()] == []
+    assert [p.name for p in (healthy / "data" / "outputs").iterdir()] == [] and [
+        p.name for p in (healthy / "data" / "sheets").iterdir()
+    ] == []
 
 
 def test_landing_and_outputs_on_s3(healthy, s3, bucket, monkeypatch, capsys):
@@ -88,18 +90,28 @@ def test_landing_and_outputs_on_s3(healthy, s3, bucket, monkeypatch, capsys):
     monkeypatch.setenv("NEWSLETTER_OUTPUT_ROOT", "s3://no-such-bucket-here/outputs")
     status, by_check = run_doctor(capsys)
     assert status == 1
-    assert by_check["landing"] == [by_check["landing"][0]] and "problem: NEWSLETTER_LANDING_DIR: cannot read s3://no-such-bucket-here/landing" in by_check["landing"][0]
+    assert (
+        by_check["landing"] == [by_check["landing"][0]]
+        and "problem: NEWSLETTER_LANDING_DIR: cannot read s3://no-such-bucket-here/landing" in by_check["landing"][0]
+    )
     assert "NoSuchBucket" in by_check["landing"][0]
-    assert by_check["outputs"][0].startswith("problem: NEWSLETTER_OUTPUT_ROOT: cannot write under s3://no-such-bucket-here/outputs")
+    assert by_check["outputs"][0].startswith(
+        "problem: NEWSLETTER_OUTPUT_ROOT: cannot write under s3://no-such-bucket-here/outputs"
+    )
 
 
 def _prod(monkeypatch, s3, bucket, key: dict) -> None:
     """Prod settings: the sample on S3, outputs on S3, Google Sheets credentials; the caller sets the DAGSTER_PG_* variables."""
     for path in SAMPLE.iterdir():
         s3.client().put_object(Bucket=bucket, Key=f"landing/{path.name}", Body=path.read_bytes())
-    for name, value in {"NEWSLETTER_PIPELINE_ENV": "prod", "NEWSLETTER_LANDING_DIR": f"s3://{bucket}/landing",
-                        "NEWSLETTER_OUTPUT_ROOT": f"s3://{bucket}/outputs", "NEWSLETTER_S3_ENDPOINT_URL": s3.endpoint_url,
-                        "NEWSLETTER_SPREADSHEET_KEY": "1FakeSpreadsheetKey", "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key)}.items():
+    for name, value in {
+        "NEWSLETTER_PIPELINE_ENV": "prod",
+        "NEWSLETTER_LANDING_DIR": f"s3://{bucket}/landing",
+        "NEWSLETTER_OUTPUT_ROOT": f"s3://{bucket}/outputs",
+        "NEWSLETTER_S3_ENDPOINT_URL": s3.endpoint_url,
+        "NEWSLETTER_SPREADSHEET_KEY": "1FakeSpreadsheetKey",
+        "GOOGLE_SERVICE_ACCOUNT_JSON": json.dumps(key),
+    }.items():
         monkeypatch.setenv(name, value)
 
 
@@ -122,13 +134,25 @@ def test_a_healthy_prod_setup_on_s3_sheets_and_postgres(healthy, s3, bucket, mon
 
 def test_prod_wants_the_instance_in_postgres(healthy, monkeypatch):
     """DAGSTER_HOME still holds the local dagster.yaml (SQLite): reachable, but not what prod runs on."""
-    env = {**os.environ, "NEWSLETTER_PIPELINE_ENV": "prod", "NEWSLETTER_LANDING_DIR": "s3://b/landing", "NEWSLETTER_OUTPUT_ROOT": "s3://b/outputs",
-           "NEWSLETTER_SPREADSHEET_KEY": "k", "GOOGLE_SERVICE_ACCOUNT_FILE": "/secrets/sa.json", "DAGSTER_PG_HOST": "db", "DAGSTER_PG_PORT": "5432",
-           "DAGSTER_PG_USER": "u", "DAGSTER_PG_PASSWORD": PASSWORD, "DAGSTER_PG_DB": "d"}
+    env = {
+        **os.environ,
+        "NEWSLETTER_PIPELINE_ENV": "prod",
+        "NEWSLETTER_LANDING_DIR": "s3://b/landing",
+        "NEWSLETTER_OUTPUT_ROOT": "s3://b/outputs",
+        "NEWSLETTER_SPREADSHEET_KEY": "k",
+        "GOOGLE_SERVICE_ACCOUNT_FILE": "/secrets/sa.json",
+        "DAGSTER_PG_HOST": "db",
+        "DAGSTER_PG_PORT": "5432",
+        "DAGSTER_PG_USER": "u",
+        "DAGSTER_PG_PASSWORD": PASSWORD,
+        "DAGSTER_PG_DB": "d",
+    }
     with pytest.raises(doctor.Problem) as caught:
         doctor.check_instance(load_config(env))
-    assert caught.value.lines == [f"DAGSTER_HOME: prod keeps the instance in Postgres, but {healthy}/home/dagster.yaml uses SqliteRunStorage; "
-                                  "copy deploy/dagster.prod.yaml there"]
+    assert caught.value.lines == [
+        f"DAGSTER_HOME: prod keeps the instance in Postgres, but {healthy}/home/dagster.yaml uses SqliteRunStorage; "
+        "copy deploy/dagster.prod.yaml there"
+    ]
 
 
 def test_bad_configuration_is_listed_and_the_rest_skipped(healthy, monkeypatch, capsys):
@@ -139,8 +163,14 @@ def test_bad_configuration_is_listed_and_the_rest_skipped(healthy, monkeypatch, 
     assert status == 1
     problems = by_check["configuration"]
     assert "problem: NEWSLETTER_EMBED_BATCH_SIZE = 'abc': set a whole number from 1 up" in problems
-    assert {line.split()[1] for line in problems} >= {"NEWSLETTER_OUTPUT_ROOT", "NEWSLETTER_SPREADSHEET_KEY", "DAGSTER_PG_HOST"}
-    assert all(lines == ["skipped: fix the configuration first"] for name, lines in by_check.items() if name != "configuration")
+    assert {line.split()[1] for line in problems} >= {
+        "NEWSLETTER_OUTPUT_ROOT",
+        "NEWSLETTER_SPREADSHEET_KEY",
+        "DAGSTER_PG_HOST",
+    }
+    assert all(
+        lines == ["skipped: fix the configuration first"] for name, lines in by_check.items() if name != "configuration"
+    )
     assert PASSWORD not in str(by_check)
 
 
@@ -149,7 +179,9 @@ def test_a_model_that_does_not_load(healthy, monkeypatch, capsys):
     status, by_check = run_doctor(capsys)
     assert status == 1
     [line] = only_problem(by_check, "model")
-    assert line.startswith(f"problem: NEWSLETTER_EMBED_MODEL: {healthy}/no-such-model (backend torch, device cpu) does not load offline (")
+    assert line.startswith(
+        f"problem: NEWSLETTER_EMBED_MODEL: {healthy}/no-such-model (backend torch, device cpu) does not load offline ("
+    )
     assert line.endswith("set it to all-MiniLM-L6-v2 or a local sentence-transformers folder")
 
 
@@ -161,8 +193,10 @@ def test_an_unreadable_landing_folder(healthy, monkeypatch, capsys, kind):
     monkeypatch.setenv("NEWSLETTER_LANDING_DIR", f"{healthy}/data/landing,{landing}")
     status, by_check = run_doctor(capsys)
     assert status == 1
-    assert only_problem(by_check, "landing") == [f"problem: NEWSLETTER_LANDING_DIR: {landing} is not a folder; create it, or set "
-                                                 "NEWSLETTER_LANDING_DIR to the folder (or s3://bucket/prefix) where files land"]
+    assert only_problem(by_check, "landing") == [
+        f"problem: NEWSLETTER_LANDING_DIR: {landing} is not a folder; create it, or set "
+        "NEWSLETTER_LANDING_DIR to the folder (or s3://bucket/prefix) where files land"
+    ]
 
 
 def test_an_unwritable_output_root(healthy, monkeypatch, capsys):
@@ -184,19 +218,25 @@ def test_too_little_disk_space(healthy, monkeypatch, capsys):
     assert "GB free on the disk of" in line and "under NEWSLETTER_DOCTOR_MIN_FREE_GB=1e+09" in line
 
 
-
 def test_unreachable_instance_storage(healthy, monkeypatch, capsys):
     """The production dagster.yaml (Postgres) pointed at a port of 127.0.0.1 where nothing listens."""
     shutil.copy(REPO / "deploy" / "dagster.prod.yaml", healthy / "home" / "dagster.yaml")
     port = free_port()
-    for name, value in {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port), "DAGSTER_PG_USER": "dagster",
-                        "DAGSTER_PG_PASSWORD": PASSWORD, "DAGSTER_PG_DB": "dagster"}.items():
+    for name, value in {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(port),
+        "DAGSTER_PG_USER": "dagster",
+        "DAGSTER_PG_PASSWORD": PASSWORD,
+        "DAGSTER_PG_DB": "dagster",
+    }.items():
         monkeypatch.setenv(name, value)
     started = time.monotonic()
     status, by_check = run_doctor(capsys)
     assert status == 1
     [line] = only_problem(by_check, "instance")
-    assert line.startswith(f"problem: DAGSTER_HOME: the instance storage of {healthy}/home/dagster.yaml is unreachable (")
+    assert line.startswith(
+        f"problem: DAGSTER_HOME: the instance storage of {healthy}/home/dagster.yaml is unreachable ("
+    )
     assert f"port {port} failed: Connection refused" in line, line
     assert PASSWORD not in line and time.monotonic() - started < doctor.NETWORK_TIMEOUT_S
 
@@ -204,8 +244,10 @@ def test_unreachable_instance_storage(healthy, monkeypatch, capsys):
 def test_instance_without_dagster_home(healthy, monkeypatch, capsys):
     monkeypatch.delenv("DAGSTER_HOME")
     status, by_check = run_doctor(capsys)
-    assert only_problem(by_check, "instance") == ["problem: DAGSTER_HOME is not set: set it to an absolute folder holding dagster.yaml "
-                                                  "(the repo's dagster.yaml locally, deploy/dagster.prod.yaml in prod)"]
+    assert only_problem(by_check, "instance") == [
+        "problem: DAGSTER_HOME is not set: set it to an absolute folder holding dagster.yaml "
+        "(the repo's dagster.yaml locally, deploy/dagster.prod.yaml in prod)"
+    ]
 
 
 def test_usable_sheets_credentials(healthy, monkeypatch, capsys, service_account_key):
@@ -214,17 +256,29 @@ def test_usable_sheets_credentials(healthy, monkeypatch, capsys, service_account
     monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", json.dumps(key))
     status, by_check = run_doctor(capsys)
     assert status == 0, by_check
-    assert by_check["sheets"] == ["ok: credentials of exporter@newsletter-test.iam.gserviceaccount.com parse and build a gspread client for "
-                                  "spreadsheet 1FakeSpreadsheetKey (not sent to Google: the export checks the key and the sharing when it starts)"]
+    assert by_check["sheets"] == [
+        "ok: credentials of exporter@newsletter-test.iam.gserviceaccount.com parse and build a gspread client for "
+        "spreadsheet 1FakeSpreadsheetKey (not sent to Google: the export checks the key and the sharing when it starts)"
+    ]
     assert key["private_key"].splitlines()[5] not in str(by_check)
 
 
-@pytest.mark.parametrize("variable,value,expected", [
-    ("GOOGLE_SERVICE_ACCOUNT_JSON", {"private_key": "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LW5ldmVyLXNob3du\n-----END PRIVATE KEY-----\n"},
-     "GOOGLE_SERVICE_ACCOUNT_JSON holds a service-account key that does not load"),
-    ("GOOGLE_SERVICE_ACCOUNT_JSON", {"type": "authorized_user"}, "GOOGLE_SERVICE_ACCOUNT_JSON holds a key of type 'authorized_user'"),
-    ("GOOGLE_SERVICE_ACCOUNT_FILE", "missing.json", "GOOGLE_SERVICE_ACCOUNT_FILE names"),
-])
+@pytest.mark.parametrize(
+    "variable,value,expected",
+    [
+        (
+            "GOOGLE_SERVICE_ACCOUNT_JSON",
+            {"private_key": "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LW5ldmVyLXNob3du\n-----END PRIVATE KEY-----\n"},
+            "GOOGLE_SERVICE_ACCOUNT_JSON holds a service-account key that does not load",
+        ),
+        (
+            "GOOGLE_SERVICE_ACCOUNT_JSON",
+            {"type": "authorized_user"},
+            "GOOGLE_SERVICE_ACCOUNT_JSON holds a key of type 'authorized_user'",
+        ),
+        ("GOOGLE_SERVICE_ACCOUNT_FILE", "missing.json", "GOOGLE_SERVICE_ACCOUNT_FILE names"),
+    ],
+)
 def test_bad_sheets_credentials(healthy, monkeypatch, capsys, variable, value, expected, service_account_key):
     key = {**service_account_key, **value} if isinstance(value, dict) else None
     monkeypatch.setenv("NEWSLETTER_SPREADSHEET_KEY", "1FakeSpreadsheetKey")
@@ -243,7 +297,10 @@ def test_a_check_that_hangs_gives_up():
 
 def test_lines_never_hold_secrets():
     line = "could not connect to postgresql://dagster:s3cr3t-pw@db:5432/dagster with token tok-123456"
-    assert doctor.scrub(line, ["tok-123456"]) == "could not connect to postgresql://dagster:***@db:5432/dagster with token ***"
+    assert (
+        doctor.scrub(line, ["tok-123456"])
+        == "could not connect to postgresql://dagster:***@db:5432/dagster with token ***"
+    )
 
 
 def test_console_script_and_module_entry_point():
@@ -251,8 +308,18 @@ def test_console_script_and_module_entry_point():
     assert scripts == {"newsletter-doctor": "newsletter_pipeline.doctor:main"}
     # The module runs the same main and exits 1 on a problem (here the configuration, so nothing heavy loads).
     env = {**os.environ, "NEWSLETTER_PIPELINE_ENV": "staging", "DAGSTER_PG_PASSWORD": PASSWORD}
-    done = subprocess.run([sys.executable, "-m", "newsletter_pipeline.doctor"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "newsletter_pipeline.doctor"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
-    assert done.stdout.splitlines()[0] == "problem  configuration: NEWSLETTER_PIPELINE_ENV = 'staging': set one of local, prod"
+    assert (
+        done.stdout.splitlines()[0]
+        == "problem  configuration: NEWSLETTER_PIPELINE_ENV = 'staging': set one of local, prod"
+    )
     assert done.stdout.splitlines()[-2:] == ["skipped  sheets: fix the configuration first", "1 problem"]
     assert PASSWORD not in done.stdout + done.stderr

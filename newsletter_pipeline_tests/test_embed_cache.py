@@ -15,7 +15,11 @@ from newsletter_pipeline.storage import ParquetStore, code_fingerprint, fingerpr
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE_DAYS
 
 TEXTS = {
-    "2026-11-16": ["Storm Odile makes landfall. Thousands evacuated", "Central bank cuts rates", "Storm Odile makes landfall. Thousands evacuated"],
+    "2026-11-16": [
+        "Storm Odile makes landfall. Thousands evacuated",
+        "Central bank cuts rates",
+        "Storm Odile makes landfall. Thousands evacuated",
+    ],
     "2026-11-17": ["Central bank cuts rates", "Rover finds ice on Mars", "Café owners protest new rules"],
 }
 
@@ -88,7 +92,9 @@ def test_other_models_variants_and_dimensions_never_share_vectors(embedder, tmp_
     # A segment copied in from a model of another dimension is skipped, not misread.
     other = embed_cache.EmbeddingCache(store, embedder.model, embedder.variant, 8)
     assert other.lookup(embed_cache.text_keys(TEXTS["2026-11-16"]), ["2026-11-16"]).hits == 0
-    assert embed_cache.namespace("all-MiniLM-L6-v2", "torch-fp32") != embed_cache.namespace("all-MiniLM-L6-v2", "torch-fp16")
+    assert embed_cache.namespace("all-MiniLM-L6-v2", "torch-fp32") != embed_cache.namespace(
+        "all-MiniLM-L6-v2", "torch-fp16"
+    )
 
 
 def test_saving_an_unchanged_day_writes_nothing(embedder, tmp_path):
@@ -102,7 +108,9 @@ def test_saving_an_unchanged_day_writes_nothing(embedder, tmp_path):
 
 
 def _metadata(result, asset: str):
-    return next(e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset).materialization.metadata
+    return next(
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset
+    ).materialization.metadata
 
 
 @pytest.mark.slow
@@ -125,7 +133,9 @@ def test_rematerializing_a_day_skips_the_model_and_umap(workspace, monkeypatch):
     second = _metadata(second_run, "item_embeddings")
     assert _metadata(second_run, "umap_coordinates")["reused"].value is True
     assert workspace.store.read("umap_coordinates", day).equals(coords_before)
-    assert workspace.store.read("clusters", day)[["item_id", "cluster_id"]].equals(clusters_before[["item_id", "cluster_id"]])
+    assert workspace.store.read("clusters", day)[["item_id", "cluster_id"]].equals(
+        clusters_before[["item_id", "cluster_id"]]
+    )
     # Other UMAP settings are another result: computed again, not reused.
     monkeypatch.setattr(reduce, "reduce_embeddings", real_reduce)
     workspace.clustering = ClusteringResource(reduce=reduce.ReduceParams(random_state=7))
@@ -147,19 +157,33 @@ def test_fingerprints_follow_every_input():
     assert fingerprint(ids.copy(), vectors.copy(), {"n_neighbors": 15}, False) == base
     changed = vectors.copy()
     changed[1, 2] += 1e-6
-    assert len({base, fingerprint(ids, changed, {"n_neighbors": 15}, False), fingerprint(ids, vectors, {"n_neighbors": 30}, False),
-                fingerprint(ids, vectors, {"n_neighbors": 15}, True), fingerprint(ids[::-1].reset_index(drop=True), vectors, {"n_neighbors": 15}, False),
-                fingerprint(ids, vectors.reshape(4, 3), {"n_neighbors": 15}, False)}) == 6
+    assert (
+        len(
+            {
+                base,
+                fingerprint(ids, changed, {"n_neighbors": 15}, False),
+                fingerprint(ids, vectors, {"n_neighbors": 30}, False),
+                fingerprint(ids, vectors, {"n_neighbors": 15}, True),
+                fingerprint(ids[::-1].reset_index(drop=True), vectors, {"n_neighbors": 15}, False),
+                fingerprint(ids, vectors.reshape(4, 3), {"n_neighbors": 15}, False),
+            }
+        )
+        == 6
+    )
     frame = pd.DataFrame({"item_id": ids, "headline": ["x", "y", "z"]})
     assert fingerprint(frame) == fingerprint(frame.copy()) != fingerprint(frame.assign(headline=["x", "y", "Z"]))
     assert code_fingerprint((), ("no-such-distribution",)) == code_fingerprint((), ("another-missing-one",))
-    assert code_fingerprint(("newsletter_pipeline.stages.reduce",), ("umap-learn",)) != code_fingerprint(("newsletter_pipeline.stages.cluster",), ("umap-learn",))
+    assert code_fingerprint(("newsletter_pipeline.stages.reduce",), ("umap-learn",)) != code_fingerprint(
+        ("newsletter_pipeline.stages.cluster",), ("umap-learn",)
+    )
 
 
 def test_the_cache_can_be_turned_off(embedder, tmp_path):
     off = EmbeddingResource(device="cpu", cache=False)
     assert off.embedding_cache(ParquetStore(str(tmp_path))) is None
-    vectors, figures = embed_cache.embed_with_cache(off.embedding_cache(ParquetStore(str(tmp_path))), ["Rover finds ice on Mars"], ["2026-11-16"], off.embed)
+    vectors, figures = embed_cache.embed_with_cache(
+        off.embedding_cache(ParquetStore(str(tmp_path))), ["Rover finds ice on Mars"], ["2026-11-16"], off.embed
+    )
     assert figures == {"cache": "off", "texts_encoded": 1} and vectors.shape == (1, 384)
     assert not any(tmp_path.iterdir())
 
@@ -194,7 +218,9 @@ def test_a_model_whose_dimension_changed_under_its_name_is_refused(embedder, tmp
     cache = embed_cache.EmbeddingCache(store, embedder.model, embedder.variant)
     texts = ["Central bank cuts rates", "An unseen headline"]
     with pytest.raises(ValueError, match="dimension 384 but the model gives 8"):
-        embed_cache.embed_with_cache(cache, texts, ["2026-11-20"], lambda batch: np.ones((len(batch), 8), dtype=np.float32) / np.sqrt(8))
+        embed_cache.embed_with_cache(
+            cache, texts, ["2026-11-20"], lambda batch: np.ones((len(batch), 8), dtype=np.float32) / np.sqrt(8)
+        )
 
 
 def test_broken_vectors_are_not_cached(embedder, tmp_path):
@@ -210,11 +236,15 @@ def test_broken_vectors_are_not_cached(embedder, tmp_path):
 
 def test_umap_compiles_once_into_numba_cache(tmp_path):
     """A new process finds umap-learn's compiled functions in numba's on-disk cache."""
-    script = ("import numpy as np\nfrom newsletter_pipeline.stages import reduce\n"
-              "reduce.reduce_embeddings(np.random.default_rng(0).normal(size=(40, 16)).astype('float32'), with_plot=False)\n"
-              "print(reduce.enable_numba_cache())")
+    script = (
+        "import numpy as np\nfrom newsletter_pipeline.stages import reduce\n"
+        "reduce.reduce_embeddings(np.random.default_rng(0).normal(size=(40, 16)).astype('float32'), with_plot=False)\n"
+        "print(reduce.enable_numba_cache())"
+    )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.split()[-1]) > 20  # umap-learn's own functions were switched to caching
     cached = [p.name for p in Path(tmp_path).rglob("*.nbi")]

@@ -11,7 +11,10 @@ import pytest
 from newsletter_pipeline.stages import embed
 from newsletter_pipeline.stages import embed_openvino as eo
 
-LONG = " ".join(f"Paragraph {i}: the council debated the budget, the harbour, the schools and the new tram line again." for i in range(40))
+LONG = " ".join(
+    f"Paragraph {i}: the council debated the budget, the harbour, the schools and the new tram line again."
+    for i in range(40)
+)
 TEXTS = [
     "Storm Odile makes landfall. Thousands evacuated as winds reach 180 km/h",
     "Hurricane hits the coast",

@@ -10,23 +10,62 @@ import pytest
 from newsletter_pipeline.stages import export
 from newsletter_pipeline.stages.cluster import NOISE
 
-V2_CLUSTERS = ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links"]
+V2_CLUSTERS = [
+    "day",
+    "cluster_id",
+    "label",
+    "title",
+    "keywords",
+    "size",
+    "n_sources",
+    "sources",
+    "top_headlines",
+    "top_links",
+]
 
 
 def day_tables(day: str, n_items: int = 3) -> dict[str, pd.DataFrame]:
     ids = [f"{day}-{i}" for i in range(n_items)]
-    items = pd.DataFrame({
-        "item_id": ids, "source_id": [None] * n_items,
-        "published_at": pd.to_datetime([f"{day}T08:00:00Z"] * n_items, utc=True),
-        "source": "Morning Brief", "headline": [f"Headline {i}" for i in range(n_items)], "link": [f"https://x.test/{i}" for i in ids],
-    })
-    assignments = pd.DataFrame({"item_id": ids, "cluster_id": [0] * (n_items - 1) + [NOISE], "probability": [0.9] * (n_items - 1) + [0.0]})
-    summaries = pd.DataFrame([{
-        "cluster_id": 0, "label": "storm / coast", "title": "Headline 0", "keywords": "storm, coast", "size": n_items - 1,
-        "n_sources": 1, "sources": "Morning Brief", "top_headlines": "Headline 0", "top_links": "https://x.test/0",
-    }])
-    stories = pd.DataFrame([{"cluster_id": 0, "size": n_items - 1, "story_id": "2026-11-02#4", "first_seen": "2026-11-02", "days_active": 3,
-                             "trend": "growing"}])
+    items = pd.DataFrame(
+        {
+            "item_id": ids,
+            "source_id": [None] * n_items,
+            "published_at": pd.to_datetime([f"{day}T08:00:00Z"] * n_items, utc=True),
+            "source": "Morning Brief",
+            "headline": [f"Headline {i}" for i in range(n_items)],
+            "link": [f"https://x.test/{i}" for i in ids],
+        }
+    )
+    assignments = pd.DataFrame(
+        {"item_id": ids, "cluster_id": [0] * (n_items - 1) + [NOISE], "probability": [0.9] * (n_items - 1) + [0.0]}
+    )
+    summaries = pd.DataFrame(
+        [
+            {
+                "cluster_id": 0,
+                "label": "storm / coast",
+                "title": "Headline 0",
+                "keywords": "storm, coast",
+                "size": n_items - 1,
+                "n_sources": 1,
+                "sources": "Morning Brief",
+                "top_headlines": "Headline 0",
+                "top_links": "https://x.test/0",
+            }
+        ]
+    )
+    stories = pd.DataFrame(
+        [
+            {
+                "cluster_id": 0,
+                "size": n_items - 1,
+                "story_id": "2026-11-02#4",
+                "first_seen": "2026-11-02",
+                "days_active": 3,
+                "trend": "growing",
+            }
+        ]
+    )
     return export.sheet_tables(day, items, assignments, summaries, stories)
 
 
@@ -35,14 +74,49 @@ def test_layout_contract_is_pinned():
     # (and a note of what changed in docs/sheets.md).
     assert export.LAYOUT_VERSION == 3
     assert export.TABS == {
-        "clusters": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links",
-                     "story_id", "first_seen", "days_active", "trend"],
-        "items": ["day", "item_id", "source_id", "cluster_id", "cluster_label", "probability", "published_at", "source", "headline", "link"],
+        "clusters": [
+            "day",
+            "cluster_id",
+            "label",
+            "title",
+            "keywords",
+            "size",
+            "n_sources",
+            "sources",
+            "top_headlines",
+            "top_links",
+            "story_id",
+            "first_seen",
+            "days_active",
+            "trend",
+        ],
+        "items": [
+            "day",
+            "item_id",
+            "source_id",
+            "cluster_id",
+            "cluster_label",
+            "probability",
+            "published_at",
+            "source",
+            "headline",
+            "link",
+        ],
     }
     # The one earlier header an export upgrades in place.
     assert export.PREVIOUS_HEADERS == {"clusters": [V2_CLUSTERS]}
     assert export.INDEX_TAB == "index"
-    assert export.INDEX_HEADER == ["month", "kind", "tab", "rows", "days", "first_day", "last_day", "updated_at", "layout_version"]
+    assert export.INDEX_HEADER == [
+        "month",
+        "kind",
+        "tab",
+        "rows",
+        "days",
+        "first_day",
+        "last_day",
+        "updated_at",
+        "layout_version",
+    ]
     assert [export.tab_name(kind, "2026-11-16") for kind in export.TABS] == ["clusters 2026-11", "items 2026-11"]
 
 
@@ -52,9 +126,18 @@ def test_tab_names_and_order():
         export.month_of("16/11/2026")
     titles = ["items 2026-12", "clusters 2027-01", "index", "clusters 2026-12", "Sheet1", "clusters", "items 2026-11"]
     assert sorted((t for t in titles if export.layout_key(t)), key=export.layout_key) == [
-        "index", "items 2026-11", "clusters 2026-12", "items 2026-12", "clusters 2027-01"]
-    assert export.layout_key("clusters") is None and export.layout_key("Sheet1") is None  # v1 and foreign tabs are not the layout's
-    assert export.header_of("index") == export.INDEX_HEADER and export.header_of("items 2027-01") == export.TABS["items"]
+        "index",
+        "items 2026-11",
+        "clusters 2026-12",
+        "items 2026-12",
+        "clusters 2027-01",
+    ]
+    assert (
+        export.layout_key("clusters") is None and export.layout_key("Sheet1") is None
+    )  # v1 and foreign tabs are not the layout's
+    assert (
+        export.header_of("index") == export.INDEX_HEADER and export.header_of("items 2027-01") == export.TABS["items"]
+    )
 
 
 def test_sheet_tables_follow_the_layout():
@@ -63,19 +146,52 @@ def test_sheet_tables_follow_the_layout():
     items = tables["items"]
     assert items["cluster_label"].tolist() == ["storm / coast", "storm / coast", export.NOISE_LABEL]
     assert items["published_at"].iloc[0] == "2026-11-16T08:00:00+00:00"
-    assert tables["clusters"].iloc[0][export.SHEET_STORY_COLUMNS].tolist() == ["2026-11-02#4", "2026-11-02", 3, "growing"]
+    assert tables["clusters"].iloc[0][export.SHEET_STORY_COLUMNS].tolist() == [
+        "2026-11-02#4",
+        "2026-11-02",
+        3,
+        "growing",
+    ]
 
 
 def test_story_columns_are_blank_without_stories_and_stale_stories_are_refused():
-    items = pd.DataFrame({"item_id": ["a"], "published_at": pd.to_datetime(["2026-11-16T08:00:00Z"], utc=True), "source_id": None,
-                          "source": "S", "headline": "H", "link": ""})
+    items = pd.DataFrame(
+        {
+            "item_id": ["a"],
+            "published_at": pd.to_datetime(["2026-11-16T08:00:00Z"], utc=True),
+            "source_id": None,
+            "source": "S",
+            "headline": "H",
+            "link": "",
+        }
+    )
     assignments = pd.DataFrame({"item_id": ["a"], "cluster_id": [0], "probability": [1.0]})
-    summaries = pd.DataFrame([{"cluster_id": 0, "label": "l", "title": "H", "keywords": "k", "size": 1, "n_sources": 1, "sources": "S",
-                               "top_headlines": "H", "top_links": ""}])
+    summaries = pd.DataFrame(
+        [
+            {
+                "cluster_id": 0,
+                "label": "l",
+                "title": "H",
+                "keywords": "k",
+                "size": 1,
+                "n_sources": 1,
+                "sources": "S",
+                "top_headlines": "H",
+                "top_links": "",
+            }
+        ]
+    )
     clusters = export.sheet_tables("2026-11-16", items, assignments, summaries)["clusters"]
     assert export.table_rows(clusters)[0][-4:] == ["", "", "", ""]
     # Stories made from another clustering of the day (another size, another cluster) would put wrong ids on the rows.
-    story = {"cluster_id": 0, "size": 1, "story_id": "2026-11-16#0", "first_seen": "2026-11-16", "days_active": 1, "trend": "new"}
+    story = {
+        "cluster_id": 0,
+        "size": 1,
+        "story_id": "2026-11-16#0",
+        "first_seen": "2026-11-16",
+        "days_active": 1,
+        "trend": "new",
+    }
     for stale in ({**story, "size": 2}, {**story, "cluster_id": 1}):
         with pytest.raises(ValueError, match="re-materialize stories for 2026-11-16"):
             export.sheet_tables("2026-11-16", items, assignments, summaries, pd.DataFrame([stale]))
@@ -107,8 +223,10 @@ def test_months_get_their_own_tabs_and_the_index_lists_them(tmp_path):
     # Every tab starts with its pinned header row.
     assert {tab: rows[0] for tab, rows in book.items()} == {
         "index": export.INDEX_HEADER,
-        "clusters 2026-11": export.TABS["clusters"], "items 2026-11": export.TABS["items"],
-        "clusters 2026-12": export.TABS["clusters"], "items 2026-12": export.TABS["items"],
+        "clusters 2026-11": export.TABS["clusters"],
+        "items 2026-11": export.TABS["items"],
+        "clusters 2026-12": export.TABS["clusters"],
+        "items 2026-12": export.TABS["items"],
     }
     assert book["index"][1:] == [
         ["2026-11", "clusters", "clusters 2026-11", 2, 2, "2026-11-16", "2026-11-30", "2026-12-02T06:30:00Z", 3],
@@ -127,10 +245,15 @@ def test_an_empty_day_still_lists_its_month(tmp_path):
     path = tmp_path / "book.xlsx"
     export.write_workbook(path, "2026-11-09", day_tables("2026-11-09", 1), now=datetime(2026, 11, 10, tzinfo=UTC))
     empty = {kind: table.iloc[0:0] for kind, table in day_tables("2026-11-09", 1).items()}
-    assert export.write_workbook(path, "2026-11-09", empty, now=datetime(2026, 11, 10, tzinfo=UTC)) == {"clusters 2026-11": 0, "items 2026-11": 0}
+    assert export.write_workbook(path, "2026-11-09", empty, now=datetime(2026, 11, 10, tzinfo=UTC)) == {
+        "clusters 2026-11": 0,
+        "items 2026-11": 0,
+    }
     book = export.read_workbook(path)
     assert book["items 2026-11"] == [export.TABS["items"]]
-    assert book["index"][1:] == [["2026-11", kind, f"{kind} 2026-11", 0, 0, "", "", "2026-11-10T00:00:00Z", 3] for kind in export.TABS]
+    assert book["index"][1:] == [
+        ["2026-11", kind, f"{kind} 2026-11", 0, 0, "", "", "2026-11-10T00:00:00Z", 3] for kind in export.TABS
+    ]
 
 
 def test_a_workbook_with_another_layout_is_not_overwritten(tmp_path):
@@ -184,7 +307,11 @@ def test_a_v2_month_tab_is_upgraded_in_place(tmp_path):
     # A month not written keeps its v2 tab until one of its days is exported; readers get both under the v3 header.
     assert book["clusters 2026-12"][0] == V2_CLUSTERS
     joined = export.read_layout(path)["clusters"]
-    assert joined[0] == export.TABS["clusters"] and [row[0] for row in joined[1:]] == ["2026-11-15", "2026-11-16", "2026-12-01"]
+    assert joined[0] == export.TABS["clusters"] and [row[0] for row in joined[1:]] == [
+        "2026-11-15",
+        "2026-11-16",
+        "2026-12-01",
+    ]
     assert joined[3] == ["2026-12-01", *old[1:], "", "", "", ""]
 
 
@@ -193,7 +320,11 @@ def test_upgrading_maps_columns_by_name(monkeypatch):
     monkeypatch.setitem(export.TABS, "test", header)
     monkeypatch.setitem(export.PREVIOUS_HEADERS, "test", [["kept", "day", "id"]])
     # Rows read from Google Sheets leave out trailing empty cells.
-    assert export.upgraded([["kept", "day", "id"], ["k", "d1", 1], ["k2", "d2"]], header) == [header, ["d1", 1, "", "k"], ["d2", "", "", "k2"]]
+    assert export.upgraded([["kept", "day", "id"], ["k", "d1", 1], ["k2", "d2"]], header) == [
+        header,
+        ["d1", 1, "", "k"],
+        ["d2", "", "", "k2"],
+    ]
     assert export.upgraded([header, ["d1", 1, "", "k"]], header) == [header, ["d1", 1, "", "k"]]
     with pytest.raises(ValueError, match="differs from the layout v3 header"):
         export.upgraded([["day", "id"], ["d1", 1]], header, "tab")
@@ -208,6 +339,7 @@ def test_a_row_repeated_whole_is_kept_once():
 
 # --- what a cell may hold: storable characters, at most MAX_CELL_CHARS --------------------------------------
 
+
 def utf16_units(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -221,7 +353,9 @@ def test_cell_text_keeps_storable_text_and_caps_it_with_a_visible_ellipsis():
     assert limit == 32_767 and export.ELLIPSIS == "…"
     assert export.cell_text("Storm Odile\uffff nears\ufffe the coast\ud800\x00!") == "Storm Odile nears the coast !"
     assert export.cell_text("a" * limit) == "a" * limit  # at the limit: whole
-    assert export.cell_text("🌀" * (limit // 2) + "a") == "🌀" * (limit // 2) + "a"  # 32,767 UTF-16 units, astral counted twice
+    assert (
+        export.cell_text("🌀" * (limit // 2) + "a") == "🌀" * (limit // 2) + "a"
+    )  # 32,767 UTF-16 units, astral counted twice
     cut = export.cell_text("a" * (limit + 1))
     assert cut == "a" * (limit - 1) + "…" and utf16_units(cut) == limit
     # A cut that would fall inside an astral character's surrogate pair drops the character whole.
@@ -239,7 +373,9 @@ def test_a_noncharacter_or_lone_surrogate_never_reaches_the_workbook(tmp_path):
     # as is, and every later read of the workbook failed with a bare ParseError.
     path = tmp_path / "book.xlsx"
     tables = day_tables("2026-11-16")
-    tables = {kind: table.astype(object) for kind, table in tables.items()}  # an arrow string cannot hold a lone surrogate
+    tables = {
+        kind: table.astype(object) for kind, table in tables.items()
+    }  # an arrow string cannot hold a lone surrogate
     tables["items"].loc[0, "headline"] = "Storm Odile\uffff nears the coast"
     tables["items"].loc[1, "source"] = "Morning\ud800 Brief\ufffe"
     tables["clusters"].loc[0, "top_headlines"] = "Storm Odile\uffff nears the coast\n\udc80Second headline"
@@ -251,14 +387,18 @@ def test_a_noncharacter_or_lone_surrogate_never_reaches_the_workbook(tmp_path):
     assert clusters[1][export.TABS["clusters"].index("top_headlines")] == "Storm Odile nears the coast\nSecond headline"
     # The workbook stays usable: the next export of another day reads and rewrites it.
     export.write_workbook(path, "2026-11-17", day_tables("2026-11-17"))
-    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3 + ["2026-11-17"] * 3
+    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3 + [
+        "2026-11-17"
+    ] * 3
 
 
 def test_a_long_cell_is_cut_with_an_ellipsis_not_silently(tmp_path):
     # openpyxl keeps the first 32,767 characters of a longer text without a word; the cut must show.
     path = tmp_path / "book.xlsx"
     tables = day_tables("2026-11-16")
-    headlines = "\n".join(f"Headline {i} about the storm and what it did to the coast" for i in range(1_000))  # ~57,000 characters
+    headlines = "\n".join(
+        f"Headline {i} about the storm and what it did to the coast" for i in range(1_000)
+    )  # ~57,000 characters
     tables["clusters"].loc[0, "top_headlines"] = headlines
     export.write_workbook(path, "2026-11-16", tables)
     cell = export.read_workbook(path)["clusters 2026-11"][1][export.TABS["clusters"].index("top_headlines")]
@@ -266,6 +406,7 @@ def test_a_long_cell_is_cut_with_an_ellipsis_not_silently(tmp_path):
 
 
 # --- a workbook that cannot be read -------------------------------------------------------------------------
+
 
 def _broken_xml(path):
     # What the export wrote before the fix: a U+FFFF inside a tab's XML.
@@ -290,15 +431,21 @@ def _zip_of_something_else(path):
         archive.writestr("notes.txt", "not a workbook")
 
 
-@pytest.mark.parametrize("damage", [_broken_xml, _truncated_zip, _zip_of_something_else, lambda path: path.write_text("day,item_id\n")],
-                         ids=["invalid-xml", "truncated-zip", "zip-not-a-workbook", "not-a-zip"])
+@pytest.mark.parametrize(
+    "damage",
+    [_broken_xml, _truncated_zip, _zip_of_something_else, lambda path: path.write_text("day,item_id\n")],
+    ids=["invalid-xml", "truncated-zip", "zip-not-a-workbook", "not-a-zip"],
+)
 def test_an_unreadable_workbook_is_named_and_left_as_it_is(tmp_path, damage):
     path = tmp_path / "sheets" / "book.xlsx"
     path.parent.mkdir()
     damage(path)
     before = path.read_bytes()
-    with pytest.raises(export.UnreadableWorkbook, match=r"(?s)the workbook .*book\.xlsx cannot be read \(\w+: .*\): it is damaged.*"
-                                                         r"Move it aside .*--select sheet_export.*docs/backups\.md.*backup") as caught:
+    with pytest.raises(
+        export.UnreadableWorkbook,
+        match=r"(?s)the workbook .*book\.xlsx cannot be read \(\w+: .*\): it is damaged.*"
+        r"Move it aside .*--select sheet_export.*docs/backups\.md.*backup",
+    ) as caught:
         export.write_workbook(path, "2026-11-17", day_tables("2026-11-17"))
     assert str(path) in str(caught.value) and caught.value.__cause__ is not None
     assert path.read_bytes() == before  # never overwritten: it may hold tabs of someone's own
@@ -335,20 +482,34 @@ def test_the_leftover_of_a_killed_save_is_removed_by_the_next_export(tmp_path):
 
     path = tmp_path / "book.xlsx"
     export.write_workbook(path, "2026-11-16", day_tables("2026-11-16"))
-    killed = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, str(path)], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[1])
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_SAVE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert killed.returncode == -9, killed.stderr
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".book.xlsx.") and p.name.endswith(".tmp")]
     assert len(leftovers) == 1
-    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3  # the previous workbook, intact
+    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == [
+        "2026-11-16"
+    ] * 3  # the previous workbook, intact
     # Files of that shape that are not this workbook's temporaries stay.
-    others = [".book.xlsx.x.abcd1234.tmp", ".other.xlsx.abcd1234.tmp", "book.xlsx.abcd1234.tmp", ".book.xlsx.abcd1234.tmp.keep",
-              ".book.xlsx.2026-11-16.tmp"]
+    others = [
+        ".book.xlsx.x.abcd1234.tmp",
+        ".other.xlsx.abcd1234.tmp",
+        "book.xlsx.abcd1234.tmp",
+        ".book.xlsx.abcd1234.tmp.keep",
+        ".book.xlsx.2026-11-16.tmp",
+    ]
     for name in others:
         (tmp_path / name).write_text("not ours")
     export.write_workbook(path, "2026-11-18", day_tables("2026-11-18"))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["book.xlsx", "book.xlsx.lock", *others])
-    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3 + ["2026-11-18"] * 3
+    assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3 + [
+        "2026-11-18"
+    ] * 3
 
 
 def test_a_save_in_progress_is_not_taken_for_a_leftover(tmp_path):
@@ -385,6 +546,7 @@ def test_a_save_in_progress_is_not_taken_for_a_leftover(tmp_path):
 
 # --- through the assets, as a user runs them ------------------------------------------------------------------
 
+
 def test_a_noncharacter_in_a_landing_file_leaves_the_workbook_readable(workspace):
     import json
 
@@ -392,16 +554,30 @@ def test_a_noncharacter_in_a_landing_file_leaves_the_workbook_readable(workspace
 
     workspace.add_sample()
     # A headline with a U+FFFF and a U+FFFE, as a feed converter wrote it (raw UTF-8, not an escape).
-    record = {"id": "mb-2026-11-16-900", "source": "Morning Brief", "link": "https://www.morningbriefdaily.com/2026/11/16/odile-landfall",
-              "headline": "Storm Odile\uffff Makes Landfall Near\ufffe the Gulf Coast", "category": "WEATHER",
-              "short_description": "The storm came ashore late Monday with winds near 110 mph.", "authors": "Daniel Ortiz",
-              "date": "2026-11-16T18:00:00Z"}
+    record = {
+        "id": "mb-2026-11-16-900",
+        "source": "Morning Brief",
+        "link": "https://www.morningbriefdaily.com/2026/11/16/odile-landfall",
+        "headline": "Storm Odile\uffff Makes Landfall Near\ufffe the Gulf Coast",
+        "category": "WEATHER",
+        "short_description": "The storm came ashore late Monday with winds near 110 mph.",
+        "authors": "Daniel Ortiz",
+        "date": "2026-11-16T18:00:00Z",
+    }
     with open(workspace.landing / "morning_brief.jsonl", "a", encoding="utf-8") as landing:
         landing.write(json.dumps(record, ensure_ascii=False) + "\n")
     # A file without source fields is named after the file, and this name holds a U+FFFF: no field cleaning sees it.
-    flash = [{"headline": f"Odile Flash {i}: Shelters Open Along the Coast", "link": f"https://flash.test/{i}",
-              "date": "2026-11-16T19:00:00Z"} for i in range(3)]
-    (workspace.landing / "flash\uffff_news.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flash), encoding="utf-8")
+    flash = [
+        {
+            "headline": f"Odile Flash {i}: Shelters Open Along the Coast",
+            "link": f"https://flash.test/{i}",
+            "date": "2026-11-16T19:00:00Z",
+        }
+        for i in range(3)
+    ]
+    (workspace.landing / "flash\uffff_news.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in flash), encoding="utf-8"
+    )
 
     assert workspace.materialize("2026-11-16").success
     book = export.read_workbook(workspace.workbook)

@@ -292,12 +292,21 @@ def test_text_only_newsletter(tmp_path):
     parsed = parse_folder(tmp_path, {"dev_digest.eml": TEXT_ONLY_EML})
     items = parsed.items
     assert items[["headline", "link", "short_description"]].values.tolist() == [
-        ["Python 3.13 ships a new interactive shell", "https://docs.python.test/whatsnew/3.13",
-         "The REPL gains colour, multi-line editing and a paste mode."],
-        ["Rust compiler gets faster incremental builds", "https://blog.rust.test/faster-builds",
-         "Incremental compilation is now up to 30% faster on large crates."],
-        ["SQLite adds native vector search support", "https://sqlite.test/news/vectors",
-         "Embeddings can now be queried without loading an extension."],
+        [
+            "Python 3.13 ships a new interactive shell",
+            "https://docs.python.test/whatsnew/3.13",
+            "The REPL gains colour, multi-line editing and a paste mode.",
+        ],
+        [
+            "Rust compiler gets faster incremental builds",
+            "https://blog.rust.test/faster-builds",
+            "Incremental compilation is now up to 30% faster on large crates.",
+        ],
+        [
+            "SQLite adds native vector search support",
+            "https://sqlite.test/news/vectors",
+            "Embeddings can now be queried without loading an extension.",
+        ],
     ]
     assert set(items["source"]) == {"digest@devdigest.test"}  # no display name: the address
     assert set(items["day"]) == {"2024-03-04"} and parsed.rejects.empty
@@ -306,10 +315,16 @@ def test_text_only_newsletter(tmp_path):
 def test_html_only_newsletter(tmp_path):
     items = parse_folder(tmp_path, {"weekend.eml": HTML_ONLY_EML}).items
     assert items[["headline", "link", "short_description"]].values.tolist() == [
-        ["Why cold brew tastes sweeter than hot coffee", "https://coffee.example.net/stories/cold-brew",
-         "Lower temperatures pull fewer bitter compounds from the beans."],
-        ["Café owners brace for a smaller bean harvest", "https://beans.example.net/harvest-report",
-         "Drought in two growing regions cut yields by a fifth."],
+        [
+            "Why cold brew tastes sweeter than hot coffee",
+            "https://coffee.example.net/stories/cold-brew",
+            "Lower temperatures pull fewer bitter compounds from the beans.",
+        ],
+        [
+            "Café owners brace for a smaller bean harvest",
+            "https://beans.example.net/harvest-report",
+            "Drought in two growing regions cut yields by a fifth.",
+        ],
     ]
     assert set(items["source"]) == {"Café Notes"}  # an RFC 2047 encoded display name
     assert set(items["published_at"]) == {pd.Timestamp("2024-03-09T09:15:00Z")}
@@ -318,7 +333,9 @@ def test_html_only_newsletter(tmp_path):
 def test_an_email_without_items_is_quarantined_not_dropped(tmp_path):
     parsed = parse_folder(tmp_path, {"office.eml": NO_ITEMS_EML})
     assert parsed.items.empty
-    assert parsed.rejects[["file", "position", "reason"]].values.tolist() == [[str(tmp_path / "office.eml"), 0, "email holds no items"]]
+    assert parsed.rejects[["file", "position", "reason"]].values.tolist() == [
+        [str(tmp_path / "office.eml"), 0, "email holds no items"]
+    ]
     assert parsed.balanced()
 
 
@@ -326,35 +343,70 @@ def test_mailbox_positions_are_message_based_and_a_broken_message_spoils_only_it
     parsed = parse_folder(tmp_path, {"inbox.mbox": MAILBOX})
     items = parsed.items
     assert items[["headline", "link", "source"]].values.tolist() == [
-        ["Stocks close higher after jobs report", "https://www.reuters.test/markets/stocks-close-higher", "Morning Signal"],
+        [
+            "Stocks close higher after jobs report",
+            "https://www.reuters.test/markets/stocks-close-higher",
+            "Morning Signal",
+        ],
         ["Oil slips as inventories build up", "https://www.reuters.test/markets/oil-slips", "Morning Signal"],
         ["Linux kernel 6.8 released with new drivers", "https://kernel.test/releases/6.8", "Dev Digest"],
     ]
     assert positions(items) == [100001, 100002, 300001]
-    assert items["source_id"].tolist() == ["issue-413@morningsignal.test#1", "issue-413@morningsignal.test#2", "dd-89@devdigest.test#1"]
-    assert items["short_description"].tolist()[:2] == ["Payrolls beat forecasts for a fourth month.", "Crude stocks rose by 4 million barrels."]
+    assert items["source_id"].tolist() == [
+        "issue-413@morningsignal.test#1",
+        "issue-413@morningsignal.test#2",
+        "dd-89@devdigest.test#1",
+    ]
+    assert items["short_description"].tolist()[:2] == [
+        "Payrolls beat forecasts for a fourth month.",
+        "Crude stocks rose by 4 million barrels.",
+    ]
     assert parsed.rejects[["position", "reason"]].values.tolist() == [
-        [200000, "not an email: it has no header lines (From:, Date:, Subject: ...)"]]
+        [200000, "not an email: it has no header lines (From:, Date:, Subject: ...)"]
+    ]
     assert parsed.balanced() and parsed.records == 4
 
 
 def test_a_file_that_is_not_a_mailbox_is_unreadable(tmp_path):
     rejects = parse_folder(tmp_path, {"inbox.mbox": NO_ITEMS_EML}).rejects
     assert rejects[["position", "reason"]].values.tolist() == [
-        [0, "unreadable file: not an mbox mailbox: it must start with a 'From ' separator line (deliver a single email as .eml)"]]
+        [
+            0,
+            "unreadable file: not an mbox mailbox: it must start with a 'From ' separator line (deliver a single email as .eml)",
+        ]
+    ]
 
 
 def test_rss_feed(tmp_path):
     parsed = parse_folder(tmp_path, {"planet.rss": RSS})
     items = parsed.items
-    assert items[["headline", "link", "short_description", "source", "source_id", "authors", "category"]].values.tolist() == [
-        ["Metropolis opens its first floating park", "https://dailyplanet.test/city/floating-park",
-         "The park sits on recycled pontoons. It opens Monday.", "The Daily Planet", "dp-20240310-001", "Lois Lane", "City"],
-        ["Subway line 4 reopens after repairs", "https://dailyplanet.test/city/line-4", "Service resumes on Tuesday.",
-         "The Daily Planet", "https://dailyplanet.test/city/line-4", "", ""],
+    assert items[
+        ["headline", "link", "short_description", "source", "source_id", "authors", "category"]
+    ].values.tolist() == [
+        [
+            "Metropolis opens its first floating park",
+            "https://dailyplanet.test/city/floating-park",
+            "The park sits on recycled pontoons. It opens Monday.",
+            "The Daily Planet",
+            "dp-20240310-001",
+            "Lois Lane",
+            "City",
+        ],
+        [
+            "Subway line 4 reopens after repairs",
+            "https://dailyplanet.test/city/line-4",
+            "Service resumes on Tuesday.",
+            "The Daily Planet",
+            "https://dailyplanet.test/city/line-4",
+            "",
+            "",
+        ],
     ]
     # 23:30 at UTC-3 is 02:30 the next day in UTC.
-    assert items["published_at"].tolist() == [pd.Timestamp("2024-03-11T02:30:00Z"), pd.Timestamp("2024-03-11T09:45:00Z")]
+    assert items["published_at"].tolist() == [
+        pd.Timestamp("2024-03-11T02:30:00Z"),
+        pd.Timestamp("2024-03-11T09:45:00Z"),
+    ]
     assert positions(items) == [1, 3]
     assert parsed.rejects[["position", "reason"]].values.tolist() == [[2, "feed entry has no title"]]
 
@@ -362,17 +414,34 @@ def test_rss_feed(tmp_path):
 def test_atom_feed(tmp_path):
     items = parse_folder(tmp_path, {"eng_blog.atom": ATOM}).items
     assert items[["headline", "link", "short_description", "source", "source_id", "authors"]].values.tolist() == [
-        ["Postmortem of the March 4 outage", "https://eng.example.test/posts/outage", "A certificate expired at midnight.",
-         "Example Engineering Blog", "tag:eng.example.test,2024:outage", ""],
-        ["How we cut build times by 40 percent", "https://eng.example.test/posts/build-times", "Caching everything, carefully.",
-         "Example Engineering Blog", "tag:eng.example.test,2024:build-times", "Ada Byron, Grace Hopper"],
+        [
+            "Postmortem of the March 4 outage",
+            "https://eng.example.test/posts/outage",
+            "A certificate expired at midnight.",
+            "Example Engineering Blog",
+            "tag:eng.example.test,2024:outage",
+            "",
+        ],
+        [
+            "How we cut build times by 40 percent",
+            "https://eng.example.test/posts/build-times",
+            "Caching everything, carefully.",
+            "Example Engineering Blog",
+            "tag:eng.example.test,2024:build-times",
+            "Ada Byron, Grace Hopper",
+        ],
     ]
     # published when there is one (09:00 at UTC+2), else updated.
-    assert items["published_at"].tolist() == [pd.Timestamp("2024-03-05T01:15:00Z"), pd.Timestamp("2024-03-12T07:00:00Z")]
+    assert items["published_at"].tolist() == [
+        pd.Timestamp("2024-03-05T01:15:00Z"),
+        pd.Timestamp("2024-03-12T07:00:00Z"),
+    ]
 
 
 def test_xml_that_is_not_a_feed_is_unreadable(tmp_path):
-    rejects = parse_folder(tmp_path, {"sitemap.xml": "<urlset><url><loc>https://x.test/</loc></url></urlset>", "cut.rss": RSS[:120]}).rejects
+    rejects = parse_folder(
+        tmp_path, {"sitemap.xml": "<urlset><url><loc>https://x.test/</loc></url></urlset>", "cut.rss": RSS[:120]}
+    ).rejects
     assert rejects["position"].tolist() == [0, 0]
     assert all(reason.startswith("unreadable file: not an RSS or Atom feed") for reason in rejects["reason"])
 
@@ -385,23 +454,40 @@ def test_json_array(tmp_path):
     ]
     assert sorted(positions(parsed.items)) == [1, 2]
     assert parsed.rejects[["position", "reason"]].values.tolist() == [
-        [3, "expected an object with named fields, got str"], [4, "missing headline (looked for: headline, title)"]]
+        [3, "expected an object with named fields, got str"],
+        [4, "missing headline (looked for: headline, title)"],
+    ]
 
 
 def test_json_that_is_not_an_array_is_unreadable(tmp_path):
-    rejects = parse_folder(tmp_path, {
-        "object.json": '{"items": [{"headline": "Wrapped in an object", "date": "2024-03-01"}]}',
-        "truncated.json": '[{"headline": "Cut off',
-    }).rejects
+    rejects = parse_folder(
+        tmp_path,
+        {
+            "object.json": '{"items": [{"headline": "Wrapped in an object", "date": "2024-03-01"}]}',
+            "truncated.json": '[{"headline": "Cut off',
+        },
+    ).rejects
     assert rejects[["position", "reason"]].values.tolist() == [
-        [0, "unreadable file: expected a top-level JSON array of records, got an object: wrap the records in [ ... ] or deliver them as .jsonl"],
-        [0, "unreadable file: malformed JSON at line 1 column 15: Unterminated string starting at; "
-            "fix the syntax, or deliver one record a line as JSON Lines (.jsonl)"],
+        [
+            0,
+            "unreadable file: expected a top-level JSON array of records, got an object: wrap the records in [ ... ] or deliver them as .jsonl",
+        ],
+        [
+            0,
+            "unreadable file: malformed JSON at line 1 column 15: Unterminated string starting at; "
+            "fix the syntax, or deliver one record a line as JSON Lines (.jsonl)",
+        ],
     ]
 
 
 def test_click_tracking_is_unwrapped_and_trackers_dropped():
-    assert clean_link("https://t.test/c?u=https%253A%252F%252Fa.test%252Fx%253Futm_source%253Dy%2526k%253D1") == "https://a.test/x?k=1"
-    assert clean_link("https://A.TEST/x?utm_source=n&_hsenc=1&gclid=2&keep=yes#utm_medium=mail") == "https://a.test/x?keep=yes"
+    assert (
+        clean_link("https://t.test/c?u=https%253A%252F%252Fa.test%252Fx%253Futm_source%253Dy%2526k%253D1")
+        == "https://a.test/x?k=1"
+    )
+    assert (
+        clean_link("https://A.TEST/x?utm_source=n&_hsenc=1&gclid=2&keep=yes#utm_medium=mail")
+        == "https://a.test/x?keep=yes"
+    )
     assert clean_link("https://a.test/x?q=plain+search") == "https://a.test/x?q=plain+search"  # q= that is no URL stays
     assert clean_link("mailto:someone@a.test") is None and clean_link("#top") is None

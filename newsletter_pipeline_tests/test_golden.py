@@ -23,8 +23,17 @@ from newsletter_pipeline.stages import export
 from newsletter_pipeline_tests.conftest import SAMPLE_DAYS, Workspace
 
 GOLDEN = Path(__file__).with_name("golden") / "sample_outputs.json"
-TABLES = ["raw_items", "duplicates", "quarantine", "item_embeddings", "umap_coordinates", "clusters", "cluster_summaries", "stories",
-          "story_state"]
+TABLES = [
+    "raw_items",
+    "duplicates",
+    "quarantine",
+    "item_embeddings",
+    "umap_coordinates",
+    "clusters",
+    "cluster_summaries",
+    "stories",
+    "story_state",
+]
 # The index tab records when it was written: not part of the outputs.
 VOLATILE_TABS = {export.INDEX_TAB}
 RELATIVE_TOLERANCE = 1e-3
@@ -42,22 +51,40 @@ def _float_figures(column: pd.Series) -> dict:
     values = values[np.isfinite(values)]
     if not len(values):
         return {"n": 0}
-    return {"n": int(len(values)), "sum": float(values.sum()), "abs_sum": float(np.abs(values).sum()),
-            "min": float(values.min()), "max": float(values.max())}
+    return {
+        "n": int(len(values)),
+        "sum": float(values.sum()),
+        "abs_sum": float(np.abs(values).sum()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
 
 
 def table_figures(frame: pd.DataFrame, root: Path) -> dict:
     """A table's exact part (a digest of its non-float columns, rows sorted; the workspace's folder left out of paths)
     and its float columns' figures."""
     floats = [c for c in frame.columns if _is_float(frame[c])]
-    exact = frame.drop(columns=floats).astype(str).apply(lambda column: column.str.replace(str(root), "<root>", regex=False))
+    exact = (
+        frame.drop(columns=floats)
+        .astype(str)
+        .apply(lambda column: column.str.replace(str(root), "<root>", regex=False))
+    )
     rows = sorted(exact.itertuples(index=False, name=None))
     digest = hashlib.sha256(json.dumps([list(exact.columns), rows]).encode()).hexdigest()[:16]
-    return {"rows": len(frame), "columns": list(frame.columns), "digest": digest, "floats": {c: _float_figures(frame[c]) for c in floats}}
+    return {
+        "rows": len(frame),
+        "columns": list(frame.columns),
+        "digest": digest,
+        "floats": {c: _float_figures(frame[c]) for c in floats},
+    }
 
 
 def outputs_of(workspace: Workspace) -> dict:
-    found = {f"{table}/{day}": table_figures(workspace.store.read(table, day), workspace.root) for table in TABLES for day in SAMPLE_DAYS}
+    found = {
+        f"{table}/{day}": table_figures(workspace.store.read(table, day), workspace.root)
+        for table in TABLES
+        for day in SAMPLE_DAYS
+    }
     found["quarantine/unassigned"] = table_figures(workspace.store.read("quarantine", "unassigned"), workspace.root)
     for tab, rows in export.read_workbook(workspace.workbook).items():
         if tab not in VOLATILE_TABS:
@@ -72,8 +99,11 @@ def materialized_sample(root: Path, embedder) -> Workspace:
 
 
 def _close(recorded: dict, found: dict) -> bool:
-    return recorded.keys() == found.keys() and all(
-        np.isclose(found[k], recorded[k], rtol=RELATIVE_TOLERANCE, atol=1e-6) for k in recorded if k != "n") and recorded["n"] == found["n"]
+    return (
+        recorded.keys() == found.keys()
+        and all(np.isclose(found[k], recorded[k], rtol=RELATIVE_TOLERANCE, atol=1e-6) for k in recorded if k != "n")
+        and recorded["n"] == found["n"]
+    )
 
 
 @pytest.mark.slow
@@ -85,11 +115,16 @@ def test_the_sample_gives_the_recorded_outputs(tmp_path, embedder):
     for name, want in recorded.items():
         got = found[name]
         if (got["rows"], got["columns"], got["digest"]) != (want["rows"], want["columns"], want["digest"]):
-            differ.append(f"{name}: rows/columns/values {got['rows']} {got['digest']} != recorded {want['rows']} {want['digest']}")
+            differ.append(
+                f"{name}: rows/columns/values {got['rows']} {got['digest']} != recorded {want['rows']} {want['digest']}"
+            )
         for column, figures in want["floats"].items():
             if not _close(figures, got["floats"].get(column, {})):
                 differ.append(f"{name}.{column}: {got['floats'].get(column)} != recorded {figures}")
-    assert not differ, "outputs changed (re-record with python -m newsletter_pipeline_tests.test_golden if intended):\n" + "\n".join(differ)
+    assert not differ, (
+        "outputs changed (re-record with python -m newsletter_pipeline_tests.test_golden if intended):\n"
+        + "\n".join(differ)
+    )
 
 
 if __name__ == "__main__":

@@ -35,32 +35,63 @@ SECRET = "s3cr3tK3yMaterial"
 def day_tables(day: str, n: int, headline: str | None = None, pad: int = 0) -> dict[str, pd.DataFrame]:
     """n items of `day` spread over clusters 0 and 1; the last one is noise. `pad` lengthens every headline."""
     published = pd.Timestamp(f"{day}T06:00:00", tz="UTC")
-    items = pd.DataFrame({
-        "item_id": [f"{day}-{i}" for i in range(n)],
-        "source_id": [f"s{i}" if i % 3 else None for i in range(n)],  # a missing id is an empty cell
-        "published_at": [published + pd.Timedelta(minutes=7 * i) for i in range(n)],
-        "day": day,
-        "source": [("Morning Brief", "Tech Digest")[i % 2] for i in range(n)],
-        "headline": [headline if headline and i == 0 else f"Headline {i} of {day}, naïve café" + " ±" * pad for i in range(n)],
-        "short_description": "",
-        "link": [f"https://example.com/{day}/{i}" if i != 1 else None for i in range(n)],  # link is the last column: a trailing empty cell
-        "authors": "",
-        "category": "news",
-        "origin": [f"brief.jsonl:{i + 1}" for i in range(n)],
-    })[ITEM_COLUMNS]
+    items = pd.DataFrame(
+        {
+            "item_id": [f"{day}-{i}" for i in range(n)],
+            "source_id": [f"s{i}" if i % 3 else None for i in range(n)],  # a missing id is an empty cell
+            "published_at": [published + pd.Timedelta(minutes=7 * i) for i in range(n)],
+            "day": day,
+            "source": [("Morning Brief", "Tech Digest")[i % 2] for i in range(n)],
+            "headline": [
+                headline if headline and i == 0 else f"Headline {i} of {day}, naïve café" + " ±" * pad for i in range(n)
+            ],
+            "short_description": "",
+            "link": [
+                f"https://example.com/{day}/{i}" if i != 1 else None for i in range(n)
+            ],  # link is the last column: a trailing empty cell
+            "authors": "",
+            "category": "news",
+            "origin": [f"brief.jsonl:{i + 1}" for i in range(n)],
+        }
+    )[ITEM_COLUMNS]
     clusters = [i % 2 if i < n - 1 else NOISE for i in range(n)]
-    assignments = pd.DataFrame({"item_id": items["item_id"], "cluster_id": clusters,
-                                "probability": [0.0 if c == NOISE else PROBABILITIES[i % len(PROBABILITIES)] for i, c in enumerate(clusters)]})
+    assignments = pd.DataFrame(
+        {
+            "item_id": items["item_id"],
+            "cluster_id": clusters,
+            "probability": [
+                0.0 if c == NOISE else PROBABILITIES[i % len(PROBABILITIES)] for i, c in enumerate(clusters)
+            ],
+        }
+    )
     summaries = []
     for c in sorted(set(clusters) - {NOISE}):
         members = items[[k == c for k in clusters]].head(3)
         sources = sorted(set(items[[k == c for k in clusters]]["source"]))
-        summaries.append({"cluster_id": c, "label": f"topic {c}", "title": members["headline"].iloc[0], "keywords": f"topic {c}, news",
-                          "size": clusters.count(c), "n_sources": len(sources), "sources": ", ".join(sources),
-                          "top_headlines": "\n".join(members["headline"]), "top_links": "\n".join(members["link"].fillna(""))})
+        summaries.append(
+            {
+                "cluster_id": c,
+                "label": f"topic {c}",
+                "title": members["headline"].iloc[0],
+                "keywords": f"topic {c}, news",
+                "size": clusters.count(c),
+                "n_sources": len(sources),
+                "sources": ", ".join(sources),
+                "top_headlines": "\n".join(members["headline"]),
+                "top_links": "\n".join(members["link"].fillna("")),
+            }
+        )
     summaries = pd.DataFrame(summaries, columns=SUMMARY_COLUMNS)
-    stories = pd.DataFrame({"cluster_id": summaries["cluster_id"], "size": summaries["size"], "story_id": [f"2024-02-28#{c}" for c in summaries["cluster_id"]],
-                            "first_seen": "2024-02-28", "days_active": 2, "trend": "growing"})
+    stories = pd.DataFrame(
+        {
+            "cluster_id": summaries["cluster_id"],
+            "size": summaries["size"],
+            "story_id": [f"2024-02-28#{c}" for c in summaries["cluster_id"]],
+            "first_seen": "2024-02-28",
+            "days_active": 2,
+            "trend": "growing",
+        }
+    )
     return export.sheet_tables(day, items, assignments, summaries, stories)
 
 
@@ -94,7 +125,17 @@ def tab_values(fake: FakeSheets) -> dict[str, list[list]]:
 
 def index_row(day: str, kind: str, rows: int, days: list[str], now: datetime = NOW) -> list:
     month = day[:7]
-    return [month, kind, f"{kind} {month}", rows, len(days), days[0], days[-1], now.strftime("%Y-%m-%dT%H:%M:%SZ"), export.LAYOUT_VERSION]
+    return [
+        month,
+        kind,
+        f"{kind} {month}",
+        rows,
+        len(days),
+        days[0],
+        days[-1],
+        now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        export.LAYOUT_VERSION,
+    ]
 
 
 @pytest.fixture
@@ -105,6 +146,7 @@ def fake() -> FakeSheets:
 
 
 # --- layout v3: month tabs and the index ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("order", [(A, B), (B, A)], ids=["A-then-B", "B-then-A"])
 def test_days_share_their_month_tab_under_the_header(fake, order):
@@ -125,16 +167,29 @@ def test_each_month_has_its_tabs_and_the_index_lists_them(fake):
     later = datetime(2024, 4, 2, 7, 0, tzinfo=UTC)
     export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
     export.write_google_sheet(spreadsheet(fake), APRIL, day_tables(APRIL, 3), now=later)
-    export.write_google_sheet(spreadsheet(fake), FEBRUARY, day_tables(FEBRUARY, 4), now=later)  # a backfill of an earlier month
+    export.write_google_sheet(
+        spreadsheet(fake), FEBRUARY, day_tables(FEBRUARY, 4), now=later
+    )  # a backfill of an earlier month
     export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 6), now=later)
     titles = [s.title for s in fake.books[KEY].sheets]
-    assert titles == ["Sheet1", "index", "clusters 2024-02", "items 2024-02", "clusters 2024-03", "items 2024-03",
-                      "clusters 2024-04", "items 2024-04"]
+    assert titles == [
+        "Sheet1",
+        "index",
+        "clusters 2024-02",
+        "items 2024-02",
+        "clusters 2024-03",
+        "items 2024-03",
+        "clusters 2024-04",
+        "items 2024-04",
+    ]
     assert fake.values(KEY, "index") == [
         export.INDEX_HEADER,
-        index_row(FEBRUARY, "clusters", 2, [FEBRUARY], later), index_row(FEBRUARY, "items", 4, [FEBRUARY], later),
-        index_row(A, "clusters", 4, [A, B], later), index_row(A, "items", 11, [A, B], later),
-        index_row(APRIL, "clusters", 2, [APRIL], later), index_row(APRIL, "items", 3, [APRIL], later),
+        index_row(FEBRUARY, "clusters", 2, [FEBRUARY], later),
+        index_row(FEBRUARY, "items", 4, [FEBRUARY], later),
+        index_row(A, "clusters", 4, [A, B], later),
+        index_row(A, "items", 11, [A, B], later),
+        index_row(APRIL, "clusters", 2, [APRIL], later),
+        index_row(APRIL, "items", 3, [APRIL], later),
     ]
     assert [row[0] for row in fake.values(KEY, "items 2024-04")[1:]] == [APRIL] * 3
     assert {row[0] for row in fake.values(KEY, "items 2024-03")[1:]} == {A, B}
@@ -146,9 +201,34 @@ def test_every_tab_starts_with_its_pinned_header_row(fake):
     heads = {s.title: fake.values(KEY, s.title)[0] for s in fake.books[KEY].sheets if s.title != "Sheet1"}
     assert heads == {
         "index": ["month", "kind", "tab", "rows", "days", "first_day", "last_day", "updated_at", "layout_version"],
-        "clusters 2024-03": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links",
-                             "story_id", "first_seen", "days_active", "trend"],
-        "items 2024-03": ["day", "item_id", "source_id", "cluster_id", "cluster_label", "probability", "published_at", "source", "headline", "link"],
+        "clusters 2024-03": [
+            "day",
+            "cluster_id",
+            "label",
+            "title",
+            "keywords",
+            "size",
+            "n_sources",
+            "sources",
+            "top_headlines",
+            "top_links",
+            "story_id",
+            "first_seen",
+            "days_active",
+            "trend",
+        ],
+        "items 2024-03": [
+            "day",
+            "item_id",
+            "source_id",
+            "cluster_id",
+            "cluster_label",
+            "probability",
+            "published_at",
+            "source",
+            "headline",
+            "link",
+        ],
         "clusters 2024-04": export.TABS["clusters"],
         "items 2024-04": export.TABS["items"],
     }
@@ -175,28 +255,40 @@ def test_rerunning_a_day_is_idempotent(fake):
     export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
     assert tab_values(fake) == before
     # Nothing changed, so nothing but the reads went out.
-    assert [(e.method, e.path.rsplit("/", 1)[-1]) for e in fake.log] == [("GET", KEY), ("GET", KEY), ("GET", "values:batchGet")]
+    assert [(e.method, e.path.rsplit("/", 1)[-1]) for e in fake.log] == [
+        ("GET", KEY),
+        ("GET", KEY),
+        ("GET", "values:batchGet"),
+    ]
 
 
 def test_google_sheet_and_workbook_share_one_layout(fake, tmp_path):
     workbook = tmp_path / "clusters.xlsx"
     for day, n in [(B, 4), (A, 6), (APRIL, 2), (A, 3)]:
         tables = day_tables(day, n)
-        assert export.write_google_sheet(spreadsheet(fake), day, tables, now=NOW) == export.write_workbook(workbook, day, tables, now=NOW)
+        assert export.write_google_sheet(spreadsheet(fake), day, tables, now=NOW) == export.write_workbook(
+            workbook, day, tables, now=NOW
+        )
     book, sheet = export.read_workbook(workbook), spreadsheet(fake)
     assert list(book) == ["index", "clusters 2024-03", "items 2024-03", "clusters 2024-04", "items 2024-04"]
     assert [w.title for w in sheet.worksheets()] == ["Sheet1", *book]
     for tab in book:
         assert sheet.worksheet(tab).get_all_values() == [[formatted(v) for v in row] for row in book[tab]]
-    assert export.joined(book)["items"] == [TABS_ITEMS, *export.table_rows(day_tables(A, 3)["items"]),
-                                            *export.table_rows(day_tables(B, 4)["items"]), *export.table_rows(day_tables(APRIL, 2)["items"])]
+    assert export.joined(book)["items"] == [
+        TABS_ITEMS,
+        *export.table_rows(day_tables(A, 3)["items"]),
+        *export.table_rows(day_tables(B, 4)["items"]),
+        *export.table_rows(day_tables(APRIL, 2)["items"]),
+    ]
 
 
 def test_a_cell_over_the_limit_is_cut_the_same_way_in_both_sinks(fake, tmp_path):
     # A big cluster's top_headlines can pass Google's 50,000 characters a cell, and the fake, like Google, refuses the
     # whole write with a 400. Both sinks cut it to export.MAX_CELL_CHARS with a visible "…".
     tables = day_tables(A, 5)
-    headlines = "\n".join(f"Headline {i} of {A}: the storm reaches the coast 🌀" for i in range(1_500))  # ~75,000 characters
+    headlines = "\n".join(
+        f"Headline {i} of {A}: the storm reaches the coast 🌀" for i in range(1_500)
+    )  # ~75,000 characters
     tables["clusters"].loc[0, "top_headlines"] = headlines
     workbook = tmp_path / "clusters.xlsx"
     export.write_google_sheet(spreadsheet(fake), A, tables, now=NOW)
@@ -213,7 +305,9 @@ def test_a_cell_over_the_limit_is_cut_the_same_way_in_both_sinks(fake, tmp_path)
 
 def test_both_sinks_hold_only_storable_text(fake, tmp_path):
     # The parser cleans fields, but the sinks do not count on it: no U+FFFF, U+FFFE or lone surrogate reaches a cell.
-    tables = {kind: table.astype(object) for kind, table in day_tables(A, 4).items()}  # an arrow string cannot hold "\ud800"
+    tables = {
+        kind: table.astype(object) for kind, table in day_tables(A, 4).items()
+    }  # an arrow string cannot hold "\ud800"
     tables["items"].loc[0, "headline"] = "Storm Odile\uffff nears the coast"
     tables["items"].loc[1, "source"] = "Morning\ud800 Brief\ufffe"
     tables["clusters"].loc[0, "title"] = "\udc80Storm Odile"
@@ -225,25 +319,45 @@ def test_both_sinks_hold_only_storable_text(fake, tmp_path):
     assert items[2][TABS_ITEMS.index("source")] == "Morning Brief"
     assert clusters[1][export.TABS["clusters"].index("title")] == "Storm Odile"
     book = export.read_workbook(workbook)
-    assert [book[tab][1:3] for tab in MARCH_TABS] == [[r + [""] * (len(book[tab][0]) - len(r)) for r in rows[1:3]]
-                                                       for tab, rows in zip(MARCH_TABS, (clusters, items), strict=True)]
+    assert [book[tab][1:3] for tab in MARCH_TABS] == [
+        [r + [""] * (len(book[tab][0]) - len(r)) for r in rows[1:3]]
+        for tab, rows in zip(MARCH_TABS, (clusters, items), strict=True)
+    ]
 
 
 # --- requests: how many, how big ---------------------------------------------------------------------------
+
 
 def test_one_values_request_per_tab_write(fake):
     # Sheets allows 60 write requests a minute per user; a day's export must stay well inside that.
     export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
     first = [(e.method, e.path.removeprefix(f"/v4/spreadsheets/{KEY}")) for e in fake.log]
-    assert first == [("GET", ""), ("GET", ""), ("POST", ":batchUpdate"),  # open, list tabs, add the 3 tabs at their size
-                     ("POST", "/values:batchUpdate"), ("POST", "/values:batchUpdate"), ("POST", "/values:batchUpdate")]
+    assert first == [
+        ("GET", ""),
+        ("GET", ""),
+        ("POST", ":batchUpdate"),  # open, list tabs, add the 3 tabs at their size
+        ("POST", "/values:batchUpdate"),
+        ("POST", "/values:batchUpdate"),
+        ("POST", "/values:batchUpdate"),
+    ]
     fake.log.clear()
     export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 4), now=NOW)
     second = [(e.method, e.path.removeprefix(f"/v4/spreadsheets/{KEY}")) for e in fake.log]
-    assert second == [("GET", ""), ("GET", ""), ("GET", "/values:batchGet"), ("POST", ":batchUpdate"),  # read, grow
-                      ("POST", "/values:batchUpdate"), ("POST", "/values:batchUpdate"), ("POST", "/values:batchUpdate")]
+    assert second == [
+        ("GET", ""),
+        ("GET", ""),
+        ("GET", "/values:batchGet"),
+        ("POST", ":batchUpdate"),  # read, grow
+        ("POST", "/values:batchUpdate"),
+        ("POST", "/values:batchUpdate"),
+        ("POST", "/values:batchUpdate"),
+    ]
     writes = fake.requests_to("POST", "values:batchUpdate")
-    assert [[d["range"].split("!")[0] for d in e.body["data"]] for e in writes[-3:]] == [["'clusters 2024-03'"], ["'items 2024-03'"], ["'index'"]]
+    assert [[d["range"].split("!")[0] for d in e.body["data"]] for e in writes[-3:]] == [
+        ["'clusters 2024-03'"],
+        ["'items 2024-03'"],
+        ["'index'"],
+    ]
     assert all(e.status == 200 for e in fake.log)
 
 
@@ -269,21 +383,38 @@ def test_a_split_write_that_fails_halfway_keeps_every_other_day(fake, first, aga
         export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
     others = {tuple(row) for row in fake.values(KEY, "items 2024-03")[1:] if row[0] != A}
     # The second chunk of the items tab fails for good: the tab holds a mix of old and new rows.
-    fake.inject(method="POST", path="values:batchUpdate", body_contains="'items 2024-03'", times=1)  # the first chunk goes through
-    fake.inject(503, method="POST", path="values:batchUpdate", body_contains="'items 2024-03'", times=2)  # the second: both attempts fail
-    with pytest.raises(sheets.SheetsUnavailable, match=r"values\.batchUpdate of 'items 2024-03'!A\d+:J\d+ failed 2 times") as caught:
-        export.write_google_sheet(retrying(fake, max_attempts=2), A, day_tables(A, again), now=NOW, max_request_bytes=4000)
-    assert "may hold a mix of 2024-03-01's old and new rows" in str(caught.value) and "Re-run 2024-03-01" in str(caught.value)
+    fake.inject(
+        method="POST", path="values:batchUpdate", body_contains="'items 2024-03'", times=1
+    )  # the first chunk goes through
+    fake.inject(
+        503, method="POST", path="values:batchUpdate", body_contains="'items 2024-03'", times=2
+    )  # the second: both attempts fail
+    with pytest.raises(
+        sheets.SheetsUnavailable, match=r"values\.batchUpdate of 'items 2024-03'!A\d+:J\d+ failed 2 times"
+    ) as caught:
+        export.write_google_sheet(
+            retrying(fake, max_attempts=2), A, day_tables(A, again), now=NOW, max_request_bytes=4000
+        )
+    assert "may hold a mix of 2024-03-01's old and new rows" in str(caught.value) and "Re-run 2024-03-01" in str(
+        caught.value
+    )
     assert others <= {tuple(row) for row in fake.values(KEY, "items 2024-03")[1:]}
     export.write_google_sheet(spreadsheet(fake), A, day_tables(A, again), now=NOW, max_request_bytes=4000)
-    assert fake.values(KEY, "items 2024-03") == [TABS_ITEMS, *stored(*(day_tables(d, n)["items"] for d, n in [(A, again), (B, 30), (C, 30)]))]
+    assert fake.values(KEY, "items 2024-03") == [
+        TABS_ITEMS,
+        *stored(*(day_tables(d, n)["items"] for d, n in [(A, again), (B, 30), (C, 30)])),
+    ]
 
 
 def test_rows_past_the_new_end_are_blanked_when_the_shrink_fails(fake):
     for day, n in [(A, 6), (B, 4)]:
         export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
-    fake.inject(503, method="POST", path=f"{KEY}:batchUpdate", times=2)  # the only grid request of a shorter rewrite: the shrink
-    with pytest.raises(sheets.SheetsUnavailable, match=r"spreadsheets\.batchUpdate \(updateSheetProperties\) failed 2 times"):
+    fake.inject(
+        503, method="POST", path=f"{KEY}:batchUpdate", times=2
+    )  # the only grid request of a shorter rewrite: the shrink
+    with pytest.raises(
+        sheets.SheetsUnavailable, match=r"spreadsheets\.batchUpdate \(updateSheetProperties\) failed 2 times"
+    ):
         export.write_google_sheet(retrying(fake, max_attempts=2), A, day_tables(A, 2), now=NOW)
     expected = [TABS_ITEMS, *stored(day_tables(A, 2)["items"], day_tables(B, 4)["items"])]
     assert fake.values(KEY, "items 2024-03") == expected  # values are right; only the grid is too tall
@@ -297,13 +428,16 @@ def test_a_day_past_the_cell_limit_writes_nothing_and_says_what_to_do(fake):
     before = tab_values(fake)
     fake.log.clear()
     # Sheet1 is 1000 x 26 = 26,000 cells, March's tabs and the index 117 more; April's tabs would pass 26,200.
-    with pytest.raises(export.SheetsFull, match=r"26,2\d\d cells, over Google's limit of 26,200.*NEWSLETTER_SPREADSHEET_KEY"):
+    with pytest.raises(
+        export.SheetsFull, match=r"26,2\d\d cells, over Google's limit of 26,200.*NEWSLETTER_SPREADSHEET_KEY"
+    ):
         export.write_google_sheet(spreadsheet(fake), APRIL, day_tables(APRIL, 5), now=NOW, max_cells=26_200)
     assert tab_values(fake) == before
     assert all(e.method == "GET" for e in fake.log)
 
 
 # --- retries -----------------------------------------------------------------------------------------------
+
 
 def _three_exports(sheet_factory) -> None:
     for day, n in [(A, 6), (B, 4), (A, 3), (APRIL, 2)]:
@@ -314,9 +448,15 @@ FAULTS = {
     "429s on writes": dict(status=429, method="POST", path="values:batchUpdate", times=5),
     "500 on reads": dict(status=500, method="GET", path="values:batchGet", times=3),
     "503 on grid changes": dict(status=503, method="POST", path=f"{KEY}:batchUpdate", times=3),
-    "timeouts before the server": dict(raises=requests.exceptions.ReadTimeout("read timed out"), method="POST", times=5),
-    "timeouts after the server wrote": dict(raises=requests.exceptions.ReadTimeout, applied=True, method="POST", path="values:batchUpdate", times=4),
-    "a lost answer to addSheet": dict(raises=requests.exceptions.ReadTimeout, applied=True, method="POST", path=f"{KEY}:batchUpdate", times=1),
+    "timeouts before the server": dict(
+        raises=requests.exceptions.ReadTimeout("read timed out"), method="POST", times=5
+    ),
+    "timeouts after the server wrote": dict(
+        raises=requests.exceptions.ReadTimeout, applied=True, method="POST", path="values:batchUpdate", times=4
+    ),
+    "a lost answer to addSheet": dict(
+        raises=requests.exceptions.ReadTimeout, applied=True, method="POST", path=f"{KEY}:batchUpdate", times=1
+    ),
     "connection errors": dict(raises=requests.exceptions.ConnectionError("connection reset"), method="GET", times=4),
     "502 on opening": dict(status=502, method="GET", path=KEY, times=2),
 }
@@ -349,7 +489,11 @@ def test_a_permanent_503_gives_up_after_max_attempts_and_keeps_other_days(fake):
     with pytest.raises(sheets.SheetsUnavailable) as caught:
         export.write_google_sheet(retrying(fake, slept, max_attempts=4), A, day_tables(A, 7), now=NOW)
     message = str(caught.value)
-    assert "values.batchUpdate of 'clusters 2024-03'!A" in message and "failed 4 times" in message and "HTTP 503" in message
+    assert (
+        "values.batchUpdate of 'clusters 2024-03'!A" in message
+        and "failed 4 times" in message
+        and "HTTP 503" in message
+    )
     assert caught.value.status == 503 and caught.value.attempts == 4
     assert len(fake.requests_to("POST", "values:batchUpdate")) == 4 and len(slept) == 3
     # Only the grids grew; every value, other days' included, is as it was.
@@ -361,7 +505,10 @@ def test_a_permanent_503_gives_up_after_max_attempts_and_keeps_other_days(fake):
 
 def test_permanent_timeouts_give_up_with_the_operation_named(fake):
     fake.inject(raises=requests.exceptions.ConnectTimeout("connect timed out"), method="GET", times=1000)
-    with pytest.raises(sheets.SheetsUnavailable, match=r"spreadsheets\.get failed 3 times \(answers: ConnectTimeout, ConnectTimeout, ConnectTimeout\)"):
+    with pytest.raises(
+        sheets.SheetsUnavailable,
+        match=r"spreadsheets\.get failed 3 times \(answers: ConnectTimeout, ConnectTimeout, ConnectTimeout\)",
+    ):
         retrying(fake, max_attempts=3)
     assert len(fake.log) == 3
 
@@ -393,6 +540,7 @@ def test_backoff_is_bounded_jittered_and_exponential():
 
 # --- the resource: configuration and credentials ----------------------------------------------------------
 
+
 @pytest.fixture
 def on_fake(fake, monkeypatch):
     """SheetsResource's gspread client talks to the fake; credentials are still loaded and checked for real."""
@@ -404,7 +552,9 @@ def on_fake(fake, monkeypatch):
 def test_resource_writes_through_gspread_with_timeout_and_retries(fake, on_fake, service_account_key):
     fake.inject(429, method="POST", path="values:batchUpdate", times=2)
     fake.inject(raises=requests.exceptions.ReadTimeout, method="GET", path="values:batchGet", times=1)
-    resource = SheetsResource(spreadsheet_key=KEY, service_account_json=json.dumps(service_account_key), base_delay_seconds=0)
+    resource = SheetsResource(
+        spreadsheet_key=KEY, service_account_json=json.dumps(service_account_key), base_delay_seconds=0
+    )
     assert resource.write(A, day_tables(A, 5)) == {"clusters 2024-03": 2, "items 2024-03": 5}
     assert resource.write(B, day_tables(B, 4)) == {"clusters 2024-03": 4, "items 2024-03": 9}
     assert [c.service_account_email for c in on_fake] == [service_account_key["client_email"]] * 2
@@ -428,7 +578,9 @@ def test_resource_without_credentials_says_which_to_set():
 
 
 def test_credentials_without_a_key_say_to_set_the_key(service_account_key, tmp_path):
-    resource = SheetsResource(workbook_path=str(tmp_path / "book.xlsx"), service_account_json=json.dumps(service_account_key))
+    resource = SheetsResource(
+        workbook_path=str(tmp_path / "book.xlsx"), service_account_json=json.dumps(service_account_key)
+    )
     with pytest.raises(sheets.SheetsConfigError, match="NEWSLETTER_SPREADSHEET_KEY is not"):
         resource.validate()
     with pytest.raises(sheets.SheetsConfigError):
@@ -437,13 +589,21 @@ def test_credentials_without_a_key_say_to_set_the_key(service_account_key, tmp_p
 
 
 def test_a_url_is_not_a_key(service_account_key):
-    resource = SheetsResource(spreadsheet_key=f"https://docs.google.com/spreadsheets/d/{KEY}/edit", service_account_json=json.dumps(service_account_key))
-    with pytest.raises(sheets.SheetsConfigError, match="NEWSLETTER_SPREADSHEET_KEY must be the spreadsheet's key alone"):
+    resource = SheetsResource(
+        spreadsheet_key=f"https://docs.google.com/spreadsheets/d/{KEY}/edit",
+        service_account_json=json.dumps(service_account_key),
+    )
+    with pytest.raises(
+        sheets.SheetsConfigError, match="NEWSLETTER_SPREADSHEET_KEY must be the spreadsheet's key alone"
+    ):
         resource.validate()
 
 
 def test_a_missing_key_file_is_named(tmp_path):
-    with pytest.raises(sheets.SheetsConfigError, match=r"GOOGLE_SERVICE_ACCOUNT_FILE names .*nowhere\.json, which is not a readable file"):
+    with pytest.raises(
+        sheets.SheetsConfigError,
+        match=r"GOOGLE_SERVICE_ACCOUNT_FILE names .*nowhere\.json, which is not a readable file",
+    ):
         SheetsResource(spreadsheet_key=KEY, service_account_file=str(tmp_path / "nowhere.json")).validate()
 
 
@@ -456,12 +616,18 @@ def _bad_keys(key: dict) -> dict[str, str]:
         "not JSON": f"-----BEGIN PRIVATE KEY-----{SECRET}",
         "not an object": json.dumps([SECRET]),
         "fields missing": json.dumps({"type": "service_account", "private_key": SECRET}),
-        "not a service account": json.dumps({"type": "authorized_user", "client_secret": SECRET, "refresh_token": SECRET}),
-        "malformed private key": json.dumps(key | {"private_key": f"-----BEGIN PRIVATE KEY-----\n{SECRET}\n-----END PRIVATE KEY-----\n"}),
+        "not a service account": json.dumps(
+            {"type": "authorized_user", "client_secret": SECRET, "refresh_token": SECRET}
+        ),
+        "malformed private key": json.dumps(
+            key | {"private_key": f"-----BEGIN PRIVATE KEY-----\n{SECRET}\n-----END PRIVATE KEY-----\n"}
+        ),
     }
 
 
-@pytest.mark.parametrize("case", ["not JSON", "not an object", "fields missing", "not a service account", "malformed private key"])
+@pytest.mark.parametrize(
+    "case", ["not JSON", "not an object", "fields missing", "not a service account", "malformed private key"]
+)
 @pytest.mark.parametrize("where", ["json", "file"])
 def test_resource_never_echoes_the_secret(case, where, service_account_key, tmp_path):
     secret = _bad_keys(service_account_key)[case]
@@ -469,12 +635,17 @@ def test_resource_never_echoes_the_secret(case, where, service_account_key, tmp_
         resource, var = SheetsResource(spreadsheet_key="k", service_account_json=secret), "GOOGLE_SERVICE_ACCOUNT_JSON"
     else:
         (tmp_path / "sa.json").write_text(secret)
-        resource, var = SheetsResource(spreadsheet_key="k", service_account_file=str(tmp_path / "sa.json")), "GOOGLE_SERVICE_ACCOUNT_FILE"
+        resource, var = (
+            SheetsResource(spreadsheet_key="k", service_account_file=str(tmp_path / "sa.json")),
+            "GOOGLE_SERVICE_ACCOUNT_FILE",
+        )
     with pytest.raises(sheets.SheetsConfigError) as caught:
         resource.write(A, day_tables(A, 3))
     assert var in str(caught.value)
     assert SECRET not in str(caught.value)
-    assert caught.value.__cause__ is None and caught.value.__context__ is None  # no exception that saw the key rides along
+    assert (
+        caught.value.__cause__ is None and caught.value.__context__ is None
+    )  # no exception that saw the key rides along
 
 
 class _Records(logging.Handler):
@@ -515,14 +686,23 @@ def test_secrets_stay_out_of_errors_logs_and_metadata(fake, on_fake, service_acc
     text = "\n".join([failure.to_string(), *records.lines, *(str(e) for e in result.all_events)])
     assert body not in text and service_account_key["private_key_id"] not in text and key_json not in text
     # The configuration Dagster records names the variable, never its value.
-    assert isinstance(resource.service_account_json, dg.EnvVar) and resource.service_account_json == "GOOGLE_SERVICE_ACCOUNT_JSON"
+    assert (
+        isinstance(resource.service_account_json, dg.EnvVar)
+        and resource.service_account_json == "GOOGLE_SERVICE_ACCOUNT_JSON"
+    )
 
 
-@pytest.mark.parametrize("answer,expected", [
-    ({"status": 404, "method": "GET"}, "no spreadsheet 1FakeSpreadsheetKey is visible to the service account"),
-    ({"status": 403, "method": "GET"}, "may not open spreadsheet"),
-    ({"raises": google.auth.exceptions.RefreshError("invalid_grant: Invalid JWT Signature."), "method": "GET"}, "Google refused the service-account key"),
-])
+@pytest.mark.parametrize(
+    "answer,expected",
+    [
+        ({"status": 404, "method": "GET"}, "no spreadsheet 1FakeSpreadsheetKey is visible to the service account"),
+        ({"status": 403, "method": "GET"}, "may not open spreadsheet"),
+        (
+            {"raises": google.auth.exceptions.RefreshError("invalid_grant: Invalid JWT Signature."), "method": "GET"},
+            "Google refused the service-account key",
+        ),
+    ],
+)
 def test_wrong_key_or_sharing_is_a_clear_error_at_start(fake, on_fake, service_account_key, answer, expected):
     fake.inject(**answer)
     resource = SheetsResource(spreadsheet_key=KEY, service_account_json=json.dumps(service_account_key))
@@ -533,18 +713,35 @@ def test_wrong_key_or_sharing_is_a_clear_error_at_start(fake, on_fake, service_a
 
 
 def test_resources_from_env_reads_the_sheet_settings(tmp_path):
-    env = {"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_SPREADSHEET_KEY": KEY, "GOOGLE_SERVICE_ACCOUNT_FILE": "/secrets/sa.json",
-           "NEWSLETTER_SHEETS_MAX_ATTEMPTS": "3", "NEWSLETTER_SHEETS_BASE_DELAY": "0.5", "NEWSLETTER_SHEETS_MAX_DELAY": "8",
-           "NEWSLETTER_SHEETS_TIMEOUT": "20"}
+    env = {
+        "NEWSLETTER_DATA_DIR": str(tmp_path),
+        "NEWSLETTER_SPREADSHEET_KEY": KEY,
+        "GOOGLE_SERVICE_ACCOUNT_FILE": "/secrets/sa.json",
+        "NEWSLETTER_SHEETS_MAX_ATTEMPTS": "3",
+        "NEWSLETTER_SHEETS_BASE_DELAY": "0.5",
+        "NEWSLETTER_SHEETS_MAX_DELAY": "8",
+        "NEWSLETTER_SHEETS_TIMEOUT": "20",
+    }
     resource = resources_from_env(env)["sheets"]
     assert isinstance(resource.service_account_file, dg.EnvVar)  # the variable's name, resolved at run time
     assert resource.service_account_json is None
-    assert (resource.max_attempts, resource.base_delay_seconds, resource.max_delay_seconds, resource.request_timeout_seconds) == (3, 0.5, 8.0, 20.0)
+    assert (
+        resource.max_attempts,
+        resource.base_delay_seconds,
+        resource.max_delay_seconds,
+        resource.request_timeout_seconds,
+    ) == (3, 0.5, 8.0, 20.0)
     defaults = SheetsResource()
-    assert (defaults.max_attempts, defaults.base_delay_seconds, defaults.max_delay_seconds, defaults.request_timeout_seconds) == (6, 2.0, 32.0, 60.0)
+    assert (
+        defaults.max_attempts,
+        defaults.base_delay_seconds,
+        defaults.max_delay_seconds,
+        defaults.request_timeout_seconds,
+    ) == (6, 2.0, 32.0, 60.0)
 
 
 # --- the fake itself -------------------------------------------------------------------------------------
+
 
 def test_the_fake_answers_like_the_api(fake):
     client = make_client(fake)
@@ -575,7 +772,9 @@ def test_the_fake_refuses_a_cell_over_50000_characters(fake):
     sheet = make_client(fake).open_by_key(KEY).add_worksheet("t", rows=2, cols=2)
     sheet.update([["a" * 50_000, "🌀" * 25_000]], "A1", value_input_option="RAW")  # at the limit (UTF-16 code units)
     for too_long in ("a" * 50_001, "🌀" * 25_000 + "a"):
-        with pytest.raises(gspread.exceptions.APIError, match="more than the maximum of 50000 characters in a single cell") as caught:
+        with pytest.raises(
+            gspread.exceptions.APIError, match="more than the maximum of 50000 characters in a single cell"
+        ) as caught:
             sheet.update([["kept?", too_long]], "A2", value_input_option="RAW")
         assert caught.value.code == 400
     assert fake.values(KEY, "t") == [["a" * 50_000, "🌀" * 25_000]]  # the refused request changed nothing
@@ -584,16 +783,32 @@ def test_the_fake_refuses_a_cell_over_50000_characters(fake):
 def test_the_fake_batches_values_all_or_nothing(fake):
     book = make_client(fake).open_by_key(KEY)
     book.add_worksheet("t", rows=3, cols=2)
-    answer = book.values_batch_update({"valueInputOption": "RAW", "data": [
-        {"range": "'t'!A1:B1", "values": [["a", 1]]}, {"range": "'t'!A3:B3", "majorDimension": "ROWS", "values": [["c", 3.5]]}]})
+    answer = book.values_batch_update(
+        {
+            "valueInputOption": "RAW",
+            "data": [
+                {"range": "'t'!A1:B1", "values": [["a", 1]]},
+                {"range": "'t'!A3:B3", "majorDimension": "ROWS", "values": [["c", 3.5]]},
+            ],
+        }
+    )
     assert answer["totalUpdatedCells"] == 4 and answer["totalUpdatedSheets"] == 1
-    assert book.values_batch_get(["'t'", "Sheet1!A1:B2"], params={"valueRenderOption": "UNFORMATTED_VALUE"})["valueRanges"] == [
+    assert book.values_batch_get(["'t'", "Sheet1!A1:B2"], params={"valueRenderOption": "UNFORMATTED_VALUE"})[
+        "valueRanges"
+    ] == [
         {"range": "t!A1:B3", "majorDimension": "ROWS", "values": [["a", 1], [], ["c", 3.5]]},
         {"range": "Sheet1!A1:B2", "majorDimension": "ROWS"},
     ]
     with pytest.raises(gspread.exceptions.APIError, match="exceeds grid limits"):
-        book.values_batch_update({"valueInputOption": "RAW", "data": [
-            {"range": "'t'!A1:B1", "values": [["changed", 2]]}, {"range": "'t'!A4:B4", "values": [["x", 1]]}]})
+        book.values_batch_update(
+            {
+                "valueInputOption": "RAW",
+                "data": [
+                    {"range": "'t'!A1:B1", "values": [["changed", 2]]},
+                    {"range": "'t'!A4:B4", "values": [["x", 1]]},
+                ],
+            }
+        )
     assert fake.values(KEY, "t") == [["a", 1], [], ["c", 3.5]]  # the valid range was not applied either
     with pytest.raises(gspread.exceptions.APIError, match="valueInputOption"):
         book.values_batch_update({"data": [{"range": "'t'!A1", "values": [["x"]]}]})
@@ -611,10 +826,13 @@ def test_the_fake_raises_transport_errors_before_or_after_serving(fake):
         book.values_batch_update({"valueInputOption": "RAW", "data": [{"range": "'t'!A1", "values": [["kept"]]}]})
     assert fake.values(KEY, "t") == [["kept"]] and fake.log[-1].status == 200 and fake.log[-1].size > 0
     with pytest.raises(gspread.exceptions.APIError, match="payload size exceeds"):
-        book.values_batch_update({"valueInputOption": "RAW", "data": [{"range": "'t'!A1", "values": [["x" * 11_000_000]]}]})
+        book.values_batch_update(
+            {"valueInputOption": "RAW", "data": [{"range": "'t'!A1", "values": [["x" * 11_000_000]]}]}
+        )
 
 
 # Failures and round trips that once lost or changed data.
+
 
 def test_other_days_numbers_stay_numbers(fake):
     for day in (A, B):
@@ -628,7 +846,10 @@ def test_export_recovers_from_a_failed_first_write(fake):
     with pytest.raises(gspread.exceptions.APIError):
         export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3), now=NOW)
     export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3), now=NOW)
-    assert spreadsheet(fake).worksheet("clusters 2024-03").get_all_values() == [export.TABS["clusters"], *shown(day_tables(A, 3)["clusters"])]
+    assert spreadsheet(fake).worksheet("clusters 2024-03").get_all_values() == [
+        export.TABS["clusters"],
+        *shown(day_tables(A, 3)["clusters"]),
+    ]
 
 
 def test_a_failed_rewrite_keeps_other_days(fake):
@@ -643,7 +864,9 @@ def test_a_failed_rewrite_keeps_other_days(fake):
 
 def test_a_tab_with_another_header_is_not_overwritten(fake):
     book = spreadsheet(fake)
-    book.add_worksheet("items 2024-03", rows=2, cols=2).update([["day", "something else"]], "A1", value_input_option="RAW")
+    book.add_worksheet("items 2024-03", rows=2, cols=2).update(
+        [["day", "something else"]], "A1", value_input_option="RAW"
+    )
     fake.log.clear()
     with pytest.raises(ValueError, match="tab 'items 2024-03': header row .* differs from the layout v3 header"):
         export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3), now=NOW)
@@ -660,10 +883,16 @@ def test_a_v2_clusters_tab_is_upgraded_in_place(fake):
         book.add_worksheet(title, rows=len(old_rows), cols=len(v2)).update(old_rows, "A1", value_input_option="RAW")
     export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 4), now=NOW)
     # March: v3 header, A's rows keep every value under its name with blank story columns, then B's rows.
-    expected = [export.TABS["clusters"], *stored(day_tables(A, 5)["clusters"].assign(**dict.fromkeys(export.SHEET_STORY_COLUMNS, ""))),
-                *stored(day_tables(B, 4)["clusters"])]
+    expected = [
+        export.TABS["clusters"],
+        *stored(day_tables(A, 5)["clusters"].assign(**dict.fromkeys(export.SHEET_STORY_COLUMNS, ""))),
+        *stored(day_tables(B, 4)["clusters"]),
+    ]
     assert fake.values(KEY, "clusters 2024-03") == expected
-    assert (fake.sheet(KEY, "clusters 2024-03").rows, fake.sheet(KEY, "clusters 2024-03").cols) == (len(expected), len(export.TABS["clusters"]))
+    assert (fake.sheet(KEY, "clusters 2024-03").rows, fake.sheet(KEY, "clusters 2024-03").cols) == (
+        len(expected),
+        len(export.TABS["clusters"]),
+    )
     # February was not written: still v2.
     assert fake.values(KEY, "clusters 2024-02")[0] == v2
     # A tab whose header is neither v3's nor v2's still stops the export.
@@ -673,6 +902,8 @@ def test_a_v2_clusters_tab_is_upgraded_in_place(fake):
 
 
 def test_workbook_keeps_a_leading_equals_sign_as_text(tmp_path):
-    export.write_workbook(tmp_path / "clusters.xlsx", A, day_tables(A, 3, headline="=HYPERLINK(\"https://evil.example\")"))
+    export.write_workbook(
+        tmp_path / "clusters.xlsx", A, day_tables(A, 3, headline='=HYPERLINK("https://evil.example")')
+    )
     items = load_workbook(tmp_path / "clusters.xlsx")["items 2024-03"]
     assert items.cell(row=2, column=TABS_ITEMS.index("headline") + 1).data_type == "s"

@@ -12,7 +12,12 @@ WINDOW = {"first_day": "2018-01-01", "last_day": "2026-11-23"}
 
 
 def good(i: int) -> dict:
-    return {"headline": f"Good story number {i}", "link": f"https://x.test/good/{i}", "date": "2026-11-16", "source": "Good"}
+    return {
+        "headline": f"Good story number {i}",
+        "link": f"https://x.test/good/{i}",
+        "date": "2026-11-16",
+        "source": "Good",
+    }
 
 
 def parse_dir(folder):
@@ -30,14 +35,30 @@ def assert_good_survive(parsed, n: int):
 
 
 CASES = {
-    "truncated JSON": (jsonl(good(0), b'{"headline": "cut off', good(1)), "malformed JSON: Unterminated string starting at (column 14)"),
-    "wrong types": (jsonl(good(0), {"headline": ["a", "list"], "date": "2026-11-16"}, good(1)), "headline is a list, expected text"),
-    "a date that is a number": (jsonl(good(0), {"headline": "Epoch", "date": 1.5e300}, good(1)), parse.date_reason(1.5e300)),
-    "non-UTF-8 bytes": (jsonl(good(0), b'{"headline": "Caf\xe9", "date": "2026-11-16"}', good(1)), "line is not valid UTF-8"),
-    "a date far in the past": (jsonl(good(0), {"headline": "Old", "date": "1901-01-01"}, good(1)),
-                               "date 1901-01-01 is outside the partitions (2018-01-01 to 2026-11-23)"),
-    "a date far in the future": (jsonl(good(0), {"headline": "Future", "date": "2950-06-01"}, good(1)),
-                                 "date 2950-06-01 is outside the partitions (2018-01-01 to 2026-11-23)"),
+    "truncated JSON": (
+        jsonl(good(0), b'{"headline": "cut off', good(1)),
+        "malformed JSON: Unterminated string starting at (column 14)",
+    ),
+    "wrong types": (
+        jsonl(good(0), {"headline": ["a", "list"], "date": "2026-11-16"}, good(1)),
+        "headline is a list, expected text",
+    ),
+    "a date that is a number": (
+        jsonl(good(0), {"headline": "Epoch", "date": 1.5e300}, good(1)),
+        parse.date_reason(1.5e300),
+    ),
+    "non-UTF-8 bytes": (
+        jsonl(good(0), b'{"headline": "Caf\xe9", "date": "2026-11-16"}', good(1)),
+        "line is not valid UTF-8",
+    ),
+    "a date far in the past": (
+        jsonl(good(0), {"headline": "Old", "date": "1901-01-01"}, good(1)),
+        "date 1901-01-01 is outside the partitions (2018-01-01 to 2026-11-23)",
+    ),
+    "a date far in the future": (
+        jsonl(good(0), {"headline": "Future", "date": "2950-06-01"}, good(1)),
+        "date 2950-06-01 is outside the partitions (2018-01-01 to 2026-11-23)",
+    ),
     "a record that is not an object": (jsonl(good(0), b"42", good(1)), "expected an object with named fields, got int"),
 }
 
@@ -64,7 +85,8 @@ def test_binary_garbage_named_like_a_feed(tmp_path):
     parsed = parse_dir(tmp_path)
     assert_good_survive(parsed, 2)
     assert parsed.rejects[["position", "reason"]].values.tolist() == [
-        [0, "unreadable file: binary data (NUL bytes), not a text file: check what was saved under this name"]]
+        [0, "unreadable file: binary data (NUL bytes), not a text file: check what was saved under this name"]
+    ]
     assert parsed.rejects.iloc[0]["file"].endswith("garbage.jsonl")
 
 
@@ -90,7 +112,9 @@ def test_a_csv_with_missing_columns(tmp_path):
     (tmp_path / "good.csv").write_text("title,date,url\nGood story number 0,2026-11-16,https://x.test/good/0\n")
     parsed = parse_dir(tmp_path)
     assert parsed.items["headline"].tolist() == ["Good story number 0"]
-    assert parsed.rejects[["position", "reason"]].values.tolist() == [[1, "missing date (looked for: date, published, published_at)"]]
+    assert parsed.rejects[["position", "reason"]].values.tolist() == [
+        [1, "missing date (looked for: date, published, published_at)"]
+    ]
 
 
 def test_a_csv_row_with_too_many_fields(tmp_path):
@@ -101,10 +125,16 @@ def test_a_csv_row_with_too_many_fields(tmp_path):
 
 
 # Inputs that once cost the good records after them (a review found each one).
-@pytest.mark.parametrize("bad, reason", [
-    (b'{"headline": "Huge", "date": "2026-11-16", "n": ' + b"9" * 5000 + b"}", "JSON that cannot be read: ValueError"),
-    (b"[" * 100_000 + b"]" * 100_000, "JSON that cannot be read: RecursionError"),
-])
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (
+            b'{"headline": "Huge", "date": "2026-11-16", "n": ' + b"9" * 5000 + b"}",
+            "JSON that cannot be read: ValueError",
+        ),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON that cannot be read: RecursionError"),
+    ],
+)
 def test_unreadable_json_lines_spoil_only_themselves(tmp_path, bad, reason):
     (tmp_path / "feed.jsonl").write_bytes(jsonl(good(0), bad, good(1)))
     parsed = parse_dir(tmp_path)
@@ -125,7 +155,9 @@ def test_a_huge_csv_field_is_quarantined_and_later_rows_survive(tmp_path):
     (tmp_path / "feed.csv").write_text("title,date,url\n" + "\n".join(rows) + "\n")
     parsed = parse_dir(tmp_path)
     assert_good_survive(parsed, 3)
-    assert parsed.rejects[["position", "reason"]].values.tolist() == [[2, "headline has 200,000 characters, over the 20,000 limit"]]
+    assert parsed.rejects[["position", "reason"]].values.tolist() == [
+        [2, "headline has 200,000 characters, over the 20,000 limit"]
+    ]
 
 
 def test_a_file_that_breaks_off_quarantines_each_unread_record(tmp_path, monkeypatch):
@@ -145,7 +177,9 @@ def test_a_file_that_breaks_off_quarantines_each_unread_record(tmp_path, monkeyp
 
 
 def test_links_that_are_no_links_do_not_make_items_duplicates(tmp_path):
-    (tmp_path / "feed.jsonl").write_bytes(jsonl(*({**good(i), "link": link} for i, link in enumerate(["#", "?utm_source=x", "/"]))))
+    (tmp_path / "feed.jsonl").write_bytes(
+        jsonl(*({**good(i), "link": link} for i, link in enumerate(["#", "?utm_source=x", "/"])))
+    )
     assert len(parse_dir(tmp_path).items) == 3
 
 
@@ -163,4 +197,6 @@ def test_articles_that_look_like_footer_links_are_still_items(tmp_path):
     )
     parsed = parse_dir(tmp_path)
     assert parsed.items["headline"].tolist() == [
-        "Court rules on data retention in landmark case", "Why readers unsubscribe from newsletters now, a study finds"]
+        "Court rules on data retention in landmark case",
+        "Why readers unsubscribe from newsletters now, a study finds",
+    ]

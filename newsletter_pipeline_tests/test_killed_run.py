@@ -44,15 +44,29 @@ class Cli:
         self.cwd, self.data = cwd, data
 
     def materialize_args(self, day: str) -> list[str]:
-        return [str(BIN / "dagster"), "asset", "materialize", "-m", "newsletter_pipeline.definitions", "--select", "*", "--partition", day]
+        return [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "newsletter_pipeline.definitions",
+            "--select",
+            "*",
+            "--partition",
+            day,
+        ]
 
     def start(self, day: str, log: Path) -> subprocess.Popen:
         # A session of its own, so that the kill takes its whole process group, as an OOM kill or eviction would.
         with log.open("w") as out:
-            return subprocess.Popen(self.materialize_args(day), cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                self.materialize_args(day), cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def run(self, args: list[str], timeout: float = RUN_TIMEOUT_S, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run(args, cwd=self.cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
+        return subprocess.run(
+            args, cwd=self.cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}
+        )
 
     def materialize(self, day: str, **env: str) -> subprocess.CompletedProcess:
         return self.run(self.materialize_args(day), **env)
@@ -62,7 +76,9 @@ def wait_for_slot(instance: dg.DagsterInstance, pool: str, process: subprocess.P
     """The run of `process`, once its step holds a slot of the pool."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"the run ended ({process.returncode}) before it held the {pool} slot:\n{log.read_text()[-3000:]}"
+        assert process.poll() is None, (
+            f"the run ended ({process.returncode}) before it held the {pool} slot:\n{log.read_text()[-3000:]}"
+        )
         if pool in instance.event_log_storage.get_concurrency_keys():
             claimed = instance.event_log_storage.get_concurrency_info(pool).claimed_slots
             if claimed:
@@ -72,7 +88,9 @@ def wait_for_slot(instance: dg.DagsterInstance, pool: str, process: subprocess.P
 
 
 def claimed(instance: dg.DagsterInstance, pool: str) -> list[tuple[str, str]]:
-    return [(slot.run_id, slot.step_key) for slot in instance.event_log_storage.get_concurrency_info(pool).claimed_slots]
+    return [
+        (slot.run_id, slot.step_key) for slot in instance.event_log_storage.get_concurrency_info(pool).claimed_slots
+    ]
 
 
 def assert_day_done(instance: dg.DagsterInstance, data: Path, run_id: str) -> None:
@@ -111,7 +129,9 @@ def test_a_run_killed_mid_step_gives_its_slot_to_the_next_run_of_the_day(cli, tm
             # The dead run is marked FAILURE, saying why; the new run says what it freed, and did the whole day.
             failed = instance.get_run_by_id(dead.run_id)
             assert failed.status == dg.DagsterRunStatus.FAILURE
-            reasons = [entry.message for entry in instance.all_logs(dead.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)]
+            reasons = [
+                entry.message for entry in instance.all_logs(dead.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+            ]
             assert len(reasons) == 1 and f"pid {first.pid} on host" in reasons[0] and "is gone" in reasons[0], reasons
             assert f"Freed the pool slots of run {dead.run_id}" in again.stderr
             assert "Marked that run FAILURE" in again.stderr
@@ -226,5 +246,9 @@ def test_instance_files_configure_run_monitoring():
 
     for folder, name in [(REPO, "dagster.yaml"), (REPO / "deploy", "dagster.prod.yaml")]:
         config, _ = dagster_instance_config(str(folder), name)  # validated against Dagster's schema
-        assert config["run_monitoring"] == {"enabled": True, "max_runtime_seconds": 21600, "free_slots_after_run_end_seconds": 120}, name
+        assert config["run_monitoring"] == {
+            "enabled": True,
+            "max_runtime_seconds": 21600,
+            "free_slots_after_run_end_seconds": 120,
+        }, name
         assert config["concurrency"]["pools"] == {"granularity": "op", "default_limit": 1}, name

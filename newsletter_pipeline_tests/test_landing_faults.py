@@ -23,8 +23,13 @@ DAY = "2026-11-16"
 
 def story(n: int, **fields) -> dict:
     """A distinct, well-formed record of DAY."""
-    return {"headline": f"Council approves budget line {n} for the harbour", "link": f"https://news.test/{n}",
-            "date": f"{DAY}T0{n % 10}:00:00Z", "source": "Harbour Post", **fields}
+    return {
+        "headline": f"Council approves budget line {n} for the harbour",
+        "link": f"https://news.test/{n}",
+        "date": f"{DAY}T0{n % 10}:00:00Z",
+        "source": "Harbour Post",
+        **fields,
+    }
 
 
 def jsonl(*records) -> bytes:
@@ -34,8 +39,12 @@ def jsonl(*records) -> bytes:
 def materialize_items(workspace, day: str = DAY, **kwargs):
     """raw_items alone, as a run of the day does it first."""
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([raw_items], partition_key=day, resources=workspace.resources(), instance=instance, **kwargs)
-    result.warnings = [entry.user_message for entry in instance.all_logs(result.run_id) if entry.level == logging.WARNING]
+    result = dg.materialize(
+        [raw_items], partition_key=day, resources=workspace.resources(), instance=instance, **kwargs
+    )
+    result.warnings = [
+        entry.user_message for entry in instance.all_logs(result.run_id) if entry.level == logging.WARNING
+    ]
     return result
 
 
@@ -54,6 +63,7 @@ def balanced(result) -> dict:
 
 
 # --- 1. a missing landing location never wipes a published day -------------------------------------------------------
+
 
 def test_a_missing_landing_location_fails_the_run_and_keeps_the_published_day(workspace):
     assert workspace.add_sample().materialize(DAY).success
@@ -115,6 +125,7 @@ def test_a_path_with_a_comma_is_written_as_a_json_array(tmp_path):
 
 # --- 2. links never read outside the landing folder --------------------------------------------------------------------
 
+
 def test_links_out_of_the_landing_folder_are_refused_and_reported(workspace, tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -134,7 +145,10 @@ def test_links_out_of_the_landing_folder_are_refused_and_reported(workspace, tmp
     # The link inside the folder reads its target (once: the copy through the link is a duplicate), nothing outside is read.
     assert sorted(items["headline"]) == sorted(story(n)["headline"] for n in (1, 2, 3)) and seen["duplicates"] == 1
     refused = workspace.store.read("quarantine", "unassigned").set_index("file")["reason"]
-    assert refused[str(workspace.landing / "to_secret.jsonl")] == f"not read: symbolic link to {outside / 'secret.jsonl'}, outside the landing location {workspace.landing}"
+    assert (
+        refused[str(workspace.landing / "to_secret.jsonl")]
+        == f"not read: symbolic link to {outside / 'secret.jsonl'}, outside the landing location {workspace.landing}"
+    )
     assert "outside the landing location" in refused[str(workspace.landing / "to_passwd.csv")]
     assert refused[str(workspace.landing / "dangling.jsonl")].startswith("not read: dangling symbolic link")
     assert refused[str(workspace.landing / "loop.jsonl")].startswith("not read: symbolic link that cannot be resolved")
@@ -144,10 +158,12 @@ def test_links_out_of_the_landing_folder_are_refused_and_reported(workspace, tmp
 
 # --- 3. a placeholder id is no id ---------------------------------------------------------------------------------------
 
+
 def test_placeholder_ids_do_not_collapse_different_stories(workspace):
     # NaN as Python's json.dumps writes it, white space, and the placeholders CSV exports write.
-    (workspace.landing / "nan_ids.jsonl").write_bytes(jsonl(*(story(n, id=float("nan")) for n in range(6)),
-                                                            *(story(n, id="   ") for n in range(6, 12))))
+    (workspace.landing / "nan_ids.jsonl").write_bytes(
+        jsonl(*(story(n, id=float("nan")) for n in range(6)), *(story(n, id="   ") for n in range(6, 12)))
+    )
     rows = io.StringIO()
     writer = csv.DictWriter(rows, fieldnames=["id", "headline", "link", "date", "source"])
     writer.writeheader()
@@ -166,9 +182,17 @@ AMBIGUOUS = ["07:15", "Nov 2026", "2026", "2026-11", "05/11/2026", "16/11/2026",
 
 
 def test_partial_and_ambiguous_dates_are_quarantined_with_the_accepted_forms(workspace):
-    good = ["2026-11-16", "2026-11-16 07:15:00", "2026-11-16T07:15:00+01:00", "2026-11-16T06:15:00.123Z",
-            "Mon, 16 Nov 2026 07:15:00 +0000", "16 Nov 2026 07:15:00 GMT"]
-    records = [story(n, date=date) for n, date in enumerate(good)] + [story(50 + n, date=date) for n, date in enumerate(AMBIGUOUS)]
+    good = [
+        "2026-11-16",
+        "2026-11-16 07:15:00",
+        "2026-11-16T07:15:00+01:00",
+        "2026-11-16T06:15:00.123Z",
+        "Mon, 16 Nov 2026 07:15:00 +0000",
+        "16 Nov 2026 07:15:00 GMT",
+    ]
+    records = [story(n, date=date) for n, date in enumerate(good)] + [
+        story(50 + n, date=date) for n, date in enumerate(AMBIGUOUS)
+    ]
     (workspace.landing / "dates.jsonl").write_bytes(jsonl(*records))
 
     result = materialize_items(workspace)
@@ -181,9 +205,18 @@ def test_partial_and_ambiguous_dates_are_quarantined_with_the_accepted_forms(wor
 
 
 def test_a_declared_date_format_reads_day_first_dates(workspace):
-    (workspace.landing / "dates.jsonl").write_bytes(jsonl(story(1, date="16/11/2026"), story(2, date="16/11/2026 07:15"),
-                                                          story(3, date="2026-11-16"), story(4, date="11/16/2026")))
-    workspace.resources = lambda base=workspace.resources: {**base(), "landing": LandingFolder(path=str(workspace.landing), date_format="%d/%m/%Y")}
+    (workspace.landing / "dates.jsonl").write_bytes(
+        jsonl(
+            story(1, date="16/11/2026"),
+            story(2, date="16/11/2026 07:15"),
+            story(3, date="2026-11-16"),
+            story(4, date="11/16/2026"),
+        )
+    )
+    workspace.resources = lambda base=workspace.resources: {
+        **base(),
+        "landing": LandingFolder(path=str(workspace.landing), date_format="%d/%m/%Y"),
+    }
     seen = balanced(materialize_items(workspace))
     assert seen["items"] == 2  # 16/11/2026 and ISO; the time does not fit the format, and 11/16 is no day in it
     reasons = workspace.store.read("quarantine", "unassigned")["reason"]
@@ -192,10 +225,13 @@ def test_a_declared_date_format_reads_day_first_dates(workspace):
 
 # --- 7. every file that is not read is reported; .gz exports are read -------------------------------------------------
 
+
 def test_files_not_read_are_reported_and_gzip_exports_are_read(workspace):
     (workspace.landing / "day.jsonl").write_bytes(jsonl(story(1)))
     (workspace.landing / "export.jsonl.gz").write_bytes(gzip.compress(jsonl(story(2), story(3))))
-    (workspace.landing / "rows.csv.gz").write_bytes(gzip.compress(b"headline,link,date\nTram line opens,https://news.test/t,2026-11-16\n"))
+    (workspace.landing / "rows.csv.gz").write_bytes(
+        gzip.compress(b"headline,link,date\nTram line opens,https://news.test/t,2026-11-16\n")
+    )
     (workspace.landing / "notes.txt").write_text("remember to ask about the ferry\n")
     (workspace.landing / "archive.zip").write_bytes(b"PK\x03\x04")
     (workspace.landing / "broken.json.gz").write_bytes(b"\x1f\x8b\x08\x00 not gzip at all")
@@ -204,15 +240,21 @@ def test_files_not_read_are_reported_and_gzip_exports_are_read(workspace):
 
     result = materialize_items(workspace)
     seen = balanced(result)
-    assert sorted(workspace.store.read("raw_items", DAY)["headline"]) == sorted([story(1)["headline"], story(2)["headline"], story(3)["headline"],
-                                                                               "Tram line opens"])
+    assert sorted(workspace.store.read("raw_items", DAY)["headline"]) == sorted(
+        [story(1)["headline"], story(2)["headline"], story(3)["headline"], "Tram line opens"]
+    )
     assert seen["skipped_entries"] == 3
     for name in ("notes.txt", "archive.zip", "pipe.jsonl"):
         assert str(workspace.landing / name) in seen["skipped"]
         assert any(str(workspace.landing / name) in warning for warning in result.warnings)
     broken = workspace.store.read("quarantine", "unassigned").set_index("file")["reason"]
-    assert broken[str(workspace.landing / "broken.json.gz")].startswith("unreadable file: not a readable gzip file (Error -3")
-    assert broken[str(workspace.landing / "cut.csv.gz")] == "unreadable file: gzip file broke off before its end: deliver it again"
+    assert broken[str(workspace.landing / "broken.json.gz")].startswith(
+        "unreadable file: not a readable gzip file (Error -3"
+    )
+    assert (
+        broken[str(workspace.landing / "cut.csv.gz")]
+        == "unreadable file: gzip file broke off before its end: deliver it again"
+    )
 
 
 def test_a_folder_that_cannot_be_listed_is_reported(tmp_path, monkeypatch):
@@ -231,34 +273,52 @@ def test_a_folder_that_cannot_be_listed_is_reported(tmp_path, monkeypatch):
     listing = local_listing(tmp_path)
     assert [f.name for f in listing.files] == [str(tmp_path / "day.jsonl")]
     assert [(s.name, s.reason) for s in listing.skipped] == [
-        (str(tmp_path / "private"), "folder cannot be listed (Permission denied): its files were not read")]
+        (str(tmp_path / "private"), "folder cannot be listed (Permission denied): its files were not read")
+    ]
 
 
 # --- 8, 9 and the smaller ones: byte-order marks, blank lines, UTF-16, `;`, invisible headlines ------------------------
 
+
 def test_encodings_blank_lines_and_delimiters_lose_nothing_and_invent_nothing(workspace):
     (workspace.landing / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + jsonl(story(1), story(2)))
-    (workspace.landing / "blank_lines.csv").write_text("headline,link,date\n\nFerry timetable changes,https://news.test/f,2026-11-16\n\n\n"
-                                                       "Library extends hours,https://news.test/l,2026-11-16\n\n")
-    (workspace.landing / "utf16.csv").write_bytes("headline,link,date\nCafé owners protest rents,https://news.test/c,2026-11-16\n".encode("utf-16"))
-    (workspace.landing / "semicolons.csv").write_text("headline;link;date\nBridge closes for repairs;https://news.test/b;2026-11-16\n")
+    (workspace.landing / "blank_lines.csv").write_text(
+        "headline,link,date\n\nFerry timetable changes,https://news.test/f,2026-11-16\n\n\n"
+        "Library extends hours,https://news.test/l,2026-11-16\n\n"
+    )
+    (workspace.landing / "utf16.csv").write_bytes(
+        "headline,link,date\nCafé owners protest rents,https://news.test/c,2026-11-16\n".encode("utf-16")
+    )
+    (workspace.landing / "semicolons.csv").write_text(
+        "headline;link;date\nBridge closes for repairs;https://news.test/b;2026-11-16\n"
+    )
     (workspace.landing / "invisible.jsonl").write_bytes(jsonl(story(5, headline="\u200b\u200c\u2060\ufeff"), story(6)))
 
     seen = balanced(materialize_items(workspace))
     headlines = set(workspace.store.read("raw_items", DAY)["headline"])
-    assert headlines == {story(1)["headline"], story(2)["headline"], "Ferry timetable changes", "Library extends hours",
-                         "Café owners protest rents", "Bridge closes for repairs", story(6)["headline"]}
+    assert headlines == {
+        story(1)["headline"],
+        story(2)["headline"],
+        "Ferry timetable changes",
+        "Library extends hours",
+        "Café owners protest rents",
+        "Bridge closes for repairs",
+        story(6)["headline"],
+    }
     assert seen["records"] == 8  # the blank lines are no records
     quarantined = workspace.store.read("quarantine", DAY)
     assert quarantined[["position", "reason"]].values.tolist() == [
-        [1, "empty headline: it holds only invisible characters (zero-width spaces and the like)"]]
+        [1, "empty headline: it holds only invisible characters (zero-width spaces and the like)"]
+    ]
 
 
 def test_utf16_without_a_byte_order_mark_says_what_to_do(tmp_path):
     (tmp_path / "a.jsonl").write_bytes(json.dumps(story(1)).encode("utf-16-le"))
     rejects = parse.parse_landing(local_listing(tmp_path).files).rejects
-    assert rejects["reason"].tolist() == ["unreadable file: looks like UTF-16 without a byte-order mark (every other byte is NUL): "
-                                          "save the file as UTF-8, or as UTF-16 with a byte-order mark"]
+    assert rejects["reason"].tolist() == [
+        "unreadable file: looks like UTF-16 without a byte-order mark (every other byte is NUL): "
+        "save the file as UTF-8, or as UTF-16 with a byte-order mark"
+    ]
 
 
 def test_the_sample_reads_as_before():

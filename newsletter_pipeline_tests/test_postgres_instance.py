@@ -90,7 +90,8 @@ def test_a_day_materialized_and_read_back_from_postgres(prod_home, workspace):
         check_keys = [key for asset in ASSETS for key in asset.check_keys]
         assert len(check_keys) == 10
         executions = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            check_keys, partition_filter=PartitionKeyFilter(key=DAY))
+            check_keys, partition_filter=PartitionKeyFilter(key=DAY)
+        )
         assert set(executions) == set(check_keys)
         for key, execution in executions.items():
             evaluation = execution.event.dagster_event.asset_check_evaluation_data
@@ -120,7 +121,6 @@ def service(args: list[str], log: Path):
                 process.wait()
 
 
-
 def get_json(url: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -140,9 +140,11 @@ def test_liveness_probes_of_daemon_and_webserver_on_postgres(prod_home):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     daemon_log, web_log = prod_home / "daemon.log", prod_home / "webserver.log"
-    with (service(["dagster-daemon", "run", "-w", "workspace.yaml"], daemon_log) as daemon,
-          service(["dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"], web_log) as web,
-          open_instance(prod_home) as instance):
+    with (
+        service(["dagster-daemon", "run", "-w", "workspace.yaml"], daemon_log) as daemon,
+        service(["dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"], web_log) as web,
+        open_instance(prod_home) as instance,
+    ):
         deadline = time.monotonic() + 120
         info = None
         while time.monotonic() < deadline and daemon.poll() is None and web.poll() is None:
@@ -159,7 +161,9 @@ def test_liveness_probes_of_daemon_and_webserver_on_postgres(prod_home):
         live = cli("dagster-daemon", "liveness-check")
         assert (live.returncode, live.stdout.strip()) == (0, "Daemon live"), daemon_log.read_text()[-3000:]
         # The webserver reads the same heartbeats from Postgres: every daemon this instance needs is healthy.
-        statuses = get_json(f"{base}/graphql", {"query": DAEMON_HEALTH})["data"]["instance"]["daemonHealth"]["allDaemonStatuses"]
+        statuses = get_json(f"{base}/graphql", {"query": DAEMON_HEALTH})["data"]["instance"]["daemonHealth"][
+            "allDaemonStatuses"
+        ]
         required = {s["daemonType"]: s["healthy"] for s in statuses if s["required"]}
         assert {"SCHEDULER", "SENSOR", "BACKFILL", "QUEUED_RUN_COORDINATOR"} <= set(required)
         assert all(required.values()), required

@@ -38,11 +38,15 @@ def test_a_busy_huffpost_day_clusters_better_than_chance(huffpost, embedder):
     score = normalized_mutual_info_score(items["category"], result.labels)
     # The same cluster sizes dealt at random: NMI of small days is high by chance alone, so compare with that.
     rng = np.random.default_rng(0)
-    chance = np.mean([normalized_mutual_info_score(items["category"], rng.permutation(result.labels)) for _ in range(50)])
+    chance = np.mean(
+        [normalized_mutual_info_score(items["category"], rng.permutation(result.labels)) for _ in range(50)]
+    )
     assert score > chance + 0.05, (score, chance)
     assert adjusted_rand_score(items["category"], result.labels) > 0.05  # ARI is 0 for chance
     figures = quality.cluster_figures(vectors, result.labels)
-    assert all(o.passed for o in quality.judge_clusters(figures, quality.QualityThresholds()) if o.severity == quality.ERROR)
+    assert all(
+        o.passed for o in quality.judge_clusters(figures, quality.QualityThresholds()) if o.severity == quality.ERROR
+    )
     summaries = label.summarize_clusters(items, vectors, result.labels)
     assert summaries["keywords"].str.len().gt(0).all()
 

@@ -24,7 +24,7 @@ def sheet_rows(workbook) -> dict[str, list[list]]:
     book = export.read_workbook(workbook)
     assert book, f"{workbook} is missing or empty"
     at = export.INDEX_HEADER.index("updated_at")
-    book["index"] = [row if n == 0 else [*row[:at], "", *row[at + 1:]] for n, row in enumerate(book["index"])]
+    book["index"] = [row if n == 0 else [*row[:at], "", *row[at + 1 :]] for n, row in enumerate(book["index"])]
     return book
 
 
@@ -89,8 +89,13 @@ def pg_tool(name: str, server: postgres.Server, *args: str) -> None:
     if binary is None:
         postgres.unavailable(f"{name} is not installed (Debian's postgresql-client)")
     env = {**os.environ, "PGPASSWORD": server.password}
-    done = subprocess.run([binary, "-h", server.host, "-p", str(server.port), "-U", server.user, *args],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [binary, "-h", server.host, "-p", str(server.port), "-U", server.user, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, f"{name} failed: {done.stderr[-2000:]}"
 
 
@@ -111,9 +116,12 @@ def test_the_instance_database_comes_back_from_pg_dump(workspace, tmp_path, monk
         monkeypatch.setenv("DAGSTER_PG_DB", restored)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             run = instance.get_run_by_id(run_id)
-            assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == DAY
+            assert (
+                run is not None and run.status == dg.DagsterRunStatus.SUCCESS and run.tags["dagster/partition"] == DAY
+            )
             assert instance.get_materialized_partitions(dg.AssetKey("sheet_export")) == {DAY}
             checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-                [dg.AssetCheckKey(dg.AssetKey("clusters"), "noise_share")])
+                [dg.AssetCheckKey(dg.AssetKey("clusters"), "noise_share")]
+            )
             assert [execution.run_id for execution in checks.values()] == [run_id]
             assert {p.name: p.limit for p in instance.event_log_storage.get_pool_limits()}["gpu"] == 2

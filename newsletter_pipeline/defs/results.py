@@ -12,7 +12,13 @@ from newsletter_pipeline.defs.checks import CHECKS
 from newsletter_pipeline.stages.quality import ERROR, WARN, Outcome
 
 
-def report(context: dg.AssetExecutionContext, asset: str, per_day: dict[str, dict], outcomes: dict[str, list[Outcome]] | None = None, **run_metadata):
+def report(
+    context: dg.AssetExecutionContext,
+    asset: str,
+    per_day: dict[str, dict],
+    outcomes: dict[str, list[Outcome]] | None = None,
+    **run_metadata,
+):
     """Yield the materialization and check results of `asset`; log per-day events on range runs."""
     key = dg.AssetKey(asset)
     if len(per_day) == 1:
@@ -22,12 +28,23 @@ def report(context: dg.AssetExecutionContext, asset: str, per_day: dict[str, dic
         for day, metadata in per_day.items():
             context.log_event(dg.AssetObservation(asset_key=key, partition=day, metadata=metadata))
     for name in CHECKS.get(asset, {}):
-        by_day = {day: next(o for o in day_outcomes if o.check == name) for day, day_outcomes in (outcomes or {}).items()}
+        by_day = {
+            day: next(o for o in day_outcomes if o.check == name) for day, day_outcomes in (outcomes or {}).items()
+        }
         if len(by_day) > 1:
             for day, outcome in by_day.items():
-                context.log_event(dg.AssetCheckEvaluation(
-                    asset_key=key, check_name=name, passed=outcome.passed, severity=dg.AssetCheckSeverity(outcome.severity),
-                    description=f"{day}: {outcome.description}", metadata=_clean(outcome.metadata), blocking=True, partition=day))
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=key,
+                        check_name=name,
+                        passed=outcome.passed,
+                        severity=dg.AssetCheckSeverity(outcome.severity),
+                        description=f"{day}: {outcome.description}",
+                        metadata=_clean(outcome.metadata),
+                        blocking=True,
+                        partition=day,
+                    )
+                )
         yield _combined(asset, name, by_day)
 
 
@@ -36,14 +53,24 @@ def _combined(asset: str, name: str, by_day: dict[str, Outcome]) -> dg.AssetChec
     failed = {day: o for day, o in by_day.items() if not o.passed}
     severity = ERROR if any(o.severity == ERROR for o in (failed or by_day).values()) else WARN
     if len(by_day) == 1:
-        (day, outcome), = by_day.items()
+        ((day, outcome),) = by_day.items()
         description, metadata = f"{day}: {outcome.description}", {"day": day, **outcome.metadata}
     else:
-        description = "; ".join(f"{d}: {o.description}" for d, o in failed.items()) or f"passed on all {len(by_day)} days"
-        table = "| day | passed | figure |\n|---|---|---|\n" + "\n".join(f"| {d} | {o.passed} | {o.description} |" for d, o in by_day.items())
+        description = (
+            "; ".join(f"{d}: {o.description}" for d, o in failed.items()) or f"passed on all {len(by_day)} days"
+        )
+        table = "| day | passed | figure |\n|---|---|---|\n" + "\n".join(
+            f"| {d} | {o.passed} | {o.description} |" for d, o in by_day.items()
+        )
         metadata = {"days": len(by_day), "failed_days": ", ".join(failed), "per_day": dg.MetadataValue.md(table)}
-    return dg.AssetCheckResult(check_name=name, asset_key=asset, passed=not failed, severity=dg.AssetCheckSeverity(severity),
-                               description=description, metadata=_clean(metadata))
+    return dg.AssetCheckResult(
+        check_name=name,
+        asset_key=asset,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity(severity),
+        description=description,
+        metadata=_clean(metadata),
+    )
 
 
 def _clean(metadata: dict) -> dict:
@@ -52,7 +79,16 @@ def _clean(metadata: dict) -> dict:
 
 def _range_summary(per_day: dict[str, dict]) -> dict:
     """Totals of a range run: the days, and a row per day of every numeric figure."""
-    columns = sorted({k for m in per_day.values() for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    columns = sorted(
+        {k for m in per_day.values() for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    )
     table = "| day | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns) + "\n"
-    table += "\n".join(f"| {day} | " + " | ".join(str(m.get(c, "")) for c in columns) + " |" for day, m in per_day.items())
-    return {"days": len(per_day), "first_day": min(per_day), "last_day": max(per_day), "per_day": dg.MetadataValue.md(table)}
+    table += "\n".join(
+        f"| {day} | " + " | ".join(str(m.get(c, "")) for c in columns) + " |" for day, m in per_day.items()
+    )
+    return {
+        "days": len(per_day),
+        "first_day": min(per_day),
+        "last_day": max(per_day),
+        "per_day": dg.MetadataValue.md(table),
+    }

@@ -54,4 +54,6 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) 
     requests = [dg.RunRequest(partition_key=day, run_key=f"{day}:{digest}") for day in sorted(days & valid)]
     if pending:
         context.log.info(f"not yet a partition, requested once it is: {', '.join(pending)}")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps({"files": current, "pending": pending}, sort_keys=True))
+    return dg.SensorResult(
+        run_requests=requests, cursor=json.dumps({"files": current, "pending": pending}, sort_keys=True)
+    )

@@ -159,7 +159,10 @@ def _hdbscan(embeddings: np.ndarray, coords: np.ndarray, params: ClusterParams, 
         import hdbscan
 
         model = hdbscan.HDBSCAN(**settings).fit(coords)
-    labels, probabilities = np.asarray(model.labels_).astype(np.int64), np.asarray(model.probabilities_).astype(np.float32)
+    labels, probabilities = (
+        np.asarray(model.labels_).astype(np.int64),
+        np.asarray(model.probabilities_).astype(np.float32),
+    )
     settings = {
         "library": "cuml" if gpu else "hdbscan",
         "min_cluster_size": min_cluster_size,
@@ -198,7 +201,13 @@ def _agglomerative(embeddings: np.ndarray, params: ClusterParams) -> Clustering:
     return Clustering(labels, (labels != NOISE).astype(np.float32), "agglomerative", settings)
 
 
-def cluster_items(embeddings: np.ndarray, coords: np.ndarray, reduction_method: str, params: ClusterParams | None = None, gpu: bool = False) -> Clustering:
+def cluster_items(
+    embeddings: np.ndarray,
+    coords: np.ndarray,
+    reduction_method: str,
+    params: ClusterParams | None = None,
+    gpu: bool = False,
+) -> Clustering:
     """HDBSCAN on UMAP coordinates plus the merge and assign stage; after the small-day reduction, agglomerative on the embeddings.
 
     `gpu` runs cuML's HDBSCAN (stages/gpu.py decides when); the second stage is numpy either way."""

@@ -8,11 +8,40 @@ DUPLICATE_COLUMNS = ["item_id", "duplicate_of", "day", "reason", "origin"]
 
 # Query parameters that only say who clicked or which campaign sent the reader (besides utm_*): not part of the
 # link. One set for every source, so the same story from an email and from a feed has the same link.
-TRACKING_PARAMS = frozenset({
-    "mc_cid", "mc_eid", "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "twclid", "ttclid",
-    "_hsenc", "_hsmi", "mkt_tok", "vero_id", "vero_conv", "oly_anon_id", "oly_enc_id", "rb_clickid", "s_cid",
-    "ck_subscriber_id", "_ga", "_gl", "ml_subscriber", "ml_subscriber_hash", "sc_cid", "cmpid", "ncid",
-})
+TRACKING_PARAMS = frozenset(
+    {
+        "mc_cid",
+        "mc_eid",
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "igshid",
+        "twclid",
+        "ttclid",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "vero_id",
+        "vero_conv",
+        "oly_anon_id",
+        "oly_enc_id",
+        "rb_clickid",
+        "s_cid",
+        "ck_subscriber_id",
+        "_ga",
+        "_gl",
+        "ml_subscriber",
+        "ml_subscriber_hash",
+        "sc_cid",
+        "cmpid",
+        "ncid",
+    }
+)
+
 
 def normalize_link(link: str) -> str:
     """A link's identity: lower-case scheme and host, no tracking parameters, fragment or trailing slash."""
@@ -25,9 +54,16 @@ def normalize_link(link: str) -> str:
         scheme, rest = "https", base
     host, slash, path = rest.partition("/")
     if query:
-        query = urlencode(sorted((k, v) for k, v in parse_qsl(query, keep_blank_values=True)
-                                 if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS))
-    return f"{scheme.lower()}://{host.lower().removeprefix('www.')}{(slash + path).rstrip('/')}" + (f"?{query}" if query else "")
+        query = urlencode(
+            sorted(
+                (k, v)
+                for k, v in parse_qsl(query, keep_blank_values=True)
+                if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS
+            )
+        )
+    return f"{scheme.lower()}://{host.lower().removeprefix('www.')}{(slash + path).rstrip('/')}" + (
+        f"?{query}" if query else ""
+    )
 
 
 def find_duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
@@ -56,5 +92,7 @@ def find_duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
             keep.append(True)
         else:
             keep.append(False)
-            rows.append({"item_id": item_id, "duplicate_of": owner[1], "day": day, "reason": owner[0], "origin": origin})
+            rows.append(
+                {"item_id": item_id, "duplicate_of": owner[1], "day": day, "reason": owner[0], "origin": origin}
+            )
     return pd.Series(keep, index=items.index, dtype=bool), pd.DataFrame(rows, columns=DUPLICATE_COLUMNS)

@@ -54,8 +54,10 @@ def folder_digest(folder: str) -> str:
     """A hash of a model folder's file names and contents (~0.1 s for all-MiniLM-L6-v2's 90 MB); read again only
     when a file's size or modification time changed."""
     root = Path(folder)
-    files = tuple((path.relative_to(root).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
-                  for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _IGNORED_FILES))
+    files = tuple(
+        (path.relative_to(root).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _IGNORED_FILES)
+    )
     return _contents_digest(folder, files)
 
 
@@ -76,7 +78,9 @@ def weights_id(model: str) -> str:
     return folder_digest(str(path.resolve())) if path.is_dir() else model
 
 
-def load_model(model: str = DEFAULT_MODEL, device: str = "auto", *, allow_download: bool = False, fp16_on_cuda: bool = True) -> SentenceTransformer:
+def load_model(
+    model: str = DEFAULT_MODEL, device: str = "auto", *, allow_download: bool = False, fp16_on_cuda: bool = True
+) -> SentenceTransformer:
     """Load a model offline unless downloads are allowed; float16 on CUDA halves memory and time."""
     from sentence_transformers import SentenceTransformer
 
@@ -98,7 +102,9 @@ def embed_texts(model: SentenceTransformer, texts: list[str], batch_size: int = 
     dimension = model.get_embedding_dimension()
     if not texts:
         return np.zeros((0, dimension), dtype=np.float32)
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    vectors = model.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
@@ -142,15 +148,24 @@ def variant_name(backend: str, device: str = "auto", fp16_on_cuda: bool = True) 
     return "torch-fp16" if fp16_on_cuda and device != "cpu" and resolve_device(device) == "cuda" else "torch-fp32"
 
 
-def load_encoder(model: str = DEFAULT_MODEL, device: str = "auto", backend: str = "torch", *, model_cache_dir: str = "data/cache/models",
-                 allow_download: bool = False, fp16_on_cuda: bool = True) -> Encoder:
+def load_encoder(
+    model: str = DEFAULT_MODEL,
+    device: str = "auto",
+    backend: str = "torch",
+    *,
+    model_cache_dir: str = "data/cache/models",
+    allow_download: bool = False,
+    fp16_on_cuda: bool = True,
+) -> Encoder:
     """The configured encoder. OpenVINO runs on the CPU from a model exported once into `model_cache_dir`."""
     if backend not in BACKENDS:
         raise ValueError(f"embedding backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend == "torch":
         return TorchEncoder(load_model(model, device, allow_download=allow_download, fp16_on_cuda=fp16_on_cuda))
     if device == "cuda":
-        raise ValueError(f"backend {backend!r} runs on the CPU; set device to 'auto' or 'cpu', or the backend to 'torch' for CUDA")
+        raise ValueError(
+            f"backend {backend!r} runs on the CPU; set device to 'auto' or 'cpu', or the backend to 'torch' for CUDA"
+        )
     from newsletter_pipeline.stages import embed_openvino
 
     return embed_openvino.openvino_encoder(resolve_model_path(model), model_cache_dir, int8=backend == "openvino-int8")

@@ -100,23 +100,39 @@ class EmbeddingCache:
         # Then the other days, newest first (recent stories repeat most), their key columns read READ_AHEAD at a time
         # in parallel: on S3 a year of segments waits on 23 rounds of reads instead of 365 in a row.
         others = [day for day in reversed(stored) if day not in set(own)]
-        batches = [own[i : i + 1] for i in range(len(own))] + [others[i : i + READ_AHEAD] for i in range(0, len(others), READ_AHEAD)]
+        batches = [own[i : i + 1] for i in range(len(own))] + [
+            others[i : i + READ_AHEAD] for i in range(0, len(others), READ_AHEAD)
+        ]
         read = 0
         with ThreadPoolExecutor(max_workers=READ_AHEAD) as pool:
             for batch in batches:
                 if not wanted:
                     break
-                for day, keys_only in zip(batch, pool.map(lambda d: self.store.read_arrow(self.table, d, ["key"]), batch)):
+                for day, keys_only in zip(
+                    batch, pool.map(lambda d: self.store.read_arrow(self.table, d, ["key"]), batch)
+                ):
                     read += 1
-                    if not wanted or not self._readable(keys_only) or not pc.any(pc.is_in(keys_only.column("key"), value_set=_key_array(wanted))).as_py():
+                    if (
+                        not wanted
+                        or not self._readable(keys_only)
+                        or not pc.any(pc.is_in(keys_only.column("key"), value_set=_key_array(wanted))).as_py()
+                    ):
                         continue
                     # Keys and vectors from one read, so a segment rewritten meanwhile cannot pair a key with another's vector.
                     segment = self.store.read_arrow(self.table, day, ["key", "embedding"])
                     if not self._readable(segment):
                         continue
                     segment_keys = segment.column("key")
-                    rows = np.flatnonzero(pc.is_in(segment_keys, value_set=_key_array(wanted)).to_numpy(zero_copy_only=False))
-                    matrix = segment.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(-1, self.dimension)
+                    rows = np.flatnonzero(
+                        pc.is_in(segment_keys, value_set=_key_array(wanted)).to_numpy(zero_copy_only=False)
+                    )
+                    matrix = (
+                        segment.column("embedding")
+                        .combine_chunks()
+                        .flatten()
+                        .to_numpy(zero_copy_only=False)
+                        .reshape(-1, self.dimension)
+                    )
                     if vectors is None:
                         vectors = np.zeros((len(keys), self.dimension), dtype=np.float32)
                     for row, key in zip(rows, segment_keys.take(pa.array(rows)).to_pylist()):
@@ -145,12 +161,19 @@ class EmbeddingCache:
             if self._readable(existing) and set(existing.column("key").to_pylist()) == set(unique):
                 return False
         rows = list(unique.values())
-        table = pa.table({"key": pa.array(list(unique), pa.binary(KEY_BYTES)), "embedding": vectors_to_arrow_column(vectors[rows].reshape(len(rows), self.dimension))})
+        table = pa.table(
+            {
+                "key": pa.array(list(unique), pa.binary(KEY_BYTES)),
+                "embedding": vectors_to_arrow_column(vectors[rows].reshape(len(rows), self.dimension)),
+            }
+        )
         self.store.write(self.table, day, table, metadata=self._metadata())
         return True
 
 
-def embed_with_cache(cache: EmbeddingCache | None, texts: list[str], days: list[str], encode) -> tuple[np.ndarray, dict]:
+def embed_with_cache(
+    cache: EmbeddingCache | None, texts: list[str], days: list[str], encode
+) -> tuple[np.ndarray, dict]:
     """Vectors for `texts` (unit-length float32), calling `encode(list_of_texts)` only for texts the cache lacks.
 
     Each distinct missing text is encoded once, however many days or items share it; when every text is
@@ -169,10 +192,16 @@ def embed_with_cache(cache: EmbeddingCache | None, texts: list[str], days: list[
         fresh = encode([texts[positions[0]] for positions in missing.values()])
         if vectors.shape[1] != fresh.shape[1]:
             if found.hits:
-                raise ValueError(f"the embedding cache {cache.table} holds vectors of dimension {vectors.shape[1]} but the model gives "
-                                 f"{fresh.shape[1]}: the model changed under the same name; delete that folder")
+                raise ValueError(
+                    f"the embedding cache {cache.table} holds vectors of dimension {vectors.shape[1]} but the model gives "
+                    f"{fresh.shape[1]}: the model changed under the same name; delete that folder"
+                )
             vectors = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)  # nothing was found: no vectors to keep
         for row, positions in enumerate(missing.values()):
             vectors[positions] = fresh[row]
-    return vectors, {"cache_hits": found.hits, "cache_misses": len(texts) - found.hits, "texts_encoded": len(missing),
-                     "cache_segments_read": found.segments_read}
+    return vectors, {
+        "cache_hits": found.hits,
+        "cache_misses": len(texts) - found.hits,
+        "texts_encoded": len(missing),
+        "cache_segments_read": found.segments_read,
+    }

@@ -62,7 +62,11 @@ def export_model(model_path: str, cache_dir: str | Path, *, int8: bool = False) 
 def fingerprint(model_dir: Path, int8: bool = False) -> str:
     """A hash of the model's file contents (sha256: ~0.1 s for all-MiniLM-L6-v2's 90 MB), the export tools' versions and the variant."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"format": EXPORT_FORMAT, "variant": _variant(int8), **_tool_versions(int8)}, sort_keys=True).encode())
+    digest.update(
+        json.dumps(
+            {"format": EXPORT_FORMAT, "variant": _variant(int8), **_tool_versions(int8)}, sort_keys=True
+        ).encode()
+    )
     digest.update(folder_digest(str(model_dir.resolve())).encode())
     if int8:
         digest.update("\0".join(CALIBRATION_TEXTS).encode())
@@ -124,7 +128,9 @@ def _convert(model_dir: Path, out: Path, int8: bool) -> None:
             self.transformer = transformer
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            tokens = self.transformer(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            tokens = self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
             mean = (tokens * mask).sum(1) / torch.clamp(mask.sum(1), min=1e-9)
             return torch.nn.functional.normalize(mean, p=2, dim=1)
@@ -140,9 +146,12 @@ def _convert(model_dir: Path, out: Path, int8: bool) -> None:
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=st.max_seq_length)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*LeafSpec", FutureWarning)  # torch's own internals, nothing to act on
-        program = torch.export.export(SentenceEmbedding(st[0].auto_model).eval(), (),
-                                      kwargs={name: torch.from_numpy(example[name]) for name in INPUT_NAMES},
-                                      dynamic_shapes={name: {0: batch, 1: length} for name in INPUT_NAMES})
+        program = torch.export.export(
+            SentenceEmbedding(st[0].auto_model).eval(),
+            (),
+            kwargs={name: torch.from_numpy(example[name]) for name in INPUT_NAMES},
+            dynamic_shapes={name: {0: batch, 1: length} for name in INPUT_NAMES},
+        )
         model = ov.convert_model(program)
     # Batch and sequence length stay dynamic ([?,?]); name the ports for whoever reads the IR.
     for port, name in zip(model.inputs, INPUT_NAMES, strict=True):
@@ -169,7 +178,9 @@ def _check_supported(st) -> None:
     """Transformer -> mean Pooling (-> Normalize): the layout the exported graph reproduces."""
     names = [type(module).__name__ for module in st]
     if names[:2] != ["Transformer", "Pooling"] or names[2:] not in ([], ["Normalize"]) or st[1].pooling_mode != "mean":
-        raise NotImplementedError(f"OpenVINO export handles Transformer + mean Pooling (+ Normalize) models; this one is {names}")
+        raise NotImplementedError(
+            f"OpenVINO export handles Transformer + mean Pooling (+ Normalize) models; this one is {names}"
+        )
 
 
 def _fixed_tokenizer(tokenizer, max_seq_length: int):
@@ -180,8 +191,12 @@ def _fixed_tokenizer(tokenizer, max_seq_length: int):
 
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend.enable_truncation(max_length=max_seq_length, strategy="longest_first", direction=tokenizer.truncation_side)
-    backend.enable_padding(direction=tokenizer.padding_side, pad_id=tokenizer.pad_token_id, pad_type_id=tokenizer.pad_token_type_id,
-                           pad_token=tokenizer.pad_token)
+    backend.enable_padding(
+        direction=tokenizer.padding_side,
+        pad_id=tokenizer.pad_token_id,
+        pad_type_id=tokenizer.pad_token_type_id,
+        pad_token=tokenizer.pad_token,
+    )
     return backend
 
 
@@ -204,10 +219,18 @@ def _quantize(model, tokenizer):
     dataset = nncf.Dataset([_features(tokenizer, [text]) for text in CALIBRATION_TEXTS])
     # The feed-forward down-projections (the MatMuls fed by GELU) stay in float: quantised, their wide inputs cost the most
     # accuracy (min cosine 0.983 instead of 0.995 on 2,000 HuffPost items); keeping them gives up ~40% of the speed-up.
-    down = [op.get_friendly_name() for op in model.get_ops()
-            if op.get_type_name() == "MatMul" and op.input_value(0).get_node().get_type_name() == "Gelu"]
-    return nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER, subset_size=len(CALIBRATION_TEXTS),
-                         ignored_scope=nncf.IgnoredScope(names=down))
+    down = [
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if op.get_type_name() == "MatMul" and op.input_value(0).get_node().get_type_name() == "Gelu"
+    ]
+    return nncf.quantize(
+        model,
+        dataset,
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(CALIBRATION_TEXTS),
+        ignored_scope=nncf.IgnoredScope(names=down),
+    )
 
 
 class OpenVinoEncoder:
@@ -226,8 +249,12 @@ class OpenVinoEncoder:
         self._tokenizer = Tokenizer.from_file(str(self.model_dir / TOKENIZER_JSON))
         # THROUGHPUT: one stream per core, each running its own batch; on 2 cores 10-25% faster than LATENCY's one stream
         # on both. The CPU plugin picks the inference precision: bfloat16 where the CPU has it (cosine 0.99997), else f32.
-        self._compiled = ov.Core().compile_model(str(self.model_dir / MODEL_XML), "CPU", {"PERFORMANCE_HINT": performance_hint, **(config or {})})
-        self._queue = ov.AsyncInferQueue(self._compiled, self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._compiled = ov.Core().compile_model(
+            str(self.model_dir / MODEL_XML), "CPU", {"PERFORMANCE_HINT": performance_hint, **(config or {})}
+        )
+        self._queue = ov.AsyncInferQueue(
+            self._compiled, self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+        )
         self._queue.set_callback(self._store)
         self._lock = threading.Lock()  # the queue is not meant to be fed from several threads at once
 

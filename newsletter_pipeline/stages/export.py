@@ -35,12 +35,48 @@ LAYOUT_VERSION = 3
 # `clusters`, so a reader that takes v2's columns by position still finds them.
 SHEET_STORY_COLUMNS = ["story_id", "first_seen", "days_active", "trend"]
 TABS = {
-    "clusters": ["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links", *SHEET_STORY_COLUMNS],
-    "items": ["day", "item_id", "source_id", "cluster_id", "cluster_label", "probability", "published_at", "source", "headline", "link"],
+    "clusters": [
+        "day",
+        "cluster_id",
+        "label",
+        "title",
+        "keywords",
+        "size",
+        "n_sources",
+        "sources",
+        "top_headlines",
+        "top_links",
+        *SHEET_STORY_COLUMNS,
+    ],
+    "items": [
+        "day",
+        "item_id",
+        "source_id",
+        "cluster_id",
+        "cluster_label",
+        "probability",
+        "published_at",
+        "source",
+        "headline",
+        "link",
+    ],
 }
 # Header rows of earlier layouts that an export upgrades in place: each column is kept by name, new ones are blank.
 PREVIOUS_HEADERS = {
-    "clusters": [["day", "cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links"]],  # v2
+    "clusters": [
+        [
+            "day",
+            "cluster_id",
+            "label",
+            "title",
+            "keywords",
+            "size",
+            "n_sources",
+            "sources",
+            "top_headlines",
+            "top_links",
+        ]
+    ],  # v2
 }
 INDEX_TAB = "index"
 # One row per month tab: which month and kind, its data rows, distinct days, first and last day, when it was last
@@ -91,8 +127,13 @@ def header_of(title: str) -> list[str]:
     return TABS[match["kind"]]
 
 
-def sheet_tables(day: str, items: pd.DataFrame, assignments: pd.DataFrame, summaries: pd.DataFrame,
-                 stories: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+def sheet_tables(
+    day: str,
+    items: pd.DataFrame,
+    assignments: pd.DataFrame,
+    summaries: pd.DataFrame,
+    stories: pd.DataFrame | None = None,
+) -> dict[str, pd.DataFrame]:
     """The day's rows for each tab, in the contract's column order.
 
     `stories` (the day's `stories` table: cluster_id, size and the story columns) fills the story columns; without
@@ -101,14 +142,27 @@ def sheet_tables(day: str, items: pd.DataFrame, assignments: pd.DataFrame, summa
     if stories is None:
         clusters = clusters.assign(**{column: None for column in SHEET_STORY_COLUMNS})
     else:
-        clusters = clusters.merge(stories[["cluster_id", "size", *SHEET_STORY_COLUMNS]], on="cluster_id", how="left", suffixes=("", "_story"),
-                                  validate="one_to_one")
-        if len(stories) != len(summaries) or clusters["story_id"].isna().any() or (clusters["size"] != clusters["size_story"]).any():
-            raise ValueError(f"the stories of {day} do not match its clusters (cluster ids or sizes differ): they were made from "
-                             f"an earlier clustering; re-materialize stories for {day}")
+        clusters = clusters.merge(
+            stories[["cluster_id", "size", *SHEET_STORY_COLUMNS]],
+            on="cluster_id",
+            how="left",
+            suffixes=("", "_story"),
+            validate="one_to_one",
+        )
+        if (
+            len(stories) != len(summaries)
+            or clusters["story_id"].isna().any()
+            or (clusters["size"] != clusters["size_story"]).any()
+        ):
+            raise ValueError(
+                f"the stories of {day} do not match its clusters (cluster ids or sizes differ): they were made from "
+                f"an earlier clustering; re-materialize stories for {day}"
+            )
     clusters = clusters[TABS["clusters"]]
     labels = dict(zip(summaries["cluster_id"], summaries["label"], strict=True))
-    joined = items.merge(assignments[["item_id", "cluster_id", "probability"]], on="item_id", how="left", validate="one_to_one")
+    joined = items.merge(
+        assignments[["item_id", "cluster_id", "probability"]], on="item_id", how="left", validate="one_to_one"
+    )
     joined = joined.assign(
         day=day,
         cluster_label=[labels.get(c, NOISE_LABEL) if c != NOISE else NOISE_LABEL for c in joined["cluster_id"]],
@@ -152,7 +206,9 @@ def table_rows(table: pd.DataFrame) -> list[list]:
     return [[_cell(v) for v in row] for row in table.itertuples(index=False, name=None)]
 
 
-def replace_day(existing: list[list], header: list[str], day: str, new_rows: list[list], tab: str | None = None) -> list[list]:
+def replace_day(
+    existing: list[list], header: list[str], day: str, new_rows: list[list], tab: str | None = None
+) -> list[list]:
     """Header, then every other day's rows as they were, then this day's rows; days in order.
 
     The first column is the key: `day` in a month tab, `month` in the index. A row repeated whole is kept once:
@@ -181,11 +237,15 @@ def upgraded(rows: list[list], header: list[str], tab: str | None = None) -> lis
         # A Sheets row leaves out its trailing empty cells, so a column may lie past the row's end.
         return [header, *([row[at[c]] if at.get(c, len(row)) < len(row) else "" for c in header] for row in rows[1:])]
     where = f"tab {tab!r}: " if tab else ""
-    raise ValueError(f"{where}header row {rows[0]} differs from the layout v{LAYOUT_VERSION} header {header}; "
-                     "move the old tab aside or migrate it before exporting")
+    raise ValueError(
+        f"{where}header row {rows[0]} differs from the layout v{LAYOUT_VERSION} header {header}; "
+        "move the old tab aside or migrate it before exporting"
+    )
 
 
-def day_rows(existing: dict[str, list[list]], day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None) -> dict[str, list[list]]:
+def day_rows(
+    existing: dict[str, list[list]], day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None
+) -> dict[str, list[list]]:
     """Every row, header first, of the tabs that writing `day` changes: its month's tabs, then the index.
 
     `existing` holds the current rows of those tabs (a missing tab is empty); other months are untouched."""
@@ -197,7 +257,19 @@ def day_rows(existing: dict[str, list[list]], day: str, tables: dict[str, pd.Dat
         rows = replace_day(existing.get(title, []), header, day, table_rows(tables[kind]), tab=title)
         tabs[title] = rows
         days = sorted({str(row[0]) for row in rows[1:]})
-        listed.append([month, kind, title, len(rows) - 1, len(days), days[0] if days else "", days[-1] if days else "", stamp, LAYOUT_VERSION])
+        listed.append(
+            [
+                month,
+                kind,
+                title,
+                len(rows) - 1,
+                len(days),
+                days[0] if days else "",
+                days[-1] if days else "",
+                stamp,
+                LAYOUT_VERSION,
+            ]
+        )
     tabs[INDEX_TAB] = replace_day(existing.get(INDEX_TAB, []), INDEX_HEADER, month, listed, tab=INDEX_TAB)
     return tabs
 
@@ -248,12 +320,17 @@ def read_workbook(path: Path) -> dict[str, list[list]]:
         book = load_workbook(path, read_only=True)
         try:
             # In read-only mode each tab's XML is parsed here, as it is iterated: inside the same guard.
-            return {sheet.title: [["" if v is None else v for v in row] for row in sheet.iter_rows(values_only=True)] for sheet in book}
+            return {
+                sheet.title: [["" if v is None else v for v in row] for row in sheet.iter_rows(values_only=True)]
+                for sheet in book
+            }
         finally:
             book.close()
     except OSError:
         raise  # permissions, a full disk: not the file's content; the message names the file already
-    except Exception as e:  # BadZipFile, ParseError, KeyError (a part missing), InvalidFileException, openpyxl's ValueErrors...
+    except (
+        Exception
+    ) as e:  # BadZipFile, ParseError, KeyError (a part missing), InvalidFileException, openpyxl's ValueErrors...
         failure = f"{type(e).__name__}: {e}"
         raise UnreadableWorkbook(
             f"the workbook {path} cannot be read ({failure[:300]}): it is damaged, or not an .xlsx workbook. It was left as it "
@@ -277,7 +354,9 @@ def remove_leftovers(path: Path) -> list[Path]:
     Only names write_workbook's mkstemp makes for this workbook: `.<name>.<random>.tmp`, the random part without a
     dot, so another workbook's (`.<name>.x.<random>.tmp`) never matches. Call it under `_locked`: the lock is held
     for the whole of a save, so no such file belongs to an export in progress."""
-    pattern = re.compile(re.escape(_temporary_prefix(path)) + r"[a-z0-9_]+" + re.escape(_TEMPORARY_SUFFIX))  # mkstemp's alphabet
+    pattern = re.compile(
+        re.escape(_temporary_prefix(path)) + r"[a-z0-9_]+" + re.escape(_TEMPORARY_SUFFIX)
+    )  # mkstemp's alphabet
     removed = []
     for candidate in path.parent.iterdir():
         if pattern.fullmatch(candidate.name) and candidate.is_file() and not candidate.is_symlink():
@@ -287,7 +366,9 @@ def remove_leftovers(path: Path) -> list[Path]:
     return removed
 
 
-def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None) -> dict[str, int]:
+def write_workbook(
+    path: Path, day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None
+) -> dict[str, int]:
     """Replace the day's rows in its month's tabs of a local .xlsx workbook and update the index; returns the
     data rows of each of the day's month tabs after the write. Tabs outside the layout are kept as they are."""
     from openpyxl import Workbook
@@ -327,8 +408,15 @@ class SheetsFull(ValueError):
     """Writing the day would take the spreadsheet past Google's cell limit."""
 
 
-def write_google_sheet(spreadsheet: gspread.Spreadsheet, day: str, tables: dict[str, pd.DataFrame], *, now: datetime | None = None,
-                       max_request_bytes: int | None = None, max_cells: int = MAX_CELLS) -> dict[str, int]:
+def write_google_sheet(
+    spreadsheet: gspread.Spreadsheet,
+    day: str,
+    tables: dict[str, pd.DataFrame],
+    *,
+    now: datetime | None = None,
+    max_request_bytes: int | None = None,
+    max_cells: int = MAX_CELLS,
+) -> dict[str, int]:
     """Replace the day's rows in its month's tabs of a Google spreadsheet and update the index; returns the data
     rows of each of the day's month tabs after the write.
 
@@ -358,7 +446,17 @@ def write_google_sheet(spreadsheet: gspread.Spreadsheet, day: str, tables: dict[
             at = _insert_at(titles, t)
             titles.insert(at, t)
             sizes[t] = (None, len(rows[t]), widths[t])
-            requests_.append({"addSheet": {"properties": {"title": t, "index": at, "gridProperties": {"rowCount": len(rows[t]), "columnCount": widths[t]}}}})
+            requests_.append(
+                {
+                    "addSheet": {
+                        "properties": {
+                            "title": t,
+                            "index": at,
+                            "gridProperties": {"rowCount": len(rows[t]), "columnCount": widths[t]},
+                        }
+                    }
+                }
+            )
         for t in (t for t in wanted if t in grids):
             sheet_id, n_rows, n_cols = grids[t]
             grown = (max(n_rows, len(rows[t])), max(n_cols, widths[t]))
@@ -367,12 +465,19 @@ def write_google_sheet(spreadsheet: gspread.Spreadsheet, day: str, tables: dict[
                 requests_.append(_resize(sheet_id, *grown))
         cells = sum(r * c for _, r, c in sizes.values())
         if cells > max_cells:
-            raise SheetsFull(f"writing {day} would take the spreadsheet to {cells:,} cells, over Google's limit of {max_cells:,}; "
-                             f"nothing was written. Start a new spreadsheet for {month} onwards and set NEWSLETTER_SPREADSHEET_KEY "
-                             "to its key (docs/sheets.md, 'The 10-million-cell limit')")
+            raise SheetsFull(
+                f"writing {day} would take the spreadsheet to {cells:,} cells, over Google's limit of {max_cells:,}; "
+                f"nothing was written. Start a new spreadsheet for {month} onwards and set NEWSLETTER_SPREADSHEET_KEY "
+                "to its key (docs/sheets.md, 'The 10-million-cell limit')"
+            )
         if cells > 0.8 * max_cells:
-            log.warning("the spreadsheet holds %s cells after writing %s, %.0f%% of Google's limit: plan a new spreadsheet "
-                        "(docs/sheets.md)", f"{cells:,}", day, 100 * cells / max_cells)
+            log.warning(
+                "the spreadsheet holds %s cells after writing %s, %.0f%% of Google's limit: plan a new spreadsheet "
+                "(docs/sheets.md)",
+                f"{cells:,}",
+                day,
+                100 * cells / max_cells,
+            )
         if not requests_:
             break
         try:
@@ -405,18 +510,30 @@ def write_google_sheet(spreadsheet: gspread.Spreadsheet, day: str, tables: dict[
                 spreadsheet.values_batch_update(body)
             except api.SheetsUnavailable as e:
                 done = wanted[: wanted.index(t)]
-                state = (f"tab {t!r} may hold a mix of {day}'s old and new rows (request {n + 1} of {len(bodies)}); every other day's "
-                         "rows are still there, and a copy of one is dropped by the next export" if n else f"tab {t!r} was not changed")
-                state += f"; {', '.join(map(repr, done))} already {'holds' if len(done) == 1 else 'hold'} {day}'s new rows" if done else ""
+                state = (
+                    f"tab {t!r} may hold a mix of {day}'s old and new rows (request {n + 1} of {len(bodies)}); every other day's "
+                    "rows are still there, and a copy of one is dropped by the next export"
+                    if n
+                    else f"tab {t!r} was not changed"
+                )
+                state += (
+                    f"; {', '.join(map(repr, done))} already {'holds' if len(done) == 1 else 'hold'} {day}'s new rows"
+                    if done
+                    else ""
+                )
                 raise e.with_advice(f"{state}. Re-run {day}") from e.__cause__
 
     # Shrink, once everything is written.
-    shrink = [_resize(grids[t][0], len(rows[t]), widths[t]) for t in wanted if grids[t][1:] != (len(rows[t]), widths[t])]
+    shrink = [
+        _resize(grids[t][0], len(rows[t]), widths[t]) for t in wanted if grids[t][1:] != (len(rows[t]), widths[t])
+    ]
     if shrink:
         try:
             spreadsheet.batch_update({"requests": shrink})
         except api.SheetsUnavailable as e:
-            raise e.with_advice(f"every row of {day} is written; only the grids are taller than needed until the next export") from e.__cause__
+            raise e.with_advice(
+                f"every row of {day} is written; only the grids are taller than needed until the next export"
+            ) from e.__cause__
     return {t: len(rows[t]) - 1 for t in wanted if t != INDEX_TAB}
 
 
@@ -424,7 +541,10 @@ def _sheet_grids(spreadsheet) -> tuple[list[str], dict[str, tuple[int, int, int]
     """The tabs in order, and each tab's (sheetId, rows, columns)."""
     props = [s["properties"] for s in spreadsheet.fetch_sheet_metadata()["sheets"]]
     grid = {p["title"]: p.get("gridProperties", {}) for p in props}  # a chart sheet has no grid and no cells
-    return [p["title"] for p in props], {p["title"]: (p["sheetId"], grid[p["title"]].get("rowCount", 0), grid[p["title"]].get("columnCount", 0)) for p in props}
+    return [p["title"] for p in props], {
+        p["title"]: (p["sheetId"], grid[p["title"]].get("rowCount", 0), grid[p["title"]].get("columnCount", 0))
+        for p in props
+    }
 
 
 def _read_tabs(spreadsheet, titles: list[str]) -> dict[str, list[list]]:
@@ -433,7 +553,9 @@ def _read_tabs(spreadsheet, titles: list[str]) -> dict[str, list[list]]:
         return {}
     from newsletter_pipeline.stages import sheets as api
 
-    answer = spreadsheet.values_batch_get([api.quoted(t)[:-1] for t in titles], params={"valueRenderOption": "UNFORMATTED_VALUE"})
+    answer = spreadsheet.values_batch_get(
+        [api.quoted(t)[:-1] for t in titles], params={"valueRenderOption": "UNFORMATTED_VALUE"}
+    )
     return {t: vr.get("values", []) for t, vr in zip(titles, answer["valueRanges"], strict=True)}
 
 
@@ -447,8 +569,12 @@ def _insert_at(titles: list[str], title: str) -> int:
 
 
 def _resize(sheet_id: int, rows: int, cols: int) -> dict:
-    return {"updateSheetProperties": {"properties": {"sheetId": sheet_id, "gridProperties": {"rowCount": rows, "columnCount": cols}},
-                                      "fields": "gridProperties.rowCount,gridProperties.columnCount"}}
+    return {
+        "updateSheetProperties": {
+            "properties": {"sheetId": sheet_id, "gridProperties": {"rowCount": rows, "columnCount": cols}},
+            "fields": "gridProperties.rowCount,gridProperties.columnCount",
+        }
+    }
 
 
 def _normal(row: list, width: int) -> list:

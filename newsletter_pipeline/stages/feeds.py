@@ -36,12 +36,16 @@ def _date(entry: dict) -> str | None:
             return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC).isoformat()
     for name in ("published", "updated", "created"):
         if entry.get(name):
-            return entry[name]  # normalize_record then quarantines it as 'unparseable date' if pandas cannot read it either
+            return entry[
+                name
+            ]  # normalize_record then quarantines it as 'unparseable date' if pandas cannot read it either
     return None
 
 
 def _authors(entry: dict) -> str | None:
-    names = [author.get("name") or author.get("email") for author in entry.get("authors") or [] if isinstance(author, dict)]
+    names = [
+        author.get("name") or author.get("email") for author in entry.get("authors") or [] if isinstance(author, dict)
+    ]
     names = [name for name in names if name]
     return ", ".join(names) if names else entry.get("author") or None
 
@@ -63,16 +67,21 @@ def read_feed(data: bytes) -> Records:
         if not headline:
             yield position, RejectedRecord("feed entry has no title", date=_date(entry))
             continue
-        summary = entry.get("summary") or next((c.get("value") for c in entry.get("content") or [] if c.get("value")), None)
+        summary = entry.get("summary") or next(
+            (c.get("value") for c in entry.get("content") or [] if c.get("value")), None
+        )
         tags = [tag.get("term") for tag in entry.get("tags") or [] if tag.get("term")]
         link = entry.get("link") or ""
-        yield position, {
-            "headline": headline,
-            "link": clean_link(link) or link,
-            "short_description": html_to_text(summary),
-            "date": _date(entry),
-            "source": source,
-            "id": entry.get("id") or None,
-            "authors": _authors(entry),
-            "category": tags[0] if tags else None,
-        }
+        yield (
+            position,
+            {
+                "headline": headline,
+                "link": clean_link(link) or link,
+                "short_description": html_to_text(summary),
+                "date": _date(entry),
+                "source": source,
+                "id": entry.get("id") or None,
+                "authors": _authors(entry),
+                "category": tags[0] if tags else None,
+            },
+        )

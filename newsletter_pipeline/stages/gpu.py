@@ -26,6 +26,8 @@ def use_cuml(accelerator: str) -> bool:
     if accelerator == "cpu":
         return False
     if accelerator == "cuml" and not cuml_available():
-        raise ValueError("clustering accelerator 'cuml' was configured but cuML or a CUDA GPU is missing: install the gpu extra "
-                         "(pip install '.[gpu]') on a machine with CUDA, or set NEWSLETTER_CLUSTER_ACCELERATOR to auto or cpu")
+        raise ValueError(
+            "clustering accelerator 'cuml' was configured but cuML or a CUDA GPU is missing: install the gpu extra "
+            "(pip install '.[gpu]') on a machine with CUDA, or set NEWSLETTER_CLUSTER_ACCELERATOR to auto or cpu"
+        )
     return cuml_available()

@@ -8,7 +8,17 @@ import pandas as pd
 from newsletter_pipeline.stages.cluster import NOISE
 from newsletter_pipeline.stages.embed import item_texts
 
-SUMMARY_COLUMNS = ["cluster_id", "label", "title", "keywords", "size", "n_sources", "sources", "top_headlines", "top_links"]
+SUMMARY_COLUMNS = [
+    "cluster_id",
+    "label",
+    "title",
+    "keywords",
+    "size",
+    "n_sources",
+    "sources",
+    "top_headlines",
+    "top_links",
+]
 
 # Label is the top keywords; readers scan it, so keep it short.
 LABEL_KEYWORDS = 3
@@ -23,7 +33,9 @@ def ctfidf_keywords(docs_by_cluster: dict[int, str], top_n: int = TOP_KEYWORDS) 
     cluster_ids = list(docs_by_cluster)
     if not cluster_ids:
         return {}
-    vectorizer = CountVectorizer(stop_words="english", ngram_range=(1, 2), token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9'-]+\b")
+    vectorizer = CountVectorizer(
+        stop_words="english", ngram_range=(1, 2), token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9'-]+\b"
+    )
     try:
         counts = vectorizer.fit_transform([docs_by_cluster[c] for c in cluster_ids]).toarray().astype(np.float64)
     except ValueError:  # nothing but stop words
@@ -59,7 +71,11 @@ def summarize_clusters(items: pd.DataFrame, embeddings: np.ndarray, labels: np.n
     texts = item_texts(items) if len(items) else []
     cluster_ids = sorted(set(labels.tolist()) - {NOISE})
     # Noise takes part in c-TF-IDF as its own class, so words common to all news don't label a cluster.
-    docs = {c: " ".join(t for t, lab in zip(texts, labels, strict=True) if lab == c) for c in [*cluster_ids, NOISE] if (labels == c).any()}
+    docs = {
+        c: " ".join(t for t, lab in zip(texts, labels, strict=True) if lab == c)
+        for c in [*cluster_ids, NOISE]
+        if (labels == c).any()
+    }
     keywords = ctfidf_keywords(docs)
     rows = []
     for cluster_id in cluster_ids:

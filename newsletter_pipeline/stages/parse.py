@@ -110,7 +110,9 @@ def _pick(record: dict, field: str, column_map: dict[str, str] | None = None) ->
 # A date must name one day, unambiguously: "05/11/2026" could be either of two, "Nov 2026" or "07:15" none.
 DATE_FORMS = "ISO 8601 (2026-11-16, 2026-11-16T07:15:00+01:00) or RFC 2822 (Mon, 16 Nov 2026 07:15:00 +0100)"
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ].+)?")
-_RFC_2822 = re.compile(r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s+[+-]?\w+)?(?:\s+\(.*\))?")
+_RFC_2822 = re.compile(
+    r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s+[+-]?\w+)?(?:\s+\(.*\))?"
+)
 
 
 def published_utc(value: object, date_format: str | None = None) -> pd.Timestamp | None:
@@ -141,13 +143,21 @@ def published_utc(value: object, date_format: str | None = None) -> pd.Timestamp
 
 def date_reason(value: object, date_format: str | None = None) -> str:
     """Why a date was refused: the value and the forms that are accepted."""
-    accepted = DATE_FORMS + (f", or {date_format} (NEWSLETTER_DATE_FORMAT)" if date_format else
-                             "; for another format set NEWSLETTER_DATE_FORMAT (a strptime format such as %d/%m/%Y)")
+    accepted = DATE_FORMS + (
+        f", or {date_format} (NEWSLETTER_DATE_FORMAT)"
+        if date_format
+        else "; for another format set NEWSLETTER_DATE_FORMAT (a strptime format such as %d/%m/%Y)"
+    )
     return f"unparseable date {str(value)[:40]!r}: a date must name a full day as {accepted}"
 
 
-def normalize_record(record: object, default_source: str, origin: str, column_map: dict[str, str] | None = None,
-                     date_format: str | None = None) -> dict:
+def normalize_record(
+    record: object,
+    default_source: str,
+    origin: str,
+    column_map: dict[str, str] | None = None,
+    date_format: str | None = None,
+) -> dict:
     """One raw record -> one item row; raises RejectedRecord with the reason."""
     if not isinstance(record, dict):
         raise RejectedRecord(f"expected an object with named fields, got {type(record).__name__}")
@@ -165,7 +175,9 @@ def normalize_record(record: object, default_source: str, origin: str, column_ma
         raise RejectedRecord("empty headline: it holds only invisible characters (zero-width spaces and the like)")
     if values["date"] is None:
         raise RejectedRecord("missing date (looked for: date, published, published_at)")
-    published = published_utc(values["date"], date_format) if not isinstance(values["date"], (dict, list, bool)) else None
+    published = (
+        published_utc(values["date"], date_format) if not isinstance(values["date"], (dict, list, bool)) else None
+    )
     if published is None:
         raise RejectedRecord(date_reason(values["date"], date_format))
     day = published.strftime("%Y-%m-%d")
@@ -222,7 +234,9 @@ def parse_file(file: LandingFile, column_map: dict[str, str] | None = None, date
 
     def whole_file(reason: str) -> Parsed:
         reject(0, reason)
-        return Parsed(_frame([], ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), 1, tuple(warnings))
+        return Parsed(
+            _frame([], ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), 1, tuple(warnings)
+        )
 
     if file.refusal:
         return whole_file(file.refusal)
@@ -241,10 +255,14 @@ def parse_file(file: LandingFile, column_map: dict[str, str] | None = None, date
             try:
                 if isinstance(record, Exception):
                     raise record
-                items.append(normalize_record(record, file.default_source, f"{file.name}:{position}", column_map, date_format))
+                items.append(
+                    normalize_record(record, file.default_source, f"{file.name}:{position}", column_map, date_format)
+                )
             except RejectedRecord as error:
                 # A rejected record with a readable date is filed under its day's quarantine.
-                raw_date = _pick(record, "date", column_map) if isinstance(record, dict) else getattr(record, "date", None)
+                raw_date = (
+                    _pick(record, "date", column_map) if isinstance(record, dict) else getattr(record, "date", None)
+                )
                 stamp = None if raw_date is None else published_utc(raw_date, date_format)
                 reject(position, str(error), None if stamp is None else stamp.strftime("%Y-%m-%d"))
             except (ValueError, TypeError, UnicodeError, RecursionError) as error:  # a record no rule foresaw
@@ -257,7 +275,13 @@ def parse_file(file: LandingFile, column_map: dict[str, str] | None = None, date
     for position in sorted(set(expected or []) - seen - {r["position"] for r in rejects}):
         reject(position, "not read: the reader skipped this record")
     records = len(expected) if expected is not None else len(items) + len(rejects)
-    return Parsed(_frame(items, ITEM_COLUMNS), _frame(rejects, REJECT_COLUMNS), _frame([], DUPLICATE_COLUMNS), records, tuple(warnings))
+    return Parsed(
+        _frame(items, ITEM_COLUMNS),
+        _frame(rejects, REJECT_COLUMNS),
+        _frame([], DUPLICATE_COLUMNS),
+        records,
+        tuple(warnings),
+    )
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
@@ -268,7 +292,10 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 
 def parse_landing(
-    files: Iterable[LandingFile], column_map: dict[str, str] | None = None, first_day: str | None = None, last_day: str | None = None,
+    files: Iterable[LandingFile],
+    column_map: dict[str, str] | None = None,
+    first_day: str | None = None,
+    last_day: str | None = None,
     date_format: str | None = None,
 ) -> Parsed:
     """Parse every landing file into items, duplicates and quarantined records; nothing is dropped.
@@ -281,10 +308,18 @@ def parse_landing(
     outside = ((items["day"] < first_day) if first_day else False) | ((items["day"] > last_day) if last_day else False)
     if outside is not False and outside.any():
         file_and_position = items.loc[outside, "origin"].str.rsplit(":", n=1, expand=True)
-        rejects.append(pd.DataFrame({
-            "file": file_and_position[0], "position": file_and_position[1].astype("int64"), "day": None,
-            "reason": "date " + items.loc[outside, "day"] + f" is outside the partitions ({first_day} to {last_day})",
-        }))
+        rejects.append(
+            pd.DataFrame(
+                {
+                    "file": file_and_position[0],
+                    "position": file_and_position[1].astype("int64"),
+                    "day": None,
+                    "reason": "date "
+                    + items.loc[outside, "day"]
+                    + f" is outside the partitions ({first_day} to {last_day})",
+                }
+            )
+        )
         items = items[~outside]
     # Earliest first; equal times keep file order (files are listed sorted), so the kept copy is deterministic.
     items = items.sort_values("published_at", kind="stable").reset_index(drop=True)
@@ -296,5 +331,7 @@ def parse_landing(
 
 def items_for_day(parsed: Parsed, day: str) -> Parsed:
     """The slice of a parse that belongs to one day."""
-    items, rejects, duplicates = (frame[frame["day"] == day].reset_index(drop=True) for frame in (parsed.items, parsed.rejects, parsed.duplicates))
+    items, rejects, duplicates = (
+        frame[frame["day"] == day].reset_index(drop=True) for frame in (parsed.items, parsed.rejects, parsed.duplicates)
+    )
     return Parsed(items, rejects, duplicates, len(items) + len(rejects) + len(duplicates))

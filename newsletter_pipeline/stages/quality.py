@@ -102,22 +102,41 @@ def judge_clusters(figures: dict, thresholds: QualityThresholds, small_day: bool
     names = ["noise_share", "cluster_count", "largest_cluster_share", "silhouette"]
     if figures["items"] == 0:
         return [_no_items(name) for name in names]
-    noise, clusters, largest, silhouette = (figures[k] for k in ("noise_share", "clusters", "largest_share", "silhouette"))
+    noise, clusters, largest, silhouette = (
+        figures[k] for k in ("noise_share", "clusters", "largest_share", "silhouette")
+    )
     gate, note = (WARN, f" (small day of {figures['items']} items: a warning only)") if small_day else (ERROR, "")
     return [
-        Outcome(names[0], noise <= thresholds.max_noise_share, gate,
-                f"noise share {noise:.1%} (limit {thresholds.max_noise_share:.0%}){note}",
-                {"noise_share": noise, "limit": thresholds.max_noise_share}),
-        Outcome(names[1], clusters >= thresholds.min_clusters, gate,
-                f"{clusters} clusters (at least {thresholds.min_clusters}){note}",
-                {"clusters": clusters, "limit": thresholds.min_clusters}),
-        Outcome(names[2], largest <= thresholds.max_largest_share, WARN,
-                f"largest cluster holds {largest:.1%} of items (limit {thresholds.max_largest_share:.0%})",
-                {"largest_share": largest, "limit": thresholds.max_largest_share}),
-        Outcome(names[3], silhouette is None or silhouette >= thresholds.min_silhouette, WARN,
-                "silhouette not computed: fewer than 2 clusters" if silhouette is None
-                else f"silhouette {silhouette:.3f} (at least {thresholds.min_silhouette})",
-                {"silhouette": silhouette, "limit": thresholds.min_silhouette}),
+        Outcome(
+            names[0],
+            noise <= thresholds.max_noise_share,
+            gate,
+            f"noise share {noise:.1%} (limit {thresholds.max_noise_share:.0%}){note}",
+            {"noise_share": noise, "limit": thresholds.max_noise_share},
+        ),
+        Outcome(
+            names[1],
+            clusters >= thresholds.min_clusters,
+            gate,
+            f"{clusters} clusters (at least {thresholds.min_clusters}){note}",
+            {"clusters": clusters, "limit": thresholds.min_clusters},
+        ),
+        Outcome(
+            names[2],
+            largest <= thresholds.max_largest_share,
+            WARN,
+            f"largest cluster holds {largest:.1%} of items (limit {thresholds.max_largest_share:.0%})",
+            {"largest_share": largest, "limit": thresholds.max_largest_share},
+        ),
+        Outcome(
+            names[3],
+            silhouette is None or silhouette >= thresholds.min_silhouette,
+            WARN,
+            "silhouette not computed: fewer than 2 clusters"
+            if silhouette is None
+            else f"silhouette {silhouette:.3f} (at least {thresholds.min_silhouette})",
+            {"silhouette": silhouette, "limit": thresholds.min_silhouette},
+        ),
     ]
 
 
@@ -127,9 +146,16 @@ def judge_balance(records: int, items: int, duplicates: int, quarantined: int, l
     passed = stored == records and landing_balanced
     description = f"{records} records = {items} items + {duplicates} duplicates + {quarantined} quarantined"
     if not passed:
-        description = f"records lost: {records} read for the day, {stored} stored" + ("" if landing_balanced else "; the landing files do not balance")
-    return Outcome("records_balance", passed, ERROR, description,
-                   {"records": records, "items": items, "duplicates": duplicates, "quarantined": quarantined})
+        description = f"records lost: {records} read for the day, {stored} stored" + (
+            "" if landing_balanced else "; the landing files do not balance"
+        )
+    return Outcome(
+        "records_balance",
+        passed,
+        ERROR,
+        description,
+        {"records": records, "items": items, "duplicates": duplicates, "quarantined": quarantined},
+    )
 
 
 def judge_not_emptied(day: str, previous_items: int, items: int, acknowledged: bool) -> Outcome:
@@ -137,8 +163,10 @@ def judge_not_emptied(day: str, previous_items: int, items: int, acknowledged: b
     share, a wrong path, files removed by mistake) would otherwise wipe a published day from the sheet."""
     held = previous_items > 0 and items == 0 and not acknowledged
     if held:
-        description = (f"{day} had {previous_items} items and now has none: its outputs and sheet rows are kept. If its files were "
-                       "removed on purpose, re-run the day with the raw_items config allow_emptied_days: true")
+        description = (
+            f"{day} had {previous_items} items and now has none: its outputs and sheet rows are kept. If its files were "
+            "removed on purpose, re-run the day with the raw_items config allow_emptied_days: true"
+        )
     elif previous_items > 0 and items == 0:
         description = f"{day} dropped from {previous_items} items to none, as the run allowed (allow_emptied_days)"
     else:
@@ -150,18 +178,26 @@ def judge_quarantine(records: int, quarantined: int, thresholds: QualityThreshol
     if records == 0:
         return _no_items("quarantine_share")
     share = quarantined / records
-    return Outcome("quarantine_share", share <= thresholds.max_quarantine_share, WARN,
-                   f"{quarantined} of {records} records quarantined ({share:.1%}; limit {thresholds.max_quarantine_share:.0%})",
-                   {"quarantined": quarantined, "records": records, "share": share, "limit": thresholds.max_quarantine_share})
+    return Outcome(
+        "quarantine_share",
+        share <= thresholds.max_quarantine_share,
+        WARN,
+        f"{quarantined} of {records} records quarantined ({share:.1%}; limit {thresholds.max_quarantine_share:.0%})",
+        {"quarantined": quarantined, "records": records, "share": share, "limit": thresholds.max_quarantine_share},
+    )
 
 
 def judge_unique_ids(items: pd.DataFrame) -> Outcome:
     if items.empty:
         return _no_items("unique_item_id")
     repeated = items["item_id"][items["item_id"].duplicated()].unique().tolist()
-    return Outcome("unique_item_id", not repeated, ERROR,
-                   f"{len(repeated)} repeated item ids" if repeated else f"{len(items)} items, ids unique",
-                   {"items": len(items), "repeated_ids": len(repeated), "examples": ", ".join(repeated[:5])})
+    return Outcome(
+        "unique_item_id",
+        not repeated,
+        ERROR,
+        f"{len(repeated)} repeated item ids" if repeated else f"{len(items)} items, ids unique",
+        {"items": len(items), "repeated_ids": len(repeated), "examples": ", ".join(repeated[:5])},
+    )
 
 
 def judge_embeddings(item_ids: pd.Series, vectors: np.ndarray, expected_ids: pd.Series, dimension: int) -> Outcome:
@@ -175,8 +211,17 @@ def judge_embeddings(item_ids: pd.Series, vectors: np.ndarray, expected_ids: pd.
         problems.append(f"{non_finite} vectors with NaN or infinity")
     if set(item_ids) != set(expected_ids) or len(item_ids) != len(expected_ids):
         problems.append(f"{len(item_ids)} vectors for {len(expected_ids)} items")
-    return Outcome("embeddings_valid", not problems, ERROR, "; ".join(problems) or f"{len(item_ids)} finite vectors of dimension {dimension}",
-                   {"vectors": len(item_ids), "dimension": int(vectors.shape[1]) if vectors.ndim == 2 else 0, "non_finite": non_finite})
+    return Outcome(
+        "embeddings_valid",
+        not problems,
+        ERROR,
+        "; ".join(problems) or f"{len(item_ids)} finite vectors of dimension {dimension}",
+        {
+            "vectors": len(item_ids),
+            "dimension": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
+            "non_finite": non_finite,
+        },
+    )
 
 
 def judge_assignment(assignments: pd.DataFrame, items: pd.DataFrame) -> Outcome:
@@ -186,7 +231,13 @@ def judge_assignment(assignments: pd.DataFrame, items: pd.DataFrame) -> Outcome:
     unknown = sorted(set(assignments["item_id"]) - set(items["item_id"]))
     null_ids = int(assignments["cluster_id"].isna().sum())
     passed = not missing and not unknown and not null_ids and len(assignments) == len(items)
-    return Outcome("every_item_assigned", passed, ERROR,
-                   f"{len(items)} items assigned" if passed else f"{len(missing)} items missing, {len(unknown)} unknown, {null_ids} "
-                   "without a cluster id: materialize item_embeddings and umap_coordinates for the day again",
-                   {"items": len(items), "assigned": len(assignments), "missing": len(missing), "unknown": len(unknown)})
+    return Outcome(
+        "every_item_assigned",
+        passed,
+        ERROR,
+        f"{len(items)} items assigned"
+        if passed
+        else f"{len(missing)} items missing, {len(unknown)} unknown, {null_ids} "
+        "without a cluster id: materialize item_embeddings and umap_coordinates for the day again",
+        {"items": len(items), "assigned": len(assignments), "missing": len(missing), "unknown": len(unknown)},
+    )

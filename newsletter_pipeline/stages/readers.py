@@ -117,8 +117,12 @@ def read_json(data: bytes) -> Records:
             "fix the syntax, or deliver one record a line as JSON Lines (.jsonl)"
         ) from None
     if not isinstance(document, list):
-        kind = {dict: "an object", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(type(document), "null")
-        raise ValueError(f"expected a top-level JSON array of records, got {kind}: wrap the records in [ ... ] or deliver them as .jsonl")
+        kind = {dict: "an object", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+            type(document), "null"
+        )
+        raise ValueError(
+            f"expected a top-level JSON array of records, got {kind}: wrap the records in [ ... ] or deliver them as .jsonl"
+        )
     # Elements that are not objects are left to normalize_record, which rejects them one by one.
     yield from enumerate(document, start=1)
 
@@ -207,10 +211,14 @@ def unpack(name: str, data: bytes) -> bytes:
         try:
             return data.decode("utf-16").encode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(f"UTF-16 (by its byte-order mark) but not valid UTF-16 at byte {error.start}: save the file as UTF-8") from None
+            raise ValueError(
+                f"UTF-16 (by its byte-order mark) but not valid UTF-16 at byte {error.start}: save the file as UTF-8"
+            ) from None
     if _looks_like_utf16(data[:64]):
-        raise ValueError("looks like UTF-16 without a byte-order mark (every other byte is NUL): save the file as UTF-8, "
-                         "or as UTF-16 with a byte-order mark")
+        raise ValueError(
+            "looks like UTF-16 without a byte-order mark (every other byte is NUL): save the file as UTF-8, "
+            "or as UTF-16 with a byte-order mark"
+        )
     return data.removeprefix(_UTF8_BOM)
 
 
@@ -230,10 +238,14 @@ def _gunzip(data: bytes) -> bytes:
         try:
             part = unpacker.decompress(data, MAX_UNPACKED_BYTES + 1 - size)
         except zlib.error as error:
-            raise ValueError(f"not a readable gzip file ({error}): compress it again, or deliver it uncompressed") from None
+            raise ValueError(
+                f"not a readable gzip file ({error}): compress it again, or deliver it uncompressed"
+            ) from None
         size += len(part)
         if size > MAX_UNPACKED_BYTES:
-            raise ValueError(f"unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB: split the export into smaller files")
+            raise ValueError(
+                f"unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB: split the export into smaller files"
+            )
         if not unpacker.eof:
             raise ValueError("gzip file broke off before its end: deliver it again")
         parts.append(part)

@@ -123,9 +123,17 @@ def enable_numba_cache() -> int:
     return switched
 
 
-def _umap(embeddings: np.ndarray, params: ReduceParams, n_components: int, min_dist: float, knn=None, gpu: bool = False) -> np.ndarray:
+def _umap(
+    embeddings: np.ndarray, params: ReduceParams, n_components: int, min_dist: float, knn=None, gpu: bool = False
+) -> np.ndarray:
     n_neighbors = min(params.n_neighbors, len(embeddings) - 1)
-    settings = {"n_neighbors": n_neighbors, "n_components": n_components, "min_dist": min_dist, "metric": params.metric, "random_state": params.random_state}
+    settings = {
+        "n_neighbors": n_neighbors,
+        "n_components": n_components,
+        "min_dist": min_dist,
+        "metric": params.metric,
+        "random_state": params.random_state,
+    }
     if gpu:
         from cuml.manifold import UMAP
 
@@ -133,7 +141,9 @@ def _umap(embeddings: np.ndarray, params: ReduceParams, n_components: int, min_d
     umap = _import_umap()
     # A fixed random_state already forces one thread; saying so silences UMAP's warning about it.
     # UMAP may write into the neighbour arrays (disconnected points), and both layouts use them: each gets a copy.
-    model = umap.UMAP(**settings, n_jobs=1, **({"precomputed_knn": (knn[0].copy(), knn[1].copy(), None)} if knn is not None else {}))
+    model = umap.UMAP(
+        **settings, n_jobs=1, **({"precomputed_knn": (knn[0].copy(), knn[1].copy(), None)} if knn is not None else {})
+    )
     with warnings.catch_warnings():
         # "no transform without a search index": the pipeline never calls transform.
         warnings.filterwarnings("ignore", message=r".*precomputed_knn\[2\].*")
@@ -153,7 +163,9 @@ def plot_layout_small(embeddings: np.ndarray) -> np.ndarray:
     return (centred @ (vt[:2] * signs).T).astype(np.float32)
 
 
-def reduce_embeddings(embeddings: np.ndarray, params: ReduceParams | None = None, with_plot: bool = True, gpu: bool = False) -> Reduction:
+def reduce_embeddings(
+    embeddings: np.ndarray, params: ReduceParams | None = None, with_plot: bool = True, gpu: bool = False
+) -> Reduction:
     """UMAP to `n_components` dimensions for clustering and to 2 for plots (left empty without `with_plot`); small days skip UMAP.
 
     `gpu` runs cuML's UMAP (stages/gpu.py decides when); its layouts differ from umap-learn's, so clusters do too."""
@@ -165,5 +177,9 @@ def reduce_embeddings(embeddings: np.ndarray, params: ReduceParams | None = None
     if not gpu and params.metric == "cosine" and UMAP_SMALL_DATA <= n <= EXACT_KNN_MAX_ITEMS:
         knn = exact_cosine_knn(embeddings, min(params.n_neighbors, n - 1))  # once, for both layouts
     cluster = _umap(embeddings, params, params.n_components, params.min_dist, knn, gpu)
-    plot = _umap(embeddings, params, 2, params.plot_min_dist, knn, gpu) if with_plot else np.zeros((n, 0), dtype=np.float32)
+    plot = (
+        _umap(embeddings, params, 2, params.plot_min_dist, knn, gpu)
+        if with_plot
+        else np.zeros((n, 0), dtype=np.float32)
+    )
     return Reduction(cluster=cluster, plot=plot, method="umap", library="cuml" if gpu else "umap-learn")

@@ -45,10 +45,18 @@ class SheetsUnavailable(RuntimeError):
     """A request still failed after the last attempt (429, 5xx, timeout or connection error)."""
 
     def __init__(self, operation: str, attempts: int, failures: list[str], status: int | None, advice: str = ""):
-        self.operation, self.attempts, self.failures, self.status, self.advice = operation, attempts, failures, status, advice
+        self.operation, self.attempts, self.failures, self.status, self.advice = (
+            operation,
+            attempts,
+            failures,
+            status,
+            advice,
+        )
         last = f"HTTP {status}" if status else failures[-1]
-        super().__init__(f"Google Sheets {operation} failed {attempts} times (answers: {', '.join(failures)}); "
-                         f"gave up after the last attempt, which ended in {last}" + (f". {advice}" if advice else ""))
+        super().__init__(
+            f"Google Sheets {operation} failed {attempts} times (answers: {', '.join(failures)}); "
+            f"gave up after the last attempt, which ended in {last}" + (f". {advice}" if advice else "")
+        )
 
     def with_advice(self, advice: str) -> SheetsUnavailable:
         """The same failure, with what it left behind and what to do."""
@@ -56,6 +64,7 @@ class SheetsUnavailable(RuntimeError):
 
 
 # --- credentials ---------------------------------------------------------------------------------------
+
 
 def load_credentials(*, file: str | None = None, json_text: str | None = None):
     """Service-account credentials from a key file's path or the key's JSON; the JSON wins when both are set."""
@@ -68,43 +77,61 @@ def load_credentials(*, file: str | None = None, json_text: str | None = None):
         except ValueError:
             info = None
         if not isinstance(info, dict):  # never echo the value: it is a secret
-            raise SheetsConfigError(f"{JSON_VAR} is not a JSON object; set it to the content of a service-account key file "
-                                    f"(or unset it and set {FILE_VAR} to the file's path)")
+            raise SheetsConfigError(
+                f"{JSON_VAR} is not a JSON object; set it to the content of a service-account key file "
+                f"(or unset it and set {FILE_VAR} to the file's path)"
+            )
     elif file:
         source = FILE_VAR
         path = Path(file).expanduser()
         if not path.is_file():
-            raise SheetsConfigError(f"{FILE_VAR} names {path}, which is not a readable file; set it to the path of a service-account key file")
+            raise SheetsConfigError(
+                f"{FILE_VAR} names {path}, which is not a readable file; set it to the path of a service-account key file"
+            )
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             info = None
         if not isinstance(info, dict):
-            raise SheetsConfigError(f"{FILE_VAR} names {path}, which does not hold a JSON object; set it to a service-account key file")
+            raise SheetsConfigError(
+                f"{FILE_VAR} names {path}, which does not hold a JSON object; set it to a service-account key file"
+            )
     else:
-        raise SheetsConfigError(f"{KEY_VAR} is set but no credentials are: set {FILE_VAR} (the path of a service-account key file) "
-                                f"or {JSON_VAR} (its content)")
+        raise SheetsConfigError(
+            f"{KEY_VAR} is set but no credentials are: set {FILE_VAR} (the path of a service-account key file) "
+            f"or {JSON_VAR} (its content)"
+        )
     kind = info.get("type")
     if kind != "service_account":
-        shown = repr(kind) if kind is None or isinstance(kind, str) and re.fullmatch(r"[a-z_]{1,40}", kind) else "unknown"
-        raise SheetsConfigError(f"{source} holds a key of type {shown}, not a service-account key; create a JSON key for a service account "
-                                f"(Google Cloud console: IAM > Service accounts > Keys) and set {source} to it")
+        shown = (
+            repr(kind) if kind is None or isinstance(kind, str) and re.fullmatch(r"[a-z_]{1,40}", kind) else "unknown"
+        )
+        raise SheetsConfigError(
+            f"{source} holds a key of type {shown}, not a service-account key; create a JSON key for a service account "
+            f"(Google Cloud console: IAM > Service accounts > Keys) and set {source} to it"
+        )
     missing = [name for name in _REQUIRED_KEY_FIELDS if not isinstance(info.get(name), str) or not info.get(name)]
     if missing:
-        raise SheetsConfigError(f"{source} is missing the service-account key fields {', '.join(missing)}; set it to the whole key file as Google issued it")
+        raise SheetsConfigError(
+            f"{source} is missing the service-account key fields {', '.join(missing)}; set it to the whole key file as Google issued it"
+        )
     try:
         return Credentials.from_service_account_info(info, scopes=SCOPES)
     except Exception as e:  # the key's parser may quote the key: keep only what kind of failure it was
         failure = type(e).__name__
     # Raised outside the except block, so no exception that saw the key rides along as __context__.
-    raise SheetsConfigError(f"{source} holds a service-account key that does not load ({failure}): "
-                            "its private_key is malformed; download a new key and set it again")
+    raise SheetsConfigError(
+        f"{source} holds a service-account key that does not load ({failure}): "
+        "its private_key is malformed; download a new key and set it again"
+    )
 
 
 def check_spreadsheet_key(key: str) -> None:
     if not SPREADSHEET_KEY.fullmatch(key):
-        raise SheetsConfigError(f"{KEY_VAR} must be the spreadsheet's key alone (letters, digits, - and _: the part of "
-                                "its URL after /d/), not a URL or a name")
+        raise SheetsConfigError(
+            f"{KEY_VAR} must be the spreadsheet's key alone (letters, digits, - and _: the part of "
+            "its URL after /d/), not a URL or a name"
+        )
 
 
 def authorized_client(credentials) -> gspread.Client:
@@ -113,6 +140,7 @@ def authorized_client(credentials) -> gspread.Client:
 
 
 # --- retries -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class RetryPolicy:
@@ -132,9 +160,11 @@ class RetryPolicy:
 
     def __post_init__(self):
         if self.max_attempts < 1 or self.base_delay < 0 or self.max_delay < 0 or not self.timeout > 0:
-            raise SheetsConfigError("Sheets retry settings need max_attempts >= 1, base and max delay >= 0 and a timeout > 0 "
-                                    f"(got max_attempts={self.max_attempts}, base_delay={self.base_delay}, "
-                                    f"max_delay={self.max_delay}, timeout={self.timeout})")
+            raise SheetsConfigError(
+                "Sheets retry settings need max_attempts >= 1, base and max delay >= 0 and a timeout > 0 "
+                f"(got max_attempts={self.max_attempts}, base_delay={self.base_delay}, "
+                f"max_delay={self.max_delay}, timeout={self.timeout})"
+            )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
@@ -144,8 +174,12 @@ class RetryPolicy:
         return wait
 
 
-_TRANSIENT = (requests.exceptions.Timeout, requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-              google.auth.exceptions.TransportError)
+_TRANSIENT = (
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    google.auth.exceptions.TransportError,
+)
 
 
 def retryable_status(status: int) -> bool:
@@ -160,12 +194,16 @@ class RetryingHTTPClient(HTTPClient):
         self.policy = policy or RetryPolicy()
         self.timeout = self.policy.timeout
 
-    def request(self, method, endpoint, params=None, data=None, json=None, files=None, headers=None):  # gspread's signature
+    def request(
+        self, method, endpoint, params=None, data=None, json=None, files=None, headers=None
+    ):  # gspread's signature
         policy, failures = self.policy, []
         for attempt in range(1, policy.max_attempts + 1):
             retry_after, status = None, None
             try:
-                return super().request(method, endpoint, params=params, data=data, json=json, files=files, headers=headers)
+                return super().request(
+                    method, endpoint, params=params, data=data, json=json, files=files, headers=headers
+                )
             except APIError as e:
                 status = e.response.status_code
                 if not retryable_status(status):
@@ -219,7 +257,9 @@ def describe(method: str, endpoint: str, body: Any = None) -> str:
             continue
         groups = [unquote(g) for g in match.groups()]
         if name is None:
-            name = {"GET": "values.get", "PUT": "values.update"}.get(method.upper(), f"values {method.upper()}") + f" of {groups[0]}"
+            name = {"GET": "values.get", "PUT": "values.update"}.get(
+                method.upper(), f"values {method.upper()}"
+            ) + f" of {groups[0]}"
         else:
             name = name.format(*groups)
         if isinstance(body, dict) and name == "values.batchUpdate":
@@ -233,6 +273,7 @@ def describe(method: str, endpoint: str, body: Any = None) -> str:
 
 
 # --- request-sized writes ----------------------------------------------------------------------------
+
 
 def column_letters(n: int) -> str:
     """1 -> A, 27 -> AA."""
@@ -257,7 +298,9 @@ def body_bytes(body: Any) -> int:
     return len(json.dumps(body, allow_nan=False).encode())
 
 
-def value_requests(title: str, first_row: int, rows: Sequence[list], width: int, limit: int = MAX_REQUEST_BYTES) -> Iterator[dict]:
+def value_requests(
+    title: str, first_row: int, rows: Sequence[list], width: int, limit: int = MAX_REQUEST_BYTES
+) -> Iterator[dict]:
     """values:batchUpdate bodies (RAW) writing `rows` from `first_row` (1-based) down, each at most `limit`
     bytes: one body when they fit, else consecutive ranges, one body per chunk, top to bottom."""
     overhead = body_bytes(_body(a1_rows(title, 10**7, 10**7, width), [])) + 2  # the longest range this sheet can have
@@ -265,8 +308,10 @@ def value_requests(title: str, first_row: int, rows: Sequence[list], width: int,
     for row in rows:
         row_size = body_bytes(row) + 2  # ", " between rows
         if row_size + overhead > limit:
-            raise ValueError(f"row {start + len(chunk)} of tab {title!r} alone takes {row_size} bytes of JSON, "
-                             f"more than the {limit}-byte request limit")
+            raise ValueError(
+                f"row {start + len(chunk)} of tab {title!r} alone takes {row_size} bytes of JSON, "
+                f"more than the {limit}-byte request limit"
+            )
         if chunk and size + row_size > limit:
             yield _body(a1_rows(title, start, len(chunk), width), chunk)
             start, size, chunk = start + len(chunk), overhead, []

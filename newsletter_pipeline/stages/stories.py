@@ -19,7 +19,17 @@ from pydantic import Field
 from newsletter_pipeline.stages.cluster import unit_centroids
 
 # Today's story of each cluster, one row per cluster.
-STORY_COLUMNS = ["cluster_id", "story_id", "first_seen", "days_active", "trend", "size", "previous_size", "previous_day", "similarity"]
+STORY_COLUMNS = [
+    "cluster_id",
+    "story_id",
+    "first_seen",
+    "days_active",
+    "trend",
+    "size",
+    "previous_size",
+    "previous_day",
+    "similarity",
+]
 # The state after a day, one row per story that may still continue; `centroid` is a unit vector.
 STATE_COLUMNS = ["story_id", "first_seen", "last_seen", "days_active", "last_size", "last_cluster_id", "centroid"]
 TRENDS = ("new", "growing", "shrinking", "steady")
@@ -74,7 +84,10 @@ def cluster_centroids(assignments: pd.DataFrame, item_ids: pd.Series, vectors: n
         raise ValueError(f"{int((rows < 0).sum())} clustered items have no embedding (e.g. {missing})")
     labels = assignments["cluster_id"].to_numpy()
     ids, centroids = unit_centroids(vectors[rows], labels)
-    out = [{"cluster_id": int(c), "size": int((labels == c).sum()), "centroid": centroid.astype(np.float32)} for c, centroid in zip(ids, centroids, strict=True)]
+    out = [
+        {"cluster_id": int(c), "size": int((labels == c).sum()), "centroid": centroid.astype(np.float32)}
+        for c, centroid in zip(ids, centroids, strict=True)
+    ]
     return pd.DataFrame(out, columns=["cluster_id", "size", "centroid"])
 
 
@@ -96,7 +109,9 @@ def track_stories(previous: pd.DataFrame | None, day: str, today: pd.DataFrame, 
     matches: dict[int, tuple[int, float]] = {}  # today's row -> (candidate row, similarity)
     if len(today) and len(candidates):
         scores = np.stack(today["centroid"].to_numpy()) @ np.stack(candidates["centroid"].to_numpy()).T
-        pairs = sorted((-scores[i, j], i, j) for i, j in zip(*np.nonzero(scores >= params.match_threshold), strict=True))
+        pairs = sorted(
+            (-scores[i, j], i, j) for i, j in zip(*np.nonzero(scores >= params.match_threshold), strict=True)
+        )
         taken = set()
         for negative, i, j in pairs:
             if i not in matches and j not in taken:
@@ -111,15 +126,42 @@ def track_stories(previous: pd.DataFrame | None, day: str, today: pd.DataFrame, 
             continued.append(j)
             size, before = int(cluster.size), int(story["last_size"])
             trend = "growing" if size > before else "shrinking" if size < before else "steady"
-            rows.append({"cluster_id": int(cluster.cluster_id), "story_id": story["story_id"], "first_seen": story["first_seen"],
-                         "days_active": int(story["days_active"]) + 1, "trend": trend, "size": size, "previous_size": before,
-                         "previous_day": story["last_seen"], "similarity": round(similarity, 4)})
+            rows.append(
+                {
+                    "cluster_id": int(cluster.cluster_id),
+                    "story_id": story["story_id"],
+                    "first_seen": story["first_seen"],
+                    "days_active": int(story["days_active"]) + 1,
+                    "trend": trend,
+                    "size": size,
+                    "previous_size": before,
+                    "previous_day": story["last_seen"],
+                    "similarity": round(similarity, 4),
+                }
+            )
         else:
-            rows.append({"cluster_id": int(cluster.cluster_id), "story_id": story_id(day, cluster.cluster_id), "first_seen": day,
-                         "days_active": 1, "trend": "new", "size": int(cluster.size), "previous_size": None, "previous_day": None,
-                         "similarity": None})
-    stories = pd.DataFrame(rows, columns=STORY_COLUMNS).astype({"cluster_id": "int64", "days_active": "int64", "size": "int64",
-                                                                "previous_size": "Int64", "similarity": "float64"})
+            rows.append(
+                {
+                    "cluster_id": int(cluster.cluster_id),
+                    "story_id": story_id(day, cluster.cluster_id),
+                    "first_seen": day,
+                    "days_active": 1,
+                    "trend": "new",
+                    "size": int(cluster.size),
+                    "previous_size": None,
+                    "previous_day": None,
+                    "similarity": None,
+                }
+            )
+    stories = pd.DataFrame(rows, columns=STORY_COLUMNS).astype(
+        {
+            "cluster_id": "int64",
+            "days_active": "int64",
+            "size": "int64",
+            "previous_size": "Int64",
+            "similarity": "float64",
+        }
+    )
 
     # A story's centroid is the mean of its daily centroids, not the latest one: a chain of clusters each a little
     # like the one before cannot drift from one story to another (on real news, latest-centroid chains wandered
@@ -130,15 +172,27 @@ def track_stories(previous: pd.DataFrame | None, day: str, today: pd.DataFrame, 
             story = candidates.iloc[matches[i][0]]
             centroid = _unit(story["centroid"] * int(story["days_active"]) + centroid)
         anchors.append(centroid)
-    seen = pd.DataFrame({
-        "story_id": stories["story_id"], "first_seen": stories["first_seen"], "last_seen": day, "days_active": stories["days_active"],
-        "last_size": stories["size"], "last_cluster_id": stories["cluster_id"], "centroid": anchors,
-    }, columns=STATE_COLUMNS)
+    seen = pd.DataFrame(
+        {
+            "story_id": stories["story_id"],
+            "first_seen": stories["first_seen"],
+            "last_seen": day,
+            "days_active": stories["days_active"],
+            "last_size": stories["size"],
+            "last_cluster_id": stories["cluster_id"],
+            "centroid": anchors,
+        },
+        columns=STATE_COLUMNS,
+    )
     # Unmatched stories stay while they may still continue tomorrow.
     waiting = candidates.drop(index=continued)
     waiting = waiting[[_days_between(last, day) < params.lookback_days for last in waiting["last_seen"]]]
     state = pd.concat([frame for frame in (seen, waiting) if len(frame)] or [_empty_state()], ignore_index=True)
-    state = state.sort_values("story_id").reset_index(drop=True).astype({"days_active": "int64", "last_size": "int64", "last_cluster_id": "int64"})
+    state = (
+        state.sort_values("story_id")
+        .reset_index(drop=True)
+        .astype({"days_active": "int64", "last_size": "int64", "last_cluster_id": "int64"})
+    )
     return Tracked(stories, state[STATE_COLUMNS])
 
 
@@ -152,4 +206,9 @@ def _days_between(earlier: str, later: str) -> int:
 
 
 def _empty_state() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object" if c in ("story_id", "first_seen", "last_seen", "centroid") else "int64") for c in STATE_COLUMNS})
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype="object" if c in ("story_id", "first_seen", "last_seen", "centroid") else "int64")
+            for c in STATE_COLUMNS
+        }
+    )
