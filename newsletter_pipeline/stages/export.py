@@ -34,20 +34,21 @@ LAYOUT_VERSION = 3
 # The header row of every month tab of each kind: tab `<kind> <YYYY-MM>`. v3 added the story columns at the end of
 # `clusters`, so a reader that takes v2's columns by position still finds them.
 SHEET_STORY_COLUMNS = ["story_id", "first_seen", "days_active", "trend"]
+# The clusters tab of layout v2: layout v3 added the story columns after it.
+V2_CLUSTER_COLUMNS = [
+    "day",
+    "cluster_id",
+    "label",
+    "title",
+    "keywords",
+    "size",
+    "n_sources",
+    "sources",
+    "top_headlines",
+    "top_links",
+]
 TABS = {
-    "clusters": [
-        "day",
-        "cluster_id",
-        "label",
-        "title",
-        "keywords",
-        "size",
-        "n_sources",
-        "sources",
-        "top_headlines",
-        "top_links",
-        *SHEET_STORY_COLUMNS,
-    ],
+    "clusters": [*V2_CLUSTER_COLUMNS, *SHEET_STORY_COLUMNS],
     "items": [
         "day",
         "item_id",
@@ -62,22 +63,7 @@ TABS = {
     ],
 }
 # Header rows of earlier layouts that an export upgrades in place: each column is kept by name, new ones are blank.
-PREVIOUS_HEADERS = {
-    "clusters": [
-        [
-            "day",
-            "cluster_id",
-            "label",
-            "title",
-            "keywords",
-            "size",
-            "n_sources",
-            "sources",
-            "top_headlines",
-            "top_links",
-        ]
-    ],  # v2
-}
+PREVIOUS_HEADERS = {"clusters": [V2_CLUSTER_COLUMNS]}
 INDEX_TAB = "index"
 # One row per month tab: which month and kind, its data rows, distinct days, first and last day, when it was last
 # written (UTC) and by which layout version.
