@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from newsletter_pipeline.stages.dedupe import find_duplicates
-from newsletter_pipeline.stages.parse import ITEM_COLUMNS, normalize_record
+from newsletter_pipeline.items.dedupe import find_duplicates
+from newsletter_pipeline.items.parse import ITEM_COLUMNS, normalize_record
 
 DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "huffpost_news_category_v3_10k.jsonl"
 

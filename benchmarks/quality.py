@@ -4,7 +4,7 @@ Run: .venv/bin/python -m benchmarks.quality   (about 10 minutes on 2 cores; the 
 
 Sets (benchmarks/quality_data.py): HuffPost's full weeks of May 2018 labelled by category, and AG News cut
 into synthetic days of 500 to 2,000 items labelled by class. Both methods cluster the same embeddings,
-made by the pipeline's own embedding code. The pipeline is `stages.reduce` + `stages.cluster` with the
+made by the pipeline's own embedding code. The pipeline is `clustering.reduce` + `clustering.cluster` with the
 defaults the assets use; the baseline is BERTopic's defaults: UMAP(n_neighbors=15, n_components=5,
 min_dist=0.0, metric=cosine) and HDBSCAN(min_cluster_size=10, metric=euclidean, eom).
 
@@ -29,7 +29,8 @@ import numpy as np
 from sklearn import metrics
 
 from benchmarks.quality_data import LabelledSet, available, load_sets
-from newsletter_pipeline.stages import cluster, quality, reduce
+from newsletter_pipeline import quality
+from newsletter_pipeline.clustering import cluster, reduce
 
 SEEDS = (42, 7, 1234)  # 42 is the pipeline's default; the others measure seed-to-seed stability
 FAMILIES = {
@@ -271,7 +272,7 @@ def story_table(days: list[LabelledSet]) -> str:
     to the same figure for single-day clusters. A chain much less pure than a day's cluster has drifted."""
     import pandas as pd
 
-    from newsletter_pipeline.stages import stories
+    from newsletter_pipeline.stories import tracking as stories
 
     state, chains, active, day_purity, similarities = None, {}, {}, [], []
     for labelled in sorted(days, key=lambda s: s.name):

@@ -5,7 +5,7 @@
   labelled by class.
 - Held out (the defaults were not tuned on them): HuffPost two-month windows of a similar size (June-July
   and October-November 2018, about 4 to 6 items a day), and AG News cut with another shuffle seed.
-Texts are what the pipeline embeds (stages.embed.item_texts after stages.parse.normalize_record).
+Texts are what the pipeline embeds (embedding.embed.item_texts after items.parse.normalize_record).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from newsletter_pipeline.stages.embed import DEFAULT_MODEL, embed_texts, item_texts, load_model
-from newsletter_pipeline.stages.parse import ITEM_COLUMNS, normalize_record
+from newsletter_pipeline.embedding.embed import DEFAULT_MODEL, embed_texts, item_texts, load_model
+from newsletter_pipeline.items.parse import ITEM_COLUMNS, normalize_record
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 HUFFPOST = DATASETS / "huffpost_news_category_v3_10k.jsonl"

@@ -197,8 +197,8 @@ def throughput(records: list[dict], repeats: int) -> list[str]:
     from sentence_transformers import SentenceTransformer
 
     from newsletter_pipeline.defs.resources import EmbeddingResource
-    from newsletter_pipeline.stages import embed
-    from newsletter_pipeline.stages.parse import normalize_record
+    from newsletter_pipeline.embedding import embed
+    from newsletter_pipeline.items.parse import normalize_record
 
     texts = embed.item_texts(_frame([normalize_record(r, "huffpost", str(i)) for i, r in enumerate(records[:2000])]))
     path = embed.resolve_model_path(embed.DEFAULT_MODEL)
@@ -251,8 +251,8 @@ def backends(repeats: int) -> list[str]:
     from sklearn.metrics import normalized_mutual_info_score
 
     from benchmarks import quality, quality_data
-    from newsletter_pipeline.stages import embed
-    from newsletter_pipeline.stages.embed_openvino import openvino_encoder
+    from newsletter_pipeline.embedding import embed
+    from newsletter_pipeline.embedding.openvino_backend import openvino_encoder
 
     items, categories, weeks, _ = quality_data.huffpost_sets()
     texts = embed.item_texts(items)
@@ -288,7 +288,7 @@ def backends(repeats: int) -> list[str]:
 def _frame(rows):
     import pandas as pd
 
-    from newsletter_pipeline.stages.parse import ITEM_COLUMNS
+    from newsletter_pipeline.items.parse import ITEM_COLUMNS
 
     return pd.DataFrame(rows, columns=ITEM_COLUMNS)
 
@@ -347,8 +347,8 @@ def bertopic(records: list[dict], sizes: list[int], repeats: int, work: Path) ->
         return ["BERTopic is not installed (pip install '.[bench]'): not measured."]
     from sentence_transformers import SentenceTransformer
 
-    from newsletter_pipeline.stages import embed
-    from newsletter_pipeline.stages.parse import normalize_record
+    from newsletter_pipeline.embedding import embed
+    from newsletter_pipeline.items.parse import normalize_record
 
     model = SentenceTransformer(embed.resolve_model_path(embed.DEFAULT_MODEL), device="cpu", local_files_only=True)
     lines = [
@@ -422,7 +422,7 @@ def backfill(records: list[dict], work: Path) -> list[str]:
 def cache_lookup(work: Path, repeats: int) -> list[str]:
     """A cold day's lookup (500 new texts) against a year of cache segments, on local disk and on moto's S3 server:
     key columns read one segment at a time against READ_AHEAD at a time."""
-    from newsletter_pipeline.stages import embed_cache
+    from newsletter_pipeline.embedding import embed_cache
     from newsletter_pipeline.storage import ParquetStore
     from newsletter_pipeline_tests.s3_server import moto_s3_server
 
@@ -470,7 +470,7 @@ def startup(repeats: int, work: Path) -> list[str]:
     python = sys.executable
     load = [_timed_process([python, "-c", "import newsletter_pipeline.definitions"]) for _ in range(repeats)]
     umap_script = (
-        "import time, numpy as np; from newsletter_pipeline.stages import reduce; x = np.random.default_rng(0).normal(size=(300, 384)).astype('float32');"
+        "import time, numpy as np; from newsletter_pipeline.clustering import reduce; x = np.random.default_rng(0).normal(size=(300, 384)).astype('float32');"
         "t = time.perf_counter(); reduce.reduce_embeddings(x); print(time.perf_counter() - t)"
     )
     numba_dir = work / "numba-cache"

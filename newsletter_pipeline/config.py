@@ -91,7 +91,7 @@ def iso_date(value: str) -> str | None:
 
 
 def column_map(value: str) -> str | None:
-    from newsletter_pipeline.stages.parse import ALIASES
+    from newsletter_pipeline.items.parse import ALIASES
 
     try:
         mapping = json.loads(value)
@@ -117,7 +117,7 @@ def s3_bucket(value: str) -> str | None:
 
 
 def landing_locations(value: str) -> str | None:
-    from newsletter_pipeline.landing import split_locations
+    from newsletter_pipeline.landing.listing import split_locations
 
     try:
         locations = split_locations(value)
@@ -132,7 +132,7 @@ def landing_locations(value: str) -> str | None:
 
 
 def s3_only(value: str) -> str | None:
-    from newsletter_pipeline.landing import split_locations
+    from newsletter_pipeline.landing.listing import split_locations
     from newsletter_pipeline.storage import is_s3_uri
 
     if not all(is_s3_uri(part) for part in split_locations(value)):
@@ -169,7 +169,7 @@ def spreadsheet_key(value: str) -> str | None:
 
 
 def backend(value: str) -> str | None:
-    from newsletter_pipeline.stages.embed import BACKENDS
+    from newsletter_pipeline.embedding.embed import BACKENDS
 
     return one_of(*BACKENDS)(value)
 

@@ -7,7 +7,7 @@ from newsletter_pipeline.config import load_config
 # Every setting is checked before a module reads one (the start date, the schedule's hour): one ConfigError names them all.
 load_config()
 
-from newsletter_pipeline.defs.alerts import check_failure_alert_sensor, run_failure_alert_sensor
+from newsletter_pipeline.defs.alert_sensors import check_failure_alert_sensor, run_failure_alert_sensor
 from newsletter_pipeline.defs.assets import (
     clusters,
     item_embeddings,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from newsletter_pipeline.defs.checks import CHECKS
-from newsletter_pipeline.stages import export
+from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE, SAMPLE_DAYS
 
 DAYS = SAMPLE_DAYS[:3]

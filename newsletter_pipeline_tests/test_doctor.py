@@ -10,8 +10,8 @@ import tomllib
 
 import pytest
 
-from newsletter_pipeline import doctor
 from newsletter_pipeline.config import BY_NAME, load_config
+from newsletter_pipeline.operations import doctor
 from newsletter_pipeline_tests import postgres
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE, free_port
 
@@ -305,11 +305,11 @@ def test_lines_never_hold_secrets():
 
 def test_console_script_and_module_entry_point():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"newsletter-doctor": "newsletter_pipeline.doctor:main"}
+    assert scripts == {"newsletter-doctor": "newsletter_pipeline.operations.doctor:main"}
     # The module runs the same main and exits 1 on a problem (here the configuration, so nothing heavy loads).
     env = {**os.environ, "NEWSLETTER_PIPELINE_ENV": "staging", "DAGSTER_PG_PASSWORD": PASSWORD}
     done = subprocess.run(
-        [sys.executable, "-m", "newsletter_pipeline.doctor"],
+        [sys.executable, "-m", "newsletter_pipeline.operations.doctor"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from newsletter_pipeline.clustering import gpu, reduce
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource
-from newsletter_pipeline.stages import embed, embed_cache, gpu, reduce
+from newsletter_pipeline.embedding import embed, embed_cache
 from newsletter_pipeline.storage import ParquetStore, code_fingerprint, fingerprint
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE_DAYS
 
@@ -173,8 +174,8 @@ def test_fingerprints_follow_every_input():
     frame = pd.DataFrame({"item_id": ids, "headline": ["x", "y", "z"]})
     assert fingerprint(frame) == fingerprint(frame.copy()) != fingerprint(frame.assign(headline=["x", "y", "Z"]))
     assert code_fingerprint((), ("no-such-distribution",)) == code_fingerprint((), ("another-missing-one",))
-    assert code_fingerprint(("newsletter_pipeline.stages.reduce",), ("umap-learn",)) != code_fingerprint(
-        ("newsletter_pipeline.stages.cluster",), ("umap-learn",)
+    assert code_fingerprint(("newsletter_pipeline.clustering.reduce",), ("umap-learn",)) != code_fingerprint(
+        ("newsletter_pipeline.clustering.cluster",), ("umap-learn",)
     )
 
 
@@ -237,7 +238,7 @@ def test_broken_vectors_are_not_cached(embedder, tmp_path):
 def test_umap_compiles_once_into_numba_cache(tmp_path):
     """A new process finds umap-learn's compiled functions in numba's on-disk cache."""
     script = (
-        "import numpy as np\nfrom newsletter_pipeline.stages import reduce\n"
+        "import numpy as np\nfrom newsletter_pipeline.clustering import reduce\n"
         "reduce.reduce_embeddings(np.random.default_rng(0).normal(size=(40, 16)).astype('float32'), with_plot=False)\n"
         "print(reduce.enable_numba_cache())"
     )

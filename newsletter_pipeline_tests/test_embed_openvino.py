@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from newsletter_pipeline.stages import embed
-from newsletter_pipeline.stages import embed_openvino as eo
+from newsletter_pipeline.embedding import embed
+from newsletter_pipeline.embedding import openvino_backend as eo
 
 LONG = " ".join(
     f"Paragraph {i}: the council debated the budget, the harbour, the schools and the new tram line again."

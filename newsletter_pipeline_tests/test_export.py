@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from newsletter_pipeline.stages import export
-from newsletter_pipeline.stages.cluster import NOISE
+from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.publishing import export
 
 V2_CLUSTERS = [
     "day",
@@ -464,7 +464,7 @@ KILLED_MID_SAVE = """
 import os, signal, sys
 from pathlib import Path
 from openpyxl import Workbook
-from newsletter_pipeline.stages import export
+from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.test_export import day_tables
 
 save = Workbook.save
@@ -550,7 +550,7 @@ def test_a_save_in_progress_is_not_taken_for_a_leftover(tmp_path):
 def test_a_noncharacter_in_a_landing_file_leaves_the_workbook_readable(workspace):
     import json
 
-    from newsletter_pipeline.stages.text import storable
+    from newsletter_pipeline.text import storable
 
     workspace.add_sample()
     # A headline with a U+FFFF and a U+FFFE, as a feed converter wrote it (raw UTF-8, not an escape).

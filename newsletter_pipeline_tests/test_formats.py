@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from newsletter_pipeline.landing import local_files
-from newsletter_pipeline.stages import parse
-from newsletter_pipeline.stages.mail import clean_link
+from newsletter_pipeline.items import parse
+from newsletter_pipeline.landing.listing import local_files
+from newsletter_pipeline.landing.mail import clean_link
 
 # A Mailchimp-style newsletter: table layout, a hidden preheader, click-tracked links, a sponsor block,
 # share buttons, social icons and the usual footer. Four items; everything else must stay out.

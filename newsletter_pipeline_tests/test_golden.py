@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from newsletter_pipeline.stages import export
+from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.conftest import SAMPLE_DAYS, Workspace
 
 GOLDEN = Path(__file__).with_name("golden") / "sample_outputs.json"

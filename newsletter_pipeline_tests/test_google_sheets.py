@@ -14,11 +14,11 @@ import pytest
 import requests
 from openpyxl import load_workbook
 
+from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.clustering.label import SUMMARY_COLUMNS
 from newsletter_pipeline.defs.resources import SheetsResource, resources_from_env
-from newsletter_pipeline.stages import export, sheets
-from newsletter_pipeline.stages.cluster import NOISE
-from newsletter_pipeline.stages.label import SUMMARY_COLUMNS
-from newsletter_pipeline.stages.parse import ITEM_COLUMNS
+from newsletter_pipeline.items.parse import ITEM_COLUMNS
+from newsletter_pipeline.publishing import export, sheets
 from newsletter_pipeline_tests.sheets_fake import FakeSheets, formatted, make_client
 
 KEY = "1FakeSpreadsheetKey"

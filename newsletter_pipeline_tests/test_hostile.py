@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from newsletter_pipeline.landing import local_files
-from newsletter_pipeline.stages import parse
+from newsletter_pipeline.items import parse
+from newsletter_pipeline.landing.listing import local_files
 
 WINDOW = {"first_day": "2018-01-01", "last_day": "2026-11-23"}
 
@@ -161,14 +161,14 @@ def test_a_huge_csv_field_is_quarantined_and_later_rows_survive(tmp_path):
 
 
 def test_a_file_that_breaks_off_quarantines_each_unread_record(tmp_path, monkeypatch):
-    from newsletter_pipeline.stages import readers
+    from newsletter_pipeline.landing import formats, readers
 
     def breaks_after_two(data):
         for position, record in list(readers.read_jsonl(data))[:2]:
             yield position, record
         raise OSError("connection reset")
 
-    monkeypatch.setitem(readers.READERS, ".jsonl", breaks_after_two)
+    monkeypatch.setitem(formats.READERS, ".jsonl", breaks_after_two)
     (tmp_path / "feed.jsonl").write_bytes(jsonl(*(good(i) for i in range(5))))
     parsed = parse_dir(tmp_path)
     assert len(parsed.items) == 2 and parsed.records == 5

@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from newsletter_pipeline.defs import pools
-from newsletter_pipeline.stages import export
+from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE, SAMPLE_DAYS
 
 DAY = SAMPLE_DAYS[0]

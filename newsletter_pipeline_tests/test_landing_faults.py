@@ -14,8 +14,9 @@ import pytest
 from newsletter_pipeline.defs.assets import raw_items
 from newsletter_pipeline.defs.resources import LandingFolder
 from newsletter_pipeline.defs.sensors import landing_sensor
-from newsletter_pipeline.landing import LandingError, local_listing, split_locations
-from newsletter_pipeline.stages import export, parse
+from newsletter_pipeline.items import parse
+from newsletter_pipeline.landing.listing import LandingError, local_listing, split_locations
+from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.conftest import SAMPLE
 
 DAY = "2026-11-16"

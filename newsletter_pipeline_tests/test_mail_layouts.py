@@ -24,8 +24,8 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser
 
 from newsletter_pipeline.defs.assets import raw_items
-from newsletter_pipeline.stages import parse
-from newsletter_pipeline.stages.mail import clean_link, node_text
+from newsletter_pipeline.items import parse
+from newsletter_pipeline.landing.mail import clean_link, node_text
 
 EMAILS = Path(__file__).with_name("emails")
 

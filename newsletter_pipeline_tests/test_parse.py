@@ -4,8 +4,8 @@ import json
 
 import pandas as pd
 
-from newsletter_pipeline.landing import local_files
-from newsletter_pipeline.stages import parse
+from newsletter_pipeline.items import parse
+from newsletter_pipeline.landing.listing import local_files
 from newsletter_pipeline_tests.conftest import SAMPLE, SAMPLE_DAYS
 
 HUFFPOST = {
@@ -125,7 +125,7 @@ def test_duplicates_are_kept_once_and_recorded(tmp_path):
 
 
 def test_links_are_compared_without_tracking():
-    from newsletter_pipeline.stages.dedupe import normalize_link
+    from newsletter_pipeline.items.dedupe import normalize_link
 
     assert normalize_link("HTTPS://WWW.Example.com/a/?utm_source=x&b=2&fbclid=9#top") == normalize_link(
         "https://example.com/a?b=2"

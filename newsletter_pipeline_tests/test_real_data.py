@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from newsletter_pipeline.stages import cluster, embed, label, parse, quality, reduce
+from newsletter_pipeline import quality
+from newsletter_pipeline.clustering import cluster, label, reduce
+from newsletter_pipeline.embedding import embed
+from newsletter_pipeline.items import parse
 from newsletter_pipeline_tests.conftest import needs_datasets
 
 

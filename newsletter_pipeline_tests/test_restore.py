@@ -8,7 +8,7 @@ import subprocess
 import dagster as dg
 import pandas as pd
 
-from newsletter_pipeline.stages import export
+from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests import postgres
 from newsletter_pipeline_tests.conftest import SAMPLE_DAYS
 

@@ -4,9 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from newsletter_pipeline.landing import local_files
-from newsletter_pipeline.stages import cluster, embed, label, parse, quality, reduce
-from newsletter_pipeline.stages.cluster import NOISE
+from newsletter_pipeline import quality
+from newsletter_pipeline.clustering import cluster, label, reduce
+from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.embedding import embed
+from newsletter_pipeline.items import parse
+from newsletter_pipeline.landing.listing import local_files
 from newsletter_pipeline_tests.conftest import SAMPLE
 
 

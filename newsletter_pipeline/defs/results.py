@@ -9,7 +9,7 @@ check, both against the day's partition.
 import dagster as dg
 
 from newsletter_pipeline.defs.checks import CHECKS
-from newsletter_pipeline.stages.quality import ERROR, WARN, Outcome
+from newsletter_pipeline.quality import ERROR, WARN, Outcome
 
 
 def report(

@@ -9,7 +9,7 @@ import dagster as dg
 from newsletter_pipeline.defs.partitions import daily_partitions
 from newsletter_pipeline.defs.resources import LandingFolder
 from newsletter_pipeline.defs.schedules import daily_job
-from newsletter_pipeline.stages import parse
+from newsletter_pipeline.items import parse
 
 
 def _days_in(file: parse.LandingFile, landing: LandingFolder) -> list[str]:

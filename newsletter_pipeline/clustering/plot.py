@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from newsletter_pipeline.stages.cluster import NOISE
+from newsletter_pipeline.clustering.cluster import NOISE
 
 
 def cluster_scatter_png(plot_xy: np.ndarray, labels: np.ndarray, summaries: pd.DataFrame, title: str) -> bytes:

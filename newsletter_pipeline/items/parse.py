@@ -14,9 +14,10 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-from newsletter_pipeline.stages.dedupe import DUPLICATE_COLUMNS, find_duplicates
-from newsletter_pipeline.stages.readers import READERS, Notice, RejectedRecord, format_of, record_positions, unpack
-from newsletter_pipeline.stages.text import storable, visible
+from newsletter_pipeline.items.dedupe import DUPLICATE_COLUMNS, find_duplicates
+from newsletter_pipeline.landing.formats import READERS, format_of, unpack
+from newsletter_pipeline.landing.readers import Notice, RejectedRecord, record_positions
+from newsletter_pipeline.text import storable, visible
 
 # The normalized items table, in this column order, is what every later stage reads.
 ITEM_COLUMNS = [

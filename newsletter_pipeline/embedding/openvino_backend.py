@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from newsletter_pipeline.stages.embed import folder_digest
+from newsletter_pipeline.embedding.weights import folder_digest
 
 # Bump when the exported graph, its quantisation or the files beside it change, so older exports are not reused.
 EXPORT_FORMAT = 1

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from newsletter_pipeline.stages.cluster import NOISE
-from newsletter_pipeline.stages.text import storable
+from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.text import storable
 
 if TYPE_CHECKING:
     import gspread
@@ -412,7 +412,7 @@ def write_google_sheet(
     Grids grow before any value is written and shrink only after every write succeeded, so a failed export
     never cuts other days' rows off; the index is written after the month tabs.
     """
-    from newsletter_pipeline.stages import sheets as api
+    from newsletter_pipeline.publishing import sheets as api
 
     limit = max_request_bytes or api.MAX_REQUEST_BYTES
     month = month_of(day)
@@ -537,7 +537,7 @@ def _read_tabs(spreadsheet, titles: list[str]) -> dict[str, list[list]]:
     """The current rows of some tabs in one request; unformatted, so numbers come back as numbers."""
     if not titles:
         return {}
-    from newsletter_pipeline.stages import sheets as api
+    from newsletter_pipeline.publishing import sheets as api
 
     answer = spreadsheet.values_batch_get(
         [api.quoted(t)[:-1] for t in titles], params={"valueRenderOption": "UNFORMATTED_VALUE"}

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import feedparser
 from selectolax.lexbor import LexborHTMLParser
 
-from newsletter_pipeline.stages.mail import clean_link, node_text
-from newsletter_pipeline.stages.readers import Records, RejectedRecord
+from newsletter_pipeline.landing.readers import Records, RejectedRecord
+from newsletter_pipeline.text import clean_link, node_text
 
 _WS = re.compile(r"\s+")
 

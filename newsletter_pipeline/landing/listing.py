@@ -1,6 +1,6 @@
 """Where landing files are found: a local folder, or an S3 prefix.
 
-Either way the result is a `Listing`: the files whose format has a reader (`newsletter_pipeline.stages.readers`), in a
+Either way the result is a `Listing`: the files whose format has a reader (`newsletter_pipeline.landing.readers`), in a
 stable order, and every entry that was not read with the reason (another format, a folder that cannot be entered, a
 link to a folder). A file's bytes are read when the parser asks for them.
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from newsletter_pipeline.stages.parse import LandingFile
-from newsletter_pipeline.stages.readers import READERS, format_of
+from newsletter_pipeline.items.parse import LandingFile
+from newsletter_pipeline.landing.formats import READERS, format_of
 
 # S3 errors that concern one object (it is unreadable, not the store): the file is quarantined and the run goes
 # on. Any other error (the endpoint is down, throttling that outlasted the client's retries, a 5xx) fails the

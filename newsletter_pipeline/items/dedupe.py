@@ -4,43 +4,9 @@ from urllib.parse import parse_qsl, urlencode
 
 import pandas as pd
 
-DUPLICATE_COLUMNS = ["item_id", "duplicate_of", "day", "reason", "origin"]
+from newsletter_pipeline.text import is_tracking_param
 
-# Query parameters that only say who clicked or which campaign sent the reader (besides utm_*): not part of the
-# link. One set for every source, so the same story from an email and from a feed has the same link.
-TRACKING_PARAMS = frozenset(
-    {
-        "mc_cid",
-        "mc_eid",
-        "fbclid",
-        "gclid",
-        "dclid",
-        "gbraid",
-        "wbraid",
-        "msclkid",
-        "yclid",
-        "igshid",
-        "twclid",
-        "ttclid",
-        "_hsenc",
-        "_hsmi",
-        "mkt_tok",
-        "vero_id",
-        "vero_conv",
-        "oly_anon_id",
-        "oly_enc_id",
-        "rb_clickid",
-        "s_cid",
-        "ck_subscriber_id",
-        "_ga",
-        "_gl",
-        "ml_subscriber",
-        "ml_subscriber_hash",
-        "sc_cid",
-        "cmpid",
-        "ncid",
-    }
-)
+DUPLICATE_COLUMNS = ["item_id", "duplicate_of", "day", "reason", "origin"]
 
 
 def normalize_link(link: str) -> str:
@@ -55,11 +21,7 @@ def normalize_link(link: str) -> str:
     host, slash, path = rest.partition("/")
     if query:
         query = urlencode(
-            sorted(
-                (k, v)
-                for k, v in parse_qsl(query, keep_blank_values=True)
-                if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS
-            )
+            sorted((k, v) for k, v in parse_qsl(query, keep_blank_values=True) if not is_tracking_param(k))
         )
     return f"{scheme.lower()}://{host.lower().removeprefix('www.')}{(slash + path).rstrip('/')}" + (
         f"?{query}" if query else ""

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from newsletter_pipeline.stages.cluster import NOISE
+from newsletter_pipeline.clustering.cluster import NOISE
 
 ERROR, WARN = "ERROR", "WARN"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from newsletter_pipeline.stages.cluster import NOISE
-from newsletter_pipeline.stages.embed import item_texts
+from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.embedding.embed import item_texts
 
 SUMMARY_COLUMNS = [
     "cluster_id",

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from newsletter_pipeline.stages.cluster import unit_centroids
+from newsletter_pipeline.clustering.cluster import unit_centroids
 
 # Today's story of each cluster, one row per cluster.
 STORY_COLUMNS = [

@@ -168,7 +168,7 @@ def reduce_embeddings(
 ) -> Reduction:
     """UMAP to `n_components` dimensions for clustering and to 2 for plots (left empty without `with_plot`); small days skip UMAP.
 
-    `gpu` runs cuML's UMAP (stages/gpu.py decides when); its layouts differ from umap-learn's, so clusters do too."""
+    `gpu` runs cuML's UMAP (clustering/gpu.py decides when); its layouts differ from umap-learn's, so clusters do too."""
     params = params or ReduceParams()
     n = len(embeddings)
     if n < max(params.min_items, params.n_components + 2):
