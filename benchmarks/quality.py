@@ -31,6 +31,7 @@ from sklearn import metrics
 from benchmarks.quality_data import LabelledSet, available, load_sets
 from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, reduce
+from newsletter_pipeline.defs.params import ClusterParams, ReduceParams, StoryParams
 
 SEEDS = (42, 7, 1234)  # 42 is the pipeline's default; the others measure seed-to-seed stability
 FAMILIES = {
@@ -44,8 +45,8 @@ METRICS = ["nmi", "ari", "homogeneity", "completeness", "noise", "noise_max", "c
 
 def pipeline_labels(embeddings: np.ndarray, seed: int) -> np.ndarray:
     """The pipeline's clustering with its defaults and the given UMAP seed."""
-    reduction = reduce.reduce_embeddings(embeddings, reduce.ReduceParams(random_state=seed), with_plot=False)
-    return cluster.cluster_items(embeddings, reduction.cluster, reduction.method).labels
+    reduction = reduce.reduce_embeddings(embeddings, **ReduceParams(random_state=seed).model_dump(), with_plot=False)
+    return cluster.cluster_items(embeddings, reduction.cluster, reduction.method, **ClusterParams().model_dump()).labels
 
 
 def baseline_labels(embeddings: np.ndarray, seed: int) -> np.ndarray:
@@ -230,12 +231,10 @@ def check_figures(sets: list[LabelledSet]) -> dict[str, list[dict]]:
         labels = pipeline_run(labelled, SEEDS[0])
         # Small days (below ReduceParams.min_items) take the agglomerative fallback, whose checks only warn.
         family = (
-            labelled.family
-            if len(labelled.items) >= reduce.ReduceParams().min_items
-            else "huffpost-day, small (fallback)"
+            labelled.family if len(labelled.items) >= ReduceParams().min_items else "huffpost-day, small (fallback)"
         )
         figures.setdefault(family, []).append(quality.cluster_figures(labelled.embeddings, labels))
-        if labelled.family == "huffpost-day" and len(labelled.items) >= reduce.ReduceParams().min_items:
+        if labelled.family == "huffpost-day" and len(labelled.items) >= ReduceParams().min_items:
             # Control: a day of the same size whose vectors are random directions, i.e. no topics at all.
             noise = rng.standard_normal(labelled.embeddings.shape).astype(np.float32)
             noise /= np.linalg.norm(noise, axis=1, keepdims=True)
@@ -281,7 +280,7 @@ def story_table(days: list[LabelledSet]) -> str:
             {"item_id": [f"{labelled.name}/{i}" for i in range(len(labels))], "cluster_id": labels}
         )
         centroids = stories.cluster_centroids(assignments, assignments["item_id"], labelled.embeddings)
-        tracked = stories.track_stories(state, labelled.name, centroids, stories.StoryParams())
+        tracked = stories.track_stories(state, labelled.name, centroids, **StoryParams().model_dump())
         state = tracked.state
         similarities += tracked.stories["similarity"].dropna().tolist()
         for row in tracked.stories.itertuples():

@@ -470,8 +470,8 @@ def startup(repeats: int, work: Path) -> list[str]:
     python = sys.executable
     load = [_timed_process([python, "-c", "import newsletter_pipeline.definitions"]) for _ in range(repeats)]
     umap_script = (
-        "import time, numpy as np; from newsletter_pipeline.clustering import reduce; x = np.random.default_rng(0).normal(size=(300, 384)).astype('float32');"
-        "t = time.perf_counter(); reduce.reduce_embeddings(x); print(time.perf_counter() - t)"
+        "import time, numpy as np; from newsletter_pipeline.clustering import reduce; from newsletter_pipeline.defs.params import ReduceParams; x = np.random.default_rng(0).normal(size=(300, 384)).astype('float32');"
+        "t = time.perf_counter(); reduce.reduce_embeddings(x, **ReduceParams().model_dump()); print(time.perf_counter() - t)"
     )
     numba_dir = work / "numba-cache"
     shutil.rmtree(numba_dir, ignore_errors=True)

@@ -4,55 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from newsletter_pipeline.clustering.cluster import NOISE
 
 ERROR, WARN = "ERROR", "WARN"
-
-
-class QualityThresholds(dg.Config):
-    """Limits of the checks. Failing an ERROR check keeps the day out of the sheet."""
-
-    max_quarantine_share: float = Field(
-        default=0.05,
-        description="WARN when more than this share of a day's records is quarantined (default 0.05): a source changed its format.",
-    )
-    # The cluster thresholds come from `python -m benchmarks.quality` (table in benchmarks/README.md): the
-    # figures of the default pipeline on 24 real HuffPost days of May 2018 (20 to 75 items), 3 HuffPost weeks
-    # and 6 AG News days of 500 to 2,000 items, and on days of random vectors (no topics) as a control.
-    max_noise_share: float = Field(
-        default=0.3,
-        description=(
-            "ERROR above this share of items left as noise (default 0.3). Real days stay at or below 0.154 (median 0.047; "
-            "weeks at most 0.034, AG News days 0.077): twice the worst real day means most of a story-rich day would be "
-            "missing from the sheet. It does not catch meaningless vectors (random ones leave at most 0.23 as noise): "
-            "the silhouette check does."
-        ),
-    )
-    min_clusters: int = Field(
-        default=1,
-        description="ERROR below this many clusters on a day with items (default 1; real days have 2 to 10): nothing to publish.",
-    )
-    max_largest_share: float = Field(
-        default=0.7,
-        description=(
-            "WARN when one cluster holds more than this share of the day (default 0.7). Real days reach 0.65 (a day when "
-            "politics is half the news; median 0.38): above every real day, likely several stories merged."
-        ),
-    )
-    min_silhouette: float = Field(
-        default=0.035,
-        description=(
-            "WARN below this silhouette (cosine, on the embeddings, noise left out; default 0.035). Real days score 0.052 to "
-            "0.126, weeks of 350 items 0.041 to 0.062, AG News days 0.053 to 0.068; days of random vectors (no topics at all) "
-            "0.013 to 0.038, 9 in 10 of them below 0.035. Below every real set, above most structure-free ones: a warning "
-            "that the clusters are no tighter than noise. Not computed with fewer than 2 clusters."
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -93,7 +50,15 @@ def _no_items(check: str) -> Outcome:
     return Outcome(check, False, WARN, "no items on this day", {"items": 0})
 
 
-def judge_clusters(figures: dict, thresholds: QualityThresholds, small_day: bool = False) -> list[Outcome]:
+def judge_clusters(
+    figures: dict,
+    *,
+    max_noise_share: float,
+    min_clusters: int,
+    max_largest_share: float,
+    min_silhouette: float,
+    small_day: bool = False,
+) -> list[Outcome]:
     """One outcome per cluster-quality check.
 
     On a small day (clustered by the fallback) a handful of unrelated items is a fact, not a fault: the
@@ -109,33 +74,33 @@ def judge_clusters(figures: dict, thresholds: QualityThresholds, small_day: bool
     return [
         Outcome(
             names[0],
-            noise <= thresholds.max_noise_share,
+            noise <= max_noise_share,
             gate,
-            f"noise share {noise:.1%} (limit {thresholds.max_noise_share:.0%}){note}",
-            {"noise_share": noise, "limit": thresholds.max_noise_share},
+            f"noise share {noise:.1%} (limit {max_noise_share:.0%}){note}",
+            {"noise_share": noise, "limit": max_noise_share},
         ),
         Outcome(
             names[1],
-            clusters >= thresholds.min_clusters,
+            clusters >= min_clusters,
             gate,
-            f"{clusters} clusters (at least {thresholds.min_clusters}){note}",
-            {"clusters": clusters, "limit": thresholds.min_clusters},
+            f"{clusters} clusters (at least {min_clusters}){note}",
+            {"clusters": clusters, "limit": min_clusters},
         ),
         Outcome(
             names[2],
-            largest <= thresholds.max_largest_share,
+            largest <= max_largest_share,
             WARN,
-            f"largest cluster holds {largest:.1%} of items (limit {thresholds.max_largest_share:.0%})",
-            {"largest_share": largest, "limit": thresholds.max_largest_share},
+            f"largest cluster holds {largest:.1%} of items (limit {max_largest_share:.0%})",
+            {"largest_share": largest, "limit": max_largest_share},
         ),
         Outcome(
             names[3],
-            silhouette is None or silhouette >= thresholds.min_silhouette,
+            silhouette is None or silhouette >= min_silhouette,
             WARN,
             "silhouette not computed: fewer than 2 clusters"
             if silhouette is None
-            else f"silhouette {silhouette:.3f} (at least {thresholds.min_silhouette})",
-            {"silhouette": silhouette, "limit": thresholds.min_silhouette},
+            else f"silhouette {silhouette:.3f} (at least {min_silhouette})",
+            {"silhouette": silhouette, "limit": min_silhouette},
         ),
     ]
 
@@ -174,16 +139,16 @@ def judge_not_emptied(day: str, previous_items: int, items: int, acknowledged: b
     return Outcome("day_not_emptied", not held, ERROR, description, {"items": items, "previous_items": previous_items})
 
 
-def judge_quarantine(records: int, quarantined: int, thresholds: QualityThresholds) -> Outcome:
+def judge_quarantine(records: int, quarantined: int, *, max_quarantine_share: float) -> Outcome:
     if records == 0:
         return _no_items("quarantine_share")
     share = quarantined / records
     return Outcome(
         "quarantine_share",
-        share <= thresholds.max_quarantine_share,
+        share <= max_quarantine_share,
         WARN,
-        f"{quarantined} of {records} records quarantined ({share:.1%}; limit {thresholds.max_quarantine_share:.0%})",
-        {"quarantined": quarantined, "records": records, "share": share, "limit": thresholds.max_quarantine_share},
+        f"{quarantined} of {records} records quarantined ({share:.1%}; limit {max_quarantine_share:.0%})",
+        {"quarantined": quarantined, "records": records, "share": share, "limit": max_quarantine_share},
     )
 
 

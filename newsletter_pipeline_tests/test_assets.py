@@ -5,9 +5,9 @@ import json
 import dagster as dg
 import pandas as pd
 
+from newsletter_pipeline.defs.params import QualityThresholds
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.publishing import export
-from newsletter_pipeline.quality import QualityThresholds
 from newsletter_pipeline_tests.conftest import SAMPLE_DAYS
 
 DAY = SAMPLE_DAYS[0]

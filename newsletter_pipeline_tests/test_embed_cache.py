@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from newsletter_pipeline.clustering import gpu, reduce
+from newsletter_pipeline.defs.params import ReduceParams
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource
 from newsletter_pipeline.embedding import embed, embed_cache
 from newsletter_pipeline.storage import ParquetStore, code_fingerprint, fingerprint
@@ -139,7 +140,7 @@ def test_rematerializing_a_day_skips_the_model_and_umap(workspace, monkeypatch):
     )
     # Other UMAP settings are another result: computed again, not reused.
     monkeypatch.setattr(reduce, "reduce_embeddings", real_reduce)
-    workspace.clustering = ClusteringResource(reduce=reduce.ReduceParams(random_state=7))
+    workspace.clustering = ClusteringResource(reduce=ReduceParams(random_state=7))
     third_run = workspace.materialize(day)
     assert _metadata(third_run, "umap_coordinates")["reused"].value is False
     assert not workspace.store.read("umap_coordinates", day)["x"].equals(coords_before["x"])
@@ -207,7 +208,7 @@ def test_large_days_get_exact_neighbours_once_for_both_layouts(monkeypatch):
     exact = reduce.exact_cosine_knn
     monkeypatch.setattr(reduce, "exact_cosine_knn", lambda vectors, k: calls.append(k) or exact(vectors, k))
     vectors = np.random.default_rng(1).normal(size=(reduce.UMAP_SMALL_DATA + 10, 16)).astype(np.float32)
-    result = reduce.reduce_embeddings(vectors)
+    result = reduce.reduce_embeddings(vectors, **ReduceParams().model_dump())
     assert calls == [15] and result.library == "umap-learn"
     assert result.cluster.shape == (len(vectors), 5) and result.plot.shape == (len(vectors), 2)
     assert np.isfinite(result.cluster).all() and np.isfinite(result.plot).all()
@@ -238,8 +239,9 @@ def test_broken_vectors_are_not_cached(embedder, tmp_path):
 def test_umap_compiles_once_into_numba_cache(tmp_path):
     """A new process finds umap-learn's compiled functions in numba's on-disk cache."""
     script = (
-        "import numpy as np\nfrom newsletter_pipeline.clustering import reduce\n"
-        "reduce.reduce_embeddings(np.random.default_rng(0).normal(size=(40, 16)).astype('float32'), with_plot=False)\n"
+        "import numpy as np\nfrom newsletter_pipeline.clustering import reduce\nfrom newsletter_pipeline.defs.params import ReduceParams\n"
+        "x = np.random.default_rng(0).normal(size=(40, 16)).astype('float32')\n"
+        "reduce.reduce_embeddings(x, **ReduceParams().model_dump(), with_plot=False)\n"
         "print(reduce.enable_numba_cache())"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}

@@ -8,9 +8,14 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, label, reduce
+from newsletter_pipeline.defs.params import ClusterParams, QualityThresholds, ReduceParams
 from newsletter_pipeline.embedding import embed
 from newsletter_pipeline.items import parse
 from newsletter_pipeline_tests.conftest import needs_datasets
+
+# The defaults the assets use (defs/params.py), as the plain values the work functions take.
+REDUCE, CLUSTER = ReduceParams().model_dump(), ClusterParams().model_dump()
+LIMITS = QualityThresholds().cluster_limits()
 
 
 def shared_file(name: str) -> parse.LandingFile:
@@ -36,8 +41,8 @@ def test_every_huffpost_record_is_an_item_or_a_counted_repeat(huffpost):
 def test_a_busy_huffpost_day_clusters_better_than_chance(huffpost, embedder):
     items = parse.items_for_day(huffpost[1], "2018-05-15").items
     vectors = embedder.embed(embed.item_texts(items))
-    reduction = reduce.reduce_embeddings(vectors)
-    result = cluster.cluster_items(vectors, reduction.cluster, reduction.method)
+    reduction = reduce.reduce_embeddings(vectors, **REDUCE)
+    result = cluster.cluster_items(vectors, reduction.cluster, reduction.method, **CLUSTER)
     score = normalized_mutual_info_score(items["category"], result.labels)
     # The same cluster sizes dealt at random: NMI of small days is high by chance alone, so compare with that.
     rng = np.random.default_rng(0)
@@ -47,9 +52,7 @@ def test_a_busy_huffpost_day_clusters_better_than_chance(huffpost, embedder):
     assert score > chance + 0.05, (score, chance)
     assert adjusted_rand_score(items["category"], result.labels) > 0.05  # ARI is 0 for chance
     figures = quality.cluster_figures(vectors, result.labels)
-    assert all(
-        o.passed for o in quality.judge_clusters(figures, quality.QualityThresholds()) if o.severity == quality.ERROR
-    )
+    assert all(o.passed for o in quality.judge_clusters(figures, **LIMITS) if o.severity == quality.ERROR)
     summaries = label.summarize_clusters(items, vectors, result.labels)
     assert summaries["keywords"].str.len().gt(0).all()
 

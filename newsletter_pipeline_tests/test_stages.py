@@ -7,10 +7,15 @@ import pytest
 from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, label, reduce
 from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.defs.params import ClusterParams, QualityThresholds, ReduceParams
 from newsletter_pipeline.embedding import embed
 from newsletter_pipeline.items import parse
 from newsletter_pipeline.landing.listing import local_files
 from newsletter_pipeline_tests.conftest import SAMPLE
+
+# The defaults the assets use (defs/params.py), as the plain values the work functions take.
+REDUCE, CLUSTER = ReduceParams().model_dump(), ClusterParams().model_dump()
+LIMITS = QualityThresholds().cluster_limits()
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +48,14 @@ def test_item_text_is_headline_then_description():
 
 def test_umap_and_hdbscan_find_the_sample_stories_deterministically(sample_day):
     items, vectors = sample_day
-    first = reduce.reduce_embeddings(vectors)
-    second = reduce.reduce_embeddings(vectors)
+    first = reduce.reduce_embeddings(vectors, **REDUCE)
+    second = reduce.reduce_embeddings(vectors, **REDUCE)
     assert first.method == "umap" and first.cluster.shape == (len(items), 5) and first.plot.shape == (len(items), 2)
     assert np.array_equal(first.cluster, second.cluster)
-    clustering = cluster.cluster_items(vectors, first.cluster, first.method)
-    assert np.array_equal(clustering.labels, cluster.cluster_items(vectors, second.cluster, second.method).labels)
+    clustering = cluster.cluster_items(vectors, first.cluster, first.method, **CLUSTER)
+    assert np.array_equal(
+        clustering.labels, cluster.cluster_items(vectors, second.cluster, second.method, **CLUSTER).labels
+    )
     assert clustering.method == "hdbscan" and clustering.n_clusters >= 4
     # The storm is one cluster of storm items only, holding nearly all of them (an item about oil prices
     # "as Storm Odile threatens refineries" may sit with the commodities instead).
@@ -68,9 +75,9 @@ def test_small_day_falls_back_to_agglomerative(embedder):
         "A museum opens a sculpture hall",
     ]
     vectors = embedder.embed(texts)
-    reduction = reduce.reduce_embeddings(vectors)
+    reduction = reduce.reduce_embeddings(vectors, **REDUCE)
     assert reduction.method == "small-day" and reduction.plot.shape == (5, 2)
-    result = cluster.cluster_items(vectors, reduction.cluster, reduction.method)
+    result = cluster.cluster_items(vectors, reduction.cluster, reduction.method, **CLUSTER)
     assert result.method == "agglomerative"
     labels = result.labels.tolist()
     assert labels[0] == labels[1] != NOISE and labels[2] == labels[3] != NOISE and labels[0] != labels[2]
@@ -80,8 +87,8 @@ def test_small_day_falls_back_to_agglomerative(embedder):
 @pytest.mark.parametrize("n", [0, 1, 2])
 def test_degenerate_sizes(n):
     vectors = np.eye(max(n, 1), 384, dtype=np.float32)[:n]
-    reduction = reduce.reduce_embeddings(vectors)
-    result = cluster.cluster_items(vectors, reduction.cluster, reduction.method)
+    reduction = reduce.reduce_embeddings(vectors, **REDUCE)
+    result = cluster.cluster_items(vectors, reduction.cluster, reduction.method, **CLUSTER)
     assert reduction.plot.shape == (n, 2) and len(result.labels) == n
 
 
@@ -100,8 +107,8 @@ def test_ctfidf_prefers_words_distinctive_of_a_cluster():
 
 def test_summaries_label_each_cluster(sample_day):
     items, vectors = sample_day
-    reduction = reduce.reduce_embeddings(vectors)
-    labels = cluster.cluster_items(vectors, reduction.cluster, reduction.method).labels
+    reduction = reduce.reduce_embeddings(vectors, **REDUCE)
+    labels = cluster.cluster_items(vectors, reduction.cluster, reduction.method, **CLUSTER).labels
     summaries = label.summarize_clusters(items, vectors, labels)
     assert list(summaries.columns) == label.SUMMARY_COLUMNS
     assert summaries["size"].sum() == (labels != NOISE).sum()
@@ -121,20 +128,22 @@ def test_quality_figures_and_verdicts():
         and figures["largest_share"] == pytest.approx(4 / 9)
     )
     assert figures["silhouette"] > 0.9
-    assert all(o.passed for o in quality.judge_clusters(figures, quality.QualityThresholds()))
-    strict = quality.QualityThresholds(max_noise_share=0.1, min_clusters=3, max_largest_share=0.4, min_silhouette=1.0)
-    verdicts = {o.check: o for o in quality.judge_clusters(figures, strict)}
+    assert all(o.passed for o in quality.judge_clusters(figures, **LIMITS))
+    strict = QualityThresholds(
+        max_noise_share=0.1, min_clusters=3, max_largest_share=0.4, min_silhouette=1.0
+    ).cluster_limits()
+    verdicts = {o.check: o for o in quality.judge_clusters(figures, **strict)}
     assert not any(o.passed for o in verdicts.values())
     assert verdicts["noise_share"].severity == verdicts["cluster_count"].severity == quality.ERROR
     assert verdicts["largest_cluster_share"].severity == verdicts["silhouette"].severity == quality.WARN
     # A small day, clustered by the fallback, fails the same checks only as warnings: it still reaches the sheet.
-    small = quality.judge_clusters(figures, strict, small_day=True)
+    small = quality.judge_clusters(figures, **strict, small_day=True)
     assert not any(o.passed for o in small) and {o.severity for o in small} == {quality.WARN}
 
 
 def test_empty_day_is_a_warning_not_a_failure_of_the_run():
     figures = quality.cluster_figures(np.zeros((0, 3), dtype=np.float32), np.array([], dtype=int))
-    outcomes = quality.judge_clusters(figures, quality.QualityThresholds())
+    outcomes = quality.judge_clusters(figures, **LIMITS)
     assert all(
         not o.passed and o.severity == quality.WARN and o.description == "no items on this day" for o in outcomes
     )
@@ -182,24 +191,24 @@ def test_second_stage_assigns_close_noise_and_leaves_outliers():
 
 def test_hdbscan_settings_record_the_second_stage(sample_day):
     items, vectors = sample_day
-    reduction = reduce.reduce_embeddings(vectors, with_plot=False)
+    reduction = reduce.reduce_embeddings(vectors, **REDUCE, with_plot=False)
     assert reduction.plot.shape == (len(items), 0)
     plain = cluster.cluster_items(
         vectors,
         reduction.cluster,
         reduction.method,
-        cluster.ClusterParams(merge_similarity=None, assign_similarity=None),
+        **{**CLUSTER, "merge_similarity": None, "assign_similarity": None},
     )
-    staged = cluster.cluster_items(vectors, reduction.cluster, reduction.method)
+    staged = cluster.cluster_items(vectors, reduction.cluster, reduction.method, **CLUSTER)
     assert staged.settings["hdbscan_clusters"] == plain.n_clusters >= staged.n_clusters
     assert (staged.labels == NOISE).sum() == staged.settings["hdbscan_noise"] - staged.settings["assigned_from_noise"]
     assert (staged.labels == NOISE).sum() <= (plain.labels == NOISE).sum()
 
 
 def _judged(vectors: np.ndarray) -> dict[str, quality.Outcome]:
-    reduction = reduce.reduce_embeddings(vectors, with_plot=False)
-    labels = cluster.cluster_items(vectors, reduction.cluster, reduction.method).labels
-    outcomes = quality.judge_clusters(quality.cluster_figures(vectors, labels), quality.QualityThresholds())
+    reduction = reduce.reduce_embeddings(vectors, **REDUCE, with_plot=False)
+    labels = cluster.cluster_items(vectors, reduction.cluster, reduction.method, **CLUSTER).labels
+    outcomes = quality.judge_clusters(quality.cluster_figures(vectors, labels), **LIMITS)
     return {o.check: o for o in outcomes}
 
 
@@ -211,4 +220,4 @@ def test_default_thresholds_pass_a_real_day_and_flag_vectors_without_topics(samp
     noise = rng.standard_normal(vectors.shape).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     silhouette = _judged(noise)["silhouette"]
-    assert not silhouette.passed and silhouette.metadata["silhouette"] < quality.QualityThresholds().min_silhouette
+    assert not silhouette.passed and silhouette.metadata["silhouette"] < LIMITS["min_silhouette"]

@@ -6,18 +6,18 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from newsletter_pipeline.clustering.cluster import NOISE, ClusterParams
+from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.defs.params import ClusterParams, StoryParams
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.publishing import export
 from newsletter_pipeline.stories.tracking import (
     STATE_COLUMNS,
     STORY_COLUMNS,
-    StoryParams,
     cluster_centroids,
     track_stories,
 )
 
-PARAMS = StoryParams()  # threshold 0.6, look-back 7 days
+PARAMS = StoryParams().model_dump()  # threshold 0.6, look-back 7 days
 
 
 def unit(*values: float) -> np.ndarray:
@@ -42,7 +42,7 @@ STORM, CHIP, OTHER = unit(1, 0, 0), unit(0, 1, 0), unit(0, 0, 1)
 
 
 def test_the_first_day_starts_a_story_per_cluster():
-    tracked = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP)), PARAMS)
+    tracked = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP)), **PARAMS)
     assert list(tracked.stories.columns) == STORY_COLUMNS and list(tracked.state.columns) == STATE_COLUMNS
     assert tracked.stories["story_id"].tolist() == ["2026-11-16#0", "2026-11-16#1"]
     assert set(tracked.stories["trend"]) == {"new"} and tracked.stories["days_active"].tolist() == [1, 1]
@@ -56,9 +56,9 @@ def test_the_first_day_starts_a_story_per_cluster():
 
 
 def test_a_similar_cluster_continues_its_story_and_a_different_one_is_new():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP)), PARAMS)
+    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP)), **PARAMS)
     # The storm is cluster 2 today; cluster 0 is something else.
-    second = track_stories(first.state, "2026-11-17", day_clusters((0, 4, OTHER), (2, 8, unit(1, 0.3, 0))), PARAMS)
+    second = track_stories(first.state, "2026-11-17", day_clusters((0, 4, OTHER), (2, 8, unit(1, 0.3, 0))), **PARAMS)
     rows = by_cluster(second)
     assert (
         rows[2]["story_id"] == "2026-11-16#0" and rows[2]["first_seen"] == "2026-11-16" and rows[2]["days_active"] == 2
@@ -83,21 +83,23 @@ def test_a_similar_cluster_continues_its_story_and_a_different_one_is_new():
 
 
 def test_trend_compares_with_the_last_size():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 5, CHIP), (2, 5, OTHER)), PARAMS)
-    second = track_stories(first.state, "2026-11-17", day_clusters((0, 7, STORM), (1, 5, CHIP), (2, 2, OTHER)), PARAMS)
+    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 5, CHIP), (2, 5, OTHER)), **PARAMS)
+    second = track_stories(
+        first.state, "2026-11-17", day_clusters((0, 7, STORM), (1, 5, CHIP), (2, 2, OTHER)), **PARAMS
+    )
     assert second.stories["trend"].tolist() == ["growing", "steady", "shrinking"]
     assert second.stories["previous_size"].tolist() == [5, 5, 5] and second.stories["size"].tolist() == [7, 5, 2]
 
 
 def test_matching_is_one_to_one_most_similar_first():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 5, CHIP)), PARAMS)
+    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 5, CHIP)), **PARAMS)
     # Both of today's clusters resemble the storm; the closer one continues it, the other starts a story even
     # though it passes the threshold. A cluster between both stories takes the one it is closer to.
     second = track_stories(
         first.state,
         "2026-11-17",
         day_clusters((0, 3, unit(1, 0.5, 0)), (1, 3, unit(1, 0.1, 0)), (2, 3, unit(0.3, 1, 0))),
-        PARAMS,
+        **PARAMS,
     )
     assert second.stories.set_index("cluster_id")["story_id"].to_dict() == {
         0: "2026-11-17#0",
@@ -107,45 +109,45 @@ def test_matching_is_one_to_one_most_similar_first():
 
 
 def test_equal_similarities_go_to_the_lower_cluster_id_then_the_lower_story_id():
-    first = track_stories(None, "2026-11-16", day_clusters((3, 5, STORM), (7, 5, STORM)), PARAMS)
-    second = track_stories(first.state, "2026-11-17", day_clusters((4, 2, STORM), (1, 2, STORM)), PARAMS)
+    first = track_stories(None, "2026-11-16", day_clusters((3, 5, STORM), (7, 5, STORM)), **PARAMS)
+    second = track_stories(first.state, "2026-11-17", day_clusters((4, 2, STORM), (1, 2, STORM)), **PARAMS)
     assert second.stories.set_index("cluster_id")["story_id"].to_dict() == {1: "2026-11-16#3", 4: "2026-11-16#7"}
 
 
 def test_the_threshold_decides():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), PARAMS)
+    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), **PARAMS)
     today = day_clusters((0, 5, unit(1, 1.2, 0)))  # similarity 1/sqrt(2.44) = 0.64
-    assert track_stories(first.state, "2026-11-17", today, StoryParams(match_threshold=0.64)).stories[
+    assert track_stories(first.state, "2026-11-17", today, **StoryParams(match_threshold=0.64).model_dump()).stories[
         "trend"
     ].tolist() == ["steady"]
-    assert track_stories(first.state, "2026-11-17", today, StoryParams(match_threshold=0.65)).stories[
+    assert track_stories(first.state, "2026-11-17", today, **StoryParams(match_threshold=0.65).model_dump()).stories[
         "trend"
     ].tolist() == ["new"]
 
 
 def test_a_story_unseen_for_longer_than_the_look_back_is_dropped():
-    params = StoryParams(lookback_days=3)
-    state = track_stories(None, "2026-11-10", day_clusters((0, 5, STORM)), params).state
+    params = StoryParams(lookback_days=3).model_dump()
+    state = track_stories(None, "2026-11-10", day_clusters((0, 5, STORM)), **params).state
     # Seen again after exactly the look-back: it continues.
-    assert track_stories(state, "2026-11-13", day_clusters((0, 5, STORM)), params).stories["story_id"].tolist() == [
+    assert track_stories(state, "2026-11-13", day_clusters((0, 5, STORM)), **params).stories["story_id"].tolist() == [
         "2026-11-10#0"
     ]
     # One day more: a new story.
-    assert track_stories(state, "2026-11-14", day_clusters((0, 5, STORM)), params).stories["story_id"].tolist() == [
+    assert track_stories(state, "2026-11-14", day_clusters((0, 5, STORM)), **params).stories["story_id"].tolist() == [
         "2026-11-14#0"
     ]
     # The state keeps a story while it may still continue the next day, then drops it.
     for day, kept in [("2026-11-11", True), ("2026-11-12", True), ("2026-11-13", False)]:
-        state_after = track_stories(state, day, day_clusters(), params).state
+        state_after = track_stories(state, day, day_clusters(), **params).state
         assert (state_after["story_id"].tolist() == ["2026-11-10#0"]) == kept, day
 
 
 def test_an_empty_day_carries_the_state_forward():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), PARAMS)
-    empty = track_stories(first.state, "2026-11-17", day_clusters(), PARAMS)
+    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), **PARAMS)
+    empty = track_stories(first.state, "2026-11-17", day_clusters(), **PARAMS)
     assert empty.stories.empty and list(empty.stories.columns) == STORY_COLUMNS
     pd.testing.assert_frame_equal(empty.state.drop(columns="centroid"), first.state.drop(columns="centroid"))
-    third = by_cluster(track_stories(empty.state, "2026-11-18", day_clusters((0, 6, STORM)), PARAMS))[0]
+    third = by_cluster(track_stories(empty.state, "2026-11-18", day_clusters((0, 6, STORM)), **PARAMS))[0]
     # days_active counts the days the story was seen, not the days since it began.
     assert (third["story_id"], third["days_active"], third["previous_day"], third["trend"]) == (
         "2026-11-16#0",
@@ -153,22 +155,22 @@ def test_an_empty_day_carries_the_state_forward():
         "2026-11-16",
         "growing",
     )
-    assert track_stories(None, "2026-11-16", day_clusters(), PARAMS).state.empty
+    assert track_stories(None, "2026-11-16", day_clusters(), **PARAMS).state.empty
 
 
 def test_the_same_input_gives_the_same_stories_in_any_row_order():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP), (2, 2, OTHER)), PARAMS)
+    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP), (2, 2, OTHER)), **PARAMS)
     today = day_clusters((0, 4, unit(1, 0.2, 0.1)), (1, 9, unit(0.1, 1, 0)), (2, 1, unit(1, 1, 1)))
-    once = track_stories(first.state, "2026-11-17", today, PARAMS)
-    shuffled = track_stories(first.state.iloc[::-1], "2026-11-17", today.iloc[[2, 0, 1]], PARAMS)
+    once = track_stories(first.state, "2026-11-17", today, **PARAMS)
+    shuffled = track_stories(first.state.iloc[::-1], "2026-11-17", today.iloc[[2, 0, 1]], **PARAMS)
     pd.testing.assert_frame_equal(once.stories, shuffled.stories)
     pd.testing.assert_frame_equal(once.state.drop(columns="centroid"), shuffled.state.drop(columns="centroid"))
 
 
 def test_a_state_of_the_same_or_a_later_day_is_refused():
-    state = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), PARAMS).state
+    state = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), **PARAMS).state
     with pytest.raises(ValueError, match="seen on or after 2026-11-16"):
-        track_stories(state, "2026-11-16", day_clusters((0, 5, STORM)), PARAMS)
+        track_stories(state, "2026-11-16", day_clusters((0, 5, STORM)), **PARAMS)
 
 
 def test_cluster_centroids_are_normalized_means_without_noise():

@@ -11,69 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import dagster as dg
 import numpy as np
-from pydantic import Field
 
 NOISE = -1
-
-
-class ClusterParams(dg.Config):
-    """HDBSCAN settings and the small-day fallback."""
-
-    min_cluster_size: int | None = Field(
-        default=None,
-        description=(
-            "Smallest group HDBSCAN calls a cluster (default: auto = sqrt(items)/4, between 3 and 50: 5 for 350 items, 11 "
-            "for 2,000). Small on purpose: HDBSCAN finds the dense groups and the merge step builds topics from them; a "
-            "fixed size fits neither a day of 40 items nor one of 2,000."
-        ),
-    )
-    min_samples: int | None = Field(
-        default=1,
-        description=(
-            "How conservative HDBSCAN is (default 1: the least). Higher values call more items noise; HDBSCAN's own "
-            "default (= min_cluster_size) leaves a fifth to a third of news items unclustered. None = half of min_cluster_size."
-        ),
-    )
-    cluster_selection_method: str = Field(
-        default="leaf",
-        description=(
-            "'leaf' (default) takes the condensed tree's leaves: small, homogeneous groups for the merge step to join. "
-            "'eom' picks the most persistent clusters, which on news collapses a day into a few mixed ones (the baseline)."
-        ),
-    )
-    cluster_selection_epsilon: float = Field(
-        default=0.0,
-        description="Merge clusters closer than this in UMAP space (default 0.0: no merging).",
-    )
-    merge_similarity: float | None = Field(
-        default=0.35,
-        ge=-1.0,
-        le=1.0,
-        description=(
-            "Second stage: HDBSCAN groups whose centroids (mean embeddings) have cosine similarity above this, by average "
-            "linkage, become one cluster (default 0.35). Lower merges more: on the benchmark's HuffPost weeks 0.40 gives "
-            "11.8 clusters (NMI 0.381, ARI 0.219), 0.35 gives 8.1 (NMI 0.366, ARI 0.242), 0.30 gives 5.7 (NMI 0.347, ARI "
-            "0.305); the sample's distinct stories stay apart at all three. None turns merging off."
-        ),
-    )
-    assign_similarity: float | None = Field(
-        default=0.3,
-        ge=-1.0,
-        le=1.0,
-        description=(
-            "Second stage: a noise item joins the cluster whose centroid is most similar to it when that cosine similarity "
-            "is at least this (default 0.3); items further from every cluster stay noise. None turns it off."
-        ),
-    )
-    fallback_distance: float = Field(
-        default=0.55,
-        description=(
-            "Small days (below ReduceParams.min_items): items whose average cosine distance is under this (default "
-            "0.55, about similarity 0.45 in all-MiniLM-L6-v2, where same-story headlines sit) join one cluster."
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -141,15 +81,26 @@ def assign_noise(embeddings: np.ndarray, labels: np.ndarray, similarity: float) 
     return out, joined
 
 
-def _hdbscan(embeddings: np.ndarray, coords: np.ndarray, params: ClusterParams, gpu: bool = False) -> Clustering:
-    min_cluster_size = params.min_cluster_size or auto_min_cluster_size(len(coords))
-    min_samples = params.min_samples or max(1, min_cluster_size // 2)
+def _hdbscan(
+    embeddings: np.ndarray,
+    coords: np.ndarray,
+    *,
+    min_cluster_size: int | None,
+    min_samples: int | None,
+    cluster_selection_method: str,
+    cluster_selection_epsilon: float,
+    merge_similarity: float | None,
+    assign_similarity: float | None,
+    gpu: bool = False,
+) -> Clustering:
+    min_cluster_size = min_cluster_size or auto_min_cluster_size(len(coords))
+    min_samples = min_samples or max(1, min_cluster_size // 2)
     settings = {
         "min_cluster_size": min_cluster_size,
         "min_samples": min_samples,
         "metric": "euclidean",  # UMAP output is Euclidean even when the input metric is cosine
-        "cluster_selection_method": params.cluster_selection_method,
-        "cluster_selection_epsilon": params.cluster_selection_epsilon,
+        "cluster_selection_method": cluster_selection_method,
+        "cluster_selection_epsilon": cluster_selection_epsilon,
     }
     if gpu:
         from cuml.cluster.hdbscan import HDBSCAN
@@ -167,32 +118,32 @@ def _hdbscan(embeddings: np.ndarray, coords: np.ndarray, params: ClusterParams, 
         "library": "cuml" if gpu else "hdbscan",
         "min_cluster_size": min_cluster_size,
         "min_samples": min_samples,
-        "cluster_selection_method": params.cluster_selection_method,
-        "cluster_selection_epsilon": params.cluster_selection_epsilon,
+        "cluster_selection_method": cluster_selection_method,
+        "cluster_selection_epsilon": cluster_selection_epsilon,
         "hdbscan_clusters": len(set(labels.tolist()) - {NOISE}),
         "hdbscan_noise": int((labels == NOISE).sum()),
-        "merge_similarity": params.merge_similarity,
-        "assign_similarity": params.assign_similarity,
+        "merge_similarity": merge_similarity,
+        "assign_similarity": assign_similarity,
     }
-    if params.merge_similarity is not None:
-        labels = merge_similar(embeddings, labels, params.merge_similarity)
-    if params.assign_similarity is not None:
-        labels, similarity = assign_noise(embeddings, labels, params.assign_similarity)
+    if merge_similarity is not None:
+        labels = merge_similar(embeddings, labels, merge_similarity)
+    if assign_similarity is not None:
+        labels, similarity = assign_noise(embeddings, labels, assign_similarity)
         # An item joined by similarity is not part of HDBSCAN's dense core: its probability is that similarity.
         probabilities = np.where(np.isnan(similarity), probabilities, similarity).astype(np.float32)
         settings["assigned_from_noise"] = int((~np.isnan(similarity)).sum())
     return Clustering(renumber_by_size(labels), probabilities, "hdbscan", settings)
 
 
-def _agglomerative(embeddings: np.ndarray, params: ClusterParams) -> Clustering:
-    settings = {"linkage": "average", "metric": "cosine", "distance_threshold": params.fallback_distance, "min_size": 2}
+def _agglomerative(embeddings: np.ndarray, fallback_distance: float) -> Clustering:
+    settings = {"linkage": "average", "metric": "cosine", "distance_threshold": fallback_distance, "min_size": 2}
     n = len(embeddings)
     if n < 2:
         return Clustering(np.full(n, NOISE, dtype=np.int64), np.zeros(n, dtype=np.float32), "agglomerative", settings)
     from sklearn.cluster import AgglomerativeClustering
 
     labels = AgglomerativeClustering(
-        n_clusters=None, metric="cosine", linkage="average", distance_threshold=params.fallback_distance
+        n_clusters=None, metric="cosine", linkage="average", distance_threshold=fallback_distance
     ).fit_predict(embeddings)
     # A singleton is not a story: it is noise, as HDBSCAN would call it.
     sizes = np.bincount(labels)
@@ -205,13 +156,44 @@ def cluster_items(
     embeddings: np.ndarray,
     coords: np.ndarray,
     reduction_method: str,
-    params: ClusterParams | None = None,
+    *,
+    min_cluster_size: int | None,
+    min_samples: int | None,
+    cluster_selection_method: str,
+    cluster_selection_epsilon: float,
+    merge_similarity: float | None,
+    assign_similarity: float | None,
+    fallback_distance: float,
     gpu: bool = False,
 ) -> Clustering:
-    """HDBSCAN on UMAP coordinates plus the merge and assign stage; after the small-day reduction, agglomerative on the embeddings.
+    """HDBSCAN on UMAP coordinates plus the merge and assign stage; after the small-day reduction, agglomerative
+    clustering on the embeddings.
 
-    `gpu` runs cuML's HDBSCAN (clustering/gpu.py decides when); the second stage is numpy either way."""
-    params = params or ClusterParams()
+    Args:
+        embeddings: one row per item, in the model's space: the second stage and the fallback compare these.
+        coords: the same items' UMAP coordinates (Reduction.cluster), which HDBSCAN clusters.
+        reduction_method: the Reduction's method: "umap", or "small-day" for the fallback.
+        min_cluster_size, min_samples, cluster_selection_method, cluster_selection_epsilon: HDBSCAN's settings
+            (None for min_cluster_size: sqrt(items) / 4, between 3 and 50; None for min_samples: half of it).
+        merge_similarity, assign_similarity: the second stage, None to skip either step.
+        fallback_distance: the small-day fallback's average-linkage cosine distance.
+        gpu: run cuML's HDBSCAN (clustering/gpu.py decides when); the second stage is numpy either way.
+
+    defs/params.py (ClusterParams) gives each parameter's default and the reason for it.
+
+    Returns:
+        The Clustering: a label per item (NOISE = -1), membership probabilities, the method and its settings.
+    """
     if reduction_method == "umap":
-        return _hdbscan(embeddings, coords, params, gpu)
-    return _agglomerative(embeddings, params)
+        return _hdbscan(
+            embeddings,
+            coords,
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            cluster_selection_method=cluster_selection_method,
+            cluster_selection_epsilon=cluster_selection_epsilon,
+            merge_similarity=merge_similarity,
+            assign_similarity=assign_similarity,
+            gpu=gpu,
+        )
+    return _agglomerative(embeddings, fallback_distance)

@@ -7,49 +7,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 
-import dagster as dg
 import numpy as np
-from pydantic import Field
-
-
-class ReduceParams(dg.Config):
-    """UMAP settings; the defaults are BERTopic's (the quality benchmark tried n_neighbors 30: benchmarks/README.md)."""
-
-    n_neighbors: int = Field(
-        default=15,
-        description=(
-            "Neighbours per point (default 15); capped at items - 1. On the quality benchmark, 30 "
-            "scored the same or lower (HuffPost weeks NMI 0.363 vs 0.366, ARI 0.238 vs 0.242) and was less stable across "
-            "seeds (ARI 0.60 vs 0.72)."
-        ),
-    )
-    n_components: int = Field(
-        default=5,
-        description="Dimensions handed to HDBSCAN (default 5). Few enough for density estimates to work, enough to keep topics apart.",
-    )
-    min_dist: float = Field(
-        default=0.0,
-        description="How tightly UMAP may pack points (default 0.0): tight packing is what density clustering wants.",
-    )
-    metric: str = Field(
-        default="cosine",
-        description="Distance between embeddings (default cosine): sentence embeddings are compared by angle.",
-    )
-    plot_min_dist: float = Field(
-        default=0.1,
-        description="min_dist of the 2-D layout for plots (default 0.1): a little spread makes clusters readable.",
-    )
-    random_state: int = Field(
-        default=42,
-        description="Seed (default 42). A fixed seed makes UMAP deterministic, so the same day gives the same clusters.",
-    )
-    min_items: int = Field(
-        default=20,
-        description=(
-            "Below this many items (default 20) UMAP's neighbourhood graph is too thin to trust: the day skips UMAP and "
-            "is clustered by the small-day fallback on the embeddings themselves."
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -124,15 +82,22 @@ def enable_numba_cache() -> int:
 
 
 def _umap(
-    embeddings: np.ndarray, params: ReduceParams, n_components: int, min_dist: float, knn=None, gpu: bool = False
+    embeddings: np.ndarray,
+    *,
+    n_neighbors: int,
+    n_components: int,
+    min_dist: float,
+    metric: str,
+    random_state: int,
+    knn=None,
+    gpu: bool = False,
 ) -> np.ndarray:
-    n_neighbors = min(params.n_neighbors, len(embeddings) - 1)
     settings = {
-        "n_neighbors": n_neighbors,
+        "n_neighbors": min(n_neighbors, len(embeddings) - 1),
         "n_components": n_components,
         "min_dist": min_dist,
-        "metric": params.metric,
-        "random_state": params.random_state,
+        "metric": metric,
+        "random_state": random_state,
     }
     if gpu:
         from cuml.manifold import UMAP
@@ -164,22 +129,41 @@ def plot_layout_small(embeddings: np.ndarray) -> np.ndarray:
 
 
 def reduce_embeddings(
-    embeddings: np.ndarray, params: ReduceParams | None = None, with_plot: bool = True, gpu: bool = False
+    embeddings: np.ndarray,
+    *,
+    n_neighbors: int,
+    n_components: int,
+    min_dist: float,
+    metric: str,
+    plot_min_dist: float,
+    random_state: int,
+    min_items: int,
+    with_plot: bool = True,
+    gpu: bool = False,
 ) -> Reduction:
-    """UMAP to `n_components` dimensions for clustering and to 2 for plots (left empty without `with_plot`); small days skip UMAP.
+    """UMAP to `n_components` dimensions for clustering and to 2 for plots; a day of fewer than `min_items` skips UMAP.
 
-    `gpu` runs cuML's UMAP (clustering/gpu.py decides when); its layouts differ from umap-learn's, so clusters do too."""
-    params = params or ReduceParams()
+    Args:
+        embeddings: one row per item.
+        n_neighbors, n_components, min_dist, metric, random_state: UMAP's settings (defs/params.py ReduceParams says
+            what each does and why its default is what it is); `plot_min_dist` is min_dist of the 2-D layout.
+        min_items: below this many items (or n_components + 2) the cluster coordinates are the embeddings themselves
+            and the plot layout is PCA (method "small-day").
+        with_plot: False leaves `plot` empty (n x 0), for callers that only cluster.
+        gpu: run cuML's UMAP (clustering/gpu.py decides when); its layouts differ from umap-learn's, so clusters do too.
+
+    Returns:
+        The Reduction: coordinates for clustering and for the plot, and which method and library made them.
+    """
     n = len(embeddings)
-    if n < max(params.min_items, params.n_components + 2):
+    if n < max(min_items, n_components + 2):
         return Reduction(cluster=embeddings.astype(np.float32), plot=plot_layout_small(embeddings), method="small-day")
     knn = None
-    if not gpu and params.metric == "cosine" and UMAP_SMALL_DATA <= n <= EXACT_KNN_MAX_ITEMS:
-        knn = exact_cosine_knn(embeddings, min(params.n_neighbors, n - 1))  # once, for both layouts
-    cluster = _umap(embeddings, params, params.n_components, params.min_dist, knn, gpu)
+    if not gpu and metric == "cosine" and UMAP_SMALL_DATA <= n <= EXACT_KNN_MAX_ITEMS:
+        knn = exact_cosine_knn(embeddings, min(n_neighbors, n - 1))  # once, for both layouts
+    umap = {"n_neighbors": n_neighbors, "metric": metric, "random_state": random_state, "knn": knn, "gpu": gpu}
+    cluster = _umap(embeddings, n_components=n_components, min_dist=min_dist, **umap)
     plot = (
-        _umap(embeddings, params, 2, params.plot_min_dist, knn, gpu)
-        if with_plot
-        else np.zeros((n, 0), dtype=np.float32)
+        _umap(embeddings, n_components=2, min_dist=plot_min_dist, **umap) if with_plot else np.zeros((n, 0), np.float32)
     )
     return Reduction(cluster=cluster, plot=plot, method="umap", library="cuml" if gpu else "umap-learn")

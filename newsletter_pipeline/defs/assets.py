@@ -129,7 +129,9 @@ def raw_items(
             quality.judge_balance(
                 today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], parsed.balanced()
             ),
-            quality.judge_quarantine(today.records, counts["quarantine"], clustering.quality),
+            quality.judge_quarantine(
+                today.records, counts["quarantine"], max_quarantine_share=clustering.quality.max_quarantine_share
+            ),
             emptied,
         ]
         per_day[day] = {
@@ -242,7 +244,7 @@ def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringRe
             method, library, dimension = metadata["method"], metadata["library"], int(metadata["dimension"])
         else:
             with _timed(timings, "umap_seconds"):
-                reduction = reduce.reduce_embeddings(vectors, clustering.reduce, gpu=gpu)
+                reduction = reduce.reduce_embeddings(vectors, **clustering.reduce.model_dump(), gpu=gpu)
             table = pa.table(
                 {
                     "item_id": pa.array(frame["item_id"], pa.string()),
@@ -304,7 +306,9 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         coords, xy = all_coords[reduced_rows], reduced[["x", "y"]].to_numpy()[reduced_rows]
         timings: dict = {}
         with _timed(timings, "cluster_seconds"):
-            result = cluster.cluster_items(vectors, coords, method, clustering.cluster, gpu=clustering.gpu)
+            result = cluster.cluster_items(
+                vectors, coords, method, **clustering.cluster.model_dump(), gpu=clustering.gpu
+            )
         with _timed(timings, "label_seconds"):
             summaries = label.summarize_clusters(items, vectors, result.labels)
         assignments = pd.DataFrame(
@@ -324,7 +328,7 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         small_day = result.method != "hdbscan"
         outcomes[day] = [
             quality.judge_assignment(stored, day_items),
-            *quality.judge_clusters(figures, clustering.quality, small_day),
+            *quality.judge_clusters(figures, **clustering.quality.cluster_limits(), small_day=small_day),
         ]
         noise = int((result.labels == cluster.NOISE).sum())
         per_day[day] = {
@@ -447,7 +451,7 @@ def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, s
         summaries = store.store.read("cluster_summaries", day)
         assignments = store.store.read("clusters", day)
         today = story_stage.cluster_centroids(assignments, embedded["item_id"], vectors)
-        tracked = story_stage.track_stories(state, day, today, params)
+        tracked = story_stage.track_stories(state, day, today, **params.model_dump())
         store.store.write("stories", day, tracked.stories)
         dimension = vectors.shape[1]
         store.store.write(

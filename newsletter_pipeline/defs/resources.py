@@ -12,16 +12,13 @@ import pandas as pd
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from newsletter_pipeline.clustering.cluster import ClusterParams
-from newsletter_pipeline.clustering.reduce import ReduceParams
 from newsletter_pipeline.config import load_config
+from newsletter_pipeline.defs.params import ClusterParams, QualityThresholds, ReduceParams, StoryParams
 from newsletter_pipeline.embedding import embed, embed_cache, weights
 from newsletter_pipeline.items.parse import LandingFile
 from newsletter_pipeline.landing.listing import Listing, local_listing, s3_listing, split_locations
 from newsletter_pipeline.publishing import export
-from newsletter_pipeline.quality import QualityThresholds
 from newsletter_pipeline.storage import ParquetStore, aws_region, is_s3_uri, split_s3_uri
-from newsletter_pipeline.stories.tracking import StoryParams
 
 
 class LandingFolder(dg.ConfigurableResource):

@@ -11,10 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from newsletter_pipeline.clustering.cluster import unit_centroids
 
@@ -33,32 +31,6 @@ STORY_COLUMNS = [
 # The state after a day, one row per story that may still continue; `centroid` is a unit vector.
 STATE_COLUMNS = ["story_id", "first_seen", "last_seen", "days_active", "last_size", "last_cluster_id", "centroid"]
 TRENDS = ("new", "growing", "shrinking", "steady")
-
-
-class StoryParams(dg.Config):
-    """How clusters of different days are joined into stories."""
-
-    match_threshold: float = Field(
-        default=0.6,
-        ge=0.0,
-        le=1.0,
-        description=(
-            "Least cosine similarity of a cluster's centroid (normalized mean all-MiniLM-L6-v2 embedding) to a story's for the "
-            "cluster to continue it (default 0.6). On the sample's 5 days, clusters of one story match at 0.69 to 0.93 and "
-            "different stories stay under 0.4. On HuffPost's 31 days of May 2018 (benchmarks/README.md, 'Stories'), 0.5 let "
-            "topic clusters chain into stories less pure than a day's cluster (category purity 0.53 against 0.64), 0.6 keeps "
-            "them as pure (0.64), 0.7 cuts most continuations (4 stories on 2 days or more, against 9)."
-        ),
-    )
-    lookback_days: int = Field(
-        default=7,
-        ge=1,
-        description=(
-            "Days a story may go unseen and still continue (default 7: a weekly newsletter, or a story that pauses over a "
-            "weekend, picks up where it left); a story not seen for more days is dropped from the state. 1 matches "
-            "yesterday's stories only."
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -91,7 +63,9 @@ def cluster_centroids(assignments: pd.DataFrame, item_ids: pd.Series, vectors: n
     return pd.DataFrame(out, columns=["cluster_id", "size", "centroid"])
 
 
-def track_stories(previous: pd.DataFrame | None, day: str, today: pd.DataFrame, params: StoryParams) -> Tracked:
+def track_stories(
+    previous: pd.DataFrame | None, day: str, today: pd.DataFrame, *, match_threshold: float, lookback_days: int
+) -> Tracked:
     """Match today's clusters (cluster_id, size, centroid) to the stories of `previous`, the state of an earlier day.
 
     One-to-one and greedy: the most similar pair at or above the threshold first, ties to the lower cluster id, then
@@ -104,14 +78,12 @@ def track_stories(previous: pd.DataFrame | None, day: str, today: pd.DataFrame, 
         raise ValueError("today's clusters repeat a cluster_id")
     today = today.sort_values("cluster_id").reset_index(drop=True)
     gap = np.array([_days_between(last, day) for last in state["last_seen"]], dtype=np.int64)
-    candidates = state[gap <= params.lookback_days].sort_values("story_id").reset_index(drop=True)
+    candidates = state[gap <= lookback_days].sort_values("story_id").reset_index(drop=True)
 
     matches: dict[int, tuple[int, float]] = {}  # today's row -> (candidate row, similarity)
     if len(today) and len(candidates):
         scores = np.stack(today["centroid"].to_numpy()) @ np.stack(candidates["centroid"].to_numpy()).T
-        pairs = sorted(
-            (-scores[i, j], i, j) for i, j in zip(*np.nonzero(scores >= params.match_threshold), strict=True)
-        )
+        pairs = sorted((-scores[i, j], i, j) for i, j in zip(*np.nonzero(scores >= match_threshold), strict=True))
         taken = set()
         for negative, i, j in pairs:
             if i not in matches and j not in taken:
@@ -186,7 +158,7 @@ def track_stories(previous: pd.DataFrame | None, day: str, today: pd.DataFrame, 
     )
     # Unmatched stories stay while they may still continue tomorrow.
     waiting = candidates.drop(index=continued)
-    waiting = waiting[[_days_between(last, day) < params.lookback_days for last in waiting["last_seen"]]]
+    waiting = waiting[[_days_between(last, day) < lookback_days for last in waiting["last_seen"]]]
     state = pd.concat([frame for frame in (seen, waiting) if len(frame)] or [_empty_state()], ignore_index=True)
     state = (
         state.sort_values("story_id")
