@@ -34,10 +34,12 @@ demo: setup
 test: setup
 	$(BIN)/pytest
 
-# The style gates CI runs before the tests: lint rules, then the formatting `ruff format` would give.
+# The style gates CI runs before the tests: lint rules, the formatting `ruff format` would give, and the layering
+# (import-linter's contracts in pyproject.toml; test_layering.py runs them too).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # The UI with the daemon (schedules, backfills): http://127.0.0.1:3000
 ui: setup

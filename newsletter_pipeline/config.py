@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -157,10 +156,9 @@ def http_url(value: str) -> str | None:
     return None if parts.scheme in ("http", "https") and parts.netloc else "set a URL such as http://127.0.0.1:9000"
 
 
-SPREADSHEET_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a key alone; sheets.check_spreadsheet_key uses it too
-
-
 def spreadsheet_key(value: str) -> str | None:
+    from newsletter_pipeline.publishing.sheets import SPREADSHEET_KEY
+
     return (
         None
         if SPREADSHEET_KEY.fullmatch(value)

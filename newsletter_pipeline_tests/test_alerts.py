@@ -8,12 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import dagster as dg
 import pytest
 
+from newsletter_pipeline import alerts
 from newsletter_pipeline.config import ConfigError
 from newsletter_pipeline.defs.alert_sensors import check_failure_alert_sensor, run_failure_alert_sensor
 from newsletter_pipeline.defs.params import QualityThresholds
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.defs.schedules import daily_job
-from newsletter_pipeline.operations import alerts
 from newsletter_pipeline_tests.conftest import ASSETS
 
 SECRET = "XOXB-s3cr3t-T0KEN"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from newsletter_pipeline.operations import alerts
+from newsletter_pipeline import alerts
 
 RUN_ENDS = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED)
 # A tick must end within the sensor's time limit (60 s): at most this many posts, none started after this many

@@ -15,8 +15,7 @@ from pydantic import Field
 from newsletter_pipeline.config import load_config
 from newsletter_pipeline.defs.params import ClusterParams, QualityThresholds, ReduceParams, StoryParams
 from newsletter_pipeline.embedding import embed, embed_cache, weights
-from newsletter_pipeline.items.parse import LandingFile
-from newsletter_pipeline.landing.listing import Listing, local_listing, s3_listing, split_locations
+from newsletter_pipeline.landing.listing import LandingFile, Listing, local_listing, s3_listing, split_locations
 from newsletter_pipeline.publishing import export
 from newsletter_pipeline.storage import ParquetStore, aws_region, is_s3_uri, split_s3_uri
 

@@ -8,14 +8,14 @@ import email.utils
 import hashlib
 import html
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 import pandas as pd
 
 from newsletter_pipeline.items.dedupe import DUPLICATE_COLUMNS, find_duplicates
-from newsletter_pipeline.landing.formats import READERS, format_of, unpack
+from newsletter_pipeline.landing.formats import READERS, unpack
+from newsletter_pipeline.landing.listing import LandingFile
 from newsletter_pipeline.landing.readers import Notice, RejectedRecord, record_positions
 from newsletter_pipeline.text import storable, visible
 
@@ -197,29 +197,6 @@ def normalize_record(
         "category": clean_text(values["category"]),
         "origin": origin,
     }
-
-
-@dataclass(frozen=True)
-class LandingFile:
-    """One input file, wherever it lives: `name` is what messages show (a path, or s3://bucket/key).
-
-    `refusal`, when set, says why the file is not read (a link to outside the landing location): it becomes one
-    quarantined record with that reason, and `load` refuses too.
-    """
-
-    name: str
-    load: Callable[[], bytes]
-    refusal: str | None = None
-
-    @property
-    def suffix(self) -> str | None:
-        """The suffix of its reader (`.jsonl` for `a.jsonl.gz`), None for no reader."""
-        return format_of(self.name)
-
-    @property
-    def default_source(self) -> str:
-        """A file without a source field names its newsletter: morning_brief.jsonl(.gz) -> 'morning brief'."""
-        return PurePosixPath(self.name.removesuffix(".gz")).stem.replace("_", " ").replace("-", " ").strip()
 
 
 def parse_file(file: LandingFile, column_map: dict[str, str] | None = None, date_format: str | None = None) -> Parsed:

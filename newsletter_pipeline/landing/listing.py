@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from newsletter_pipeline.items.parse import LandingFile
 from newsletter_pipeline.landing.formats import READERS, format_of
 
 # S3 errors that concern one object (it is unreadable, not the store): the file is quarantined and the run goes
@@ -48,6 +48,29 @@ class Listing:
     def extend(self, other: Listing) -> None:
         self.files += other.files
         self.skipped += other.skipped
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """One input file, wherever it lives: `name` is what messages show (a path, or s3://bucket/key).
+
+    `refusal`, when set, says why the file is not read (a link to outside the landing location): it becomes one
+    quarantined record with that reason, and `load` refuses too.
+    """
+
+    name: str
+    load: Callable[[], bytes]
+    refusal: str | None = None
+
+    @property
+    def suffix(self) -> str | None:
+        """The suffix of its reader (`.jsonl` for `a.jsonl.gz`), None for no reader."""
+        return format_of(self.name)
+
+    @property
+    def default_source(self) -> str:
+        """A file without a source field names its newsletter: morning_brief.jsonl(.gz) -> 'morning brief'."""
+        return PurePosixPath(self.name.removesuffix(".gz")).stem.replace("_", " ").replace("-", " ").strip()
 
 
 def split_locations(value: str) -> list[str]:

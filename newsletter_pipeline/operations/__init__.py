@@ -1,1 +1,1 @@
-"""Beside the flow: the setup check (doctor), failure alerts (alerts) and the workbook summary (summary)."""
+"""Beside the flow, the tools users run: the setup check (doctor) and the workbook summary (summary)."""

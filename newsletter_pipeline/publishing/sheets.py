@@ -29,10 +29,9 @@ import requests
 from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
-from newsletter_pipeline.config import SPREADSHEET_KEY
-
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]  # Sheets only: the export never needs Drive
 MAX_REQUEST_BYTES = 2_000_000  # Google's recommended ceiling for one request's body ("2 MB")
+SPREADSHEET_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a key alone, not the URL around it (config checks it too)
 FILE_VAR, JSON_VAR, KEY_VAR = "GOOGLE_SERVICE_ACCOUNT_FILE", "GOOGLE_SERVICE_ACCOUNT_JSON", "NEWSLETTER_SPREADSHEET_KEY"
 _REQUIRED_KEY_FIELDS = ("client_email", "private_key", "token_uri")
 
