@@ -1,4 +1,8 @@
-"""Measure a day's clusters and data, and judge the figures against thresholds."""
+"""Measure a day's clusters and data, and judge the figures against thresholds.
+
+Each judge returns a Verdict: whether the figure passes, what it measured. Which check it serves, and how a failure
+counts (ERROR or WARN), is declared once with the check, in defs/checks.py.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,19 @@ import pandas as pd
 
 from newsletter_pipeline.clustering.cluster import NOISE
 
-ERROR, WARN = "ERROR", "WARN"
-
 
 @dataclass(frozen=True)
-class Outcome:
-    """A check's verdict: passed, its severity when it fails, what it measured."""
+class Verdict:
+    """A judge's finding: passed, what it measured. `warn_only`: a failure only warns, whatever the check's severity
+    (a day without items, a small day, where the figure says little about the pipeline)."""
 
-    check: str
     passed: bool
-    severity: str
     description: str
     metadata: dict = field(default_factory=dict)
+    warn_only: bool = False
+
+
+NO_ITEMS = Verdict(False, "no items on this day", {"items": 0}, warn_only=True)
 
 
 def cluster_figures(embeddings: np.ndarray, labels: np.ndarray) -> dict:
@@ -46,66 +51,57 @@ def cluster_figures(embeddings: np.ndarray, labels: np.ndarray) -> dict:
     return figures
 
 
-def _no_items(check: str) -> Outcome:
-    return Outcome(check, False, WARN, "no items on this day", {"items": 0})
-
-
-def judge_clusters(
-    figures: dict,
-    *,
-    max_noise_share: float,
-    min_clusters: int,
-    max_largest_share: float,
-    min_silhouette: float,
-    small_day: bool = False,
-) -> list[Outcome]:
-    """One outcome per cluster-quality check.
-
-    On a small day (clustered by the fallback) a handful of unrelated items is a fact, not a fault: the
-    checks still fail there, but as warnings, so the day still reaches the sheet.
-    """
-    names = ["noise_share", "cluster_count", "largest_cluster_share", "silhouette"]
+def judge_noise_share(figures: dict, *, max_noise_share: float) -> Verdict:
+    """The share of items left as noise is at most `max_noise_share`."""
     if figures["items"] == 0:
-        return [_no_items(name) for name in names]
-    noise, clusters, largest, silhouette = (
-        figures[k] for k in ("noise_share", "clusters", "largest_share", "silhouette")
+        return NO_ITEMS
+    noise = figures["noise_share"]
+    return Verdict(
+        noise <= max_noise_share,
+        f"noise share {noise:.1%} (limit {max_noise_share:.0%})",
+        {"noise_share": noise, "limit": max_noise_share},
     )
-    gate, note = (WARN, f" (small day of {figures['items']} items: a warning only)") if small_day else (ERROR, "")
-    return [
-        Outcome(
-            names[0],
-            noise <= max_noise_share,
-            gate,
-            f"noise share {noise:.1%} (limit {max_noise_share:.0%}){note}",
-            {"noise_share": noise, "limit": max_noise_share},
-        ),
-        Outcome(
-            names[1],
-            clusters >= min_clusters,
-            gate,
-            f"{clusters} clusters (at least {min_clusters}){note}",
-            {"clusters": clusters, "limit": min_clusters},
-        ),
-        Outcome(
-            names[2],
-            largest <= max_largest_share,
-            WARN,
-            f"largest cluster holds {largest:.1%} of items (limit {max_largest_share:.0%})",
-            {"largest_share": largest, "limit": max_largest_share},
-        ),
-        Outcome(
-            names[3],
-            silhouette is None or silhouette >= min_silhouette,
-            WARN,
-            "silhouette not computed: fewer than 2 clusters"
-            if silhouette is None
-            else f"silhouette {silhouette:.3f} (at least {min_silhouette})",
-            {"silhouette": silhouette, "limit": min_silhouette},
-        ),
-    ]
 
 
-def judge_balance(records: int, items: int, duplicates: int, quarantined: int, landing_balanced: bool) -> Outcome:
+def judge_cluster_count(figures: dict, *, min_clusters: int) -> Verdict:
+    """At least `min_clusters` clusters."""
+    if figures["items"] == 0:
+        return NO_ITEMS
+    clusters = figures["clusters"]
+    return Verdict(
+        clusters >= min_clusters,
+        f"{clusters} clusters (at least {min_clusters})",
+        {"clusters": clusters, "limit": min_clusters},
+    )
+
+
+def judge_largest_share(figures: dict, *, max_largest_share: float) -> Verdict:
+    """No cluster holds more than `max_largest_share` of the day."""
+    if figures["items"] == 0:
+        return NO_ITEMS
+    largest = figures["largest_share"]
+    return Verdict(
+        largest <= max_largest_share,
+        f"largest cluster holds {largest:.1%} of items (limit {max_largest_share:.0%})",
+        {"largest_share": largest, "limit": max_largest_share},
+    )
+
+
+def judge_silhouette(figures: dict, *, min_silhouette: float) -> Verdict:
+    """The silhouette is at least `min_silhouette`; it passes when there are too few clusters to compute it."""
+    if figures["items"] == 0:
+        return NO_ITEMS
+    silhouette = figures["silhouette"]
+    return Verdict(
+        silhouette is None or silhouette >= min_silhouette,
+        "silhouette not computed: fewer than 2 clusters"
+        if silhouette is None
+        else f"silhouette {silhouette:.3f} (at least {min_silhouette})",
+        {"silhouette": silhouette, "limit": min_silhouette},
+    )
+
+
+def judge_balance(records: int, items: int, duplicates: int, quarantined: int, landing_balanced: bool) -> Verdict:
     """Every record read is an item, a duplicate or quarantined: the stored tables add up to what was read."""
     stored = items + duplicates + quarantined
     passed = stored == records and landing_balanced
@@ -114,16 +110,14 @@ def judge_balance(records: int, items: int, duplicates: int, quarantined: int, l
         description = f"records lost: {records} read for the day, {stored} stored" + (
             "" if landing_balanced else "; the landing files do not balance"
         )
-    return Outcome(
-        "records_balance",
+    return Verdict(
         passed,
-        ERROR,
         description,
         {"records": records, "items": items, "duplicates": duplicates, "quarantined": quarantined},
     )
 
 
-def judge_not_emptied(day: str, previous_items: int, items: int, acknowledged: bool) -> Outcome:
+def judge_not_emptied(day: str, previous_items: int, items: int, acknowledged: bool) -> Verdict:
     """A day that had items does not drop to none unless the run says so: an emptied landing location (a missing
     share, a wrong path, files removed by mistake) would otherwise wipe a published day from the sheet."""
     held = previous_items > 0 and items == 0 and not acknowledged
@@ -136,38 +130,37 @@ def judge_not_emptied(day: str, previous_items: int, items: int, acknowledged: b
         description = f"{day} dropped from {previous_items} items to none, as the run allowed (allow_emptied_days)"
     else:
         description = f"{items} items (before: {previous_items})"
-    return Outcome("day_not_emptied", not held, ERROR, description, {"items": items, "previous_items": previous_items})
+    return Verdict(not held, description, {"items": items, "previous_items": previous_items})
 
 
-def judge_quarantine(records: int, quarantined: int, *, max_quarantine_share: float) -> Outcome:
+def judge_quarantine(records: int, quarantined: int, *, max_quarantine_share: float) -> Verdict:
+    """At most `max_quarantine_share` of the day's records are quarantined; more means a source changed its format."""
     if records == 0:
-        return _no_items("quarantine_share")
+        return NO_ITEMS
     share = quarantined / records
-    return Outcome(
-        "quarantine_share",
+    return Verdict(
         share <= max_quarantine_share,
-        WARN,
         f"{quarantined} of {records} records quarantined ({share:.1%}; limit {max_quarantine_share:.0%})",
         {"quarantined": quarantined, "records": records, "share": share, "limit": max_quarantine_share},
     )
 
 
-def judge_unique_ids(items: pd.DataFrame) -> Outcome:
+def judge_unique_ids(items: pd.DataFrame) -> Verdict:
+    """Every item_id occurs once in the stored items: joins downstream rely on it."""
     if items.empty:
-        return _no_items("unique_item_id")
+        return NO_ITEMS
     repeated = items["item_id"][items["item_id"].duplicated()].unique().tolist()
-    return Outcome(
-        "unique_item_id",
+    return Verdict(
         not repeated,
-        ERROR,
         f"{len(repeated)} repeated item ids" if repeated else f"{len(items)} items, ids unique",
         {"items": len(items), "repeated_ids": len(repeated), "examples": ", ".join(repeated[:5])},
     )
 
 
-def judge_embeddings(item_ids: pd.Series, vectors: np.ndarray, expected_ids: pd.Series, dimension: int) -> Outcome:
+def judge_embeddings(item_ids: pd.Series, vectors: np.ndarray, expected_ids: pd.Series, dimension: int) -> Verdict:
+    """One finite vector of `dimension` per expected item: `item_ids` and `vectors` as stored, `expected_ids` the day's items."""
     if len(expected_ids) == 0:
-        return _no_items("embeddings_valid")
+        return NO_ITEMS
     problems = []
     if vectors.ndim != 2 or vectors.shape[1] != dimension:
         problems.append(f"shape {vectors.shape}, expected (n, {dimension})")
@@ -176,10 +169,8 @@ def judge_embeddings(item_ids: pd.Series, vectors: np.ndarray, expected_ids: pd.
         problems.append(f"{non_finite} vectors with NaN or infinity")
     if set(item_ids) != set(expected_ids) or len(item_ids) != len(expected_ids):
         problems.append(f"{len(item_ids)} vectors for {len(expected_ids)} items")
-    return Outcome(
-        "embeddings_valid",
+    return Verdict(
         not problems,
-        ERROR,
         "; ".join(problems) or f"{len(item_ids)} finite vectors of dimension {dimension}",
         {
             "vectors": len(item_ids),
@@ -189,17 +180,16 @@ def judge_embeddings(item_ids: pd.Series, vectors: np.ndarray, expected_ids: pd.
     )
 
 
-def judge_assignment(assignments: pd.DataFrame, items: pd.DataFrame) -> Outcome:
+def judge_assignment(assignments: pd.DataFrame, items: pd.DataFrame) -> Verdict:
+    """Every item of the day has a row in `assignments` with a cluster id, and no row names an unknown item."""
     if items.empty:
-        return _no_items("every_item_assigned")
+        return NO_ITEMS
     missing = sorted(set(items["item_id"]) - set(assignments["item_id"]))
     unknown = sorted(set(assignments["item_id"]) - set(items["item_id"]))
     null_ids = int(assignments["cluster_id"].isna().sum())
     passed = not missing and not unknown and not null_ids and len(assignments) == len(items)
-    return Outcome(
-        "every_item_assigned",
+    return Verdict(
         passed,
-        ERROR,
         f"{len(items)} items assigned"
         if passed
         else f"{len(missing)} items missing, {len(unknown)} unknown, {null_ids} "

@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from newsletter_pipeline.defs.checks import CHECKS
+from newsletter_pipeline.defs import checks
 from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE, SAMPLE_DAYS
 
@@ -66,7 +66,7 @@ def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
         for asset in ("raw_items", "clusters", "stories", "sheet_export"):
             assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(DAYS)
         # Each day has its own check results and its own figures and plot, as after a one-day run.
-        check_keys = [dg.AssetCheckKey(dg.AssetKey(asset), name) for asset, names in CHECKS.items() for name in names]
+        check_keys = [dg.AssetCheckKey(dg.AssetKey(check.asset), check.name) for check in checks.ALL]
         statuses = {
             (info.check_key.name, info.partition_key): info.latest_execution_status.value
             for info in instance.event_log_storage.get_asset_check_partition_info(check_keys)

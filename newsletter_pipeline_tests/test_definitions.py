@@ -5,9 +5,10 @@ import datetime as dt
 import dagster as dg
 
 from newsletter_pipeline.definitions import defs
-from newsletter_pipeline.defs.checks import CHECKS
+from newsletter_pipeline.defs import checks
 from newsletter_pipeline.defs.resources import SheetsResource, resources_from_env
 from newsletter_pipeline.defs.schedules import daily_schedule
+from newsletter_pipeline_tests.conftest import REPO
 
 
 def test_definitions_list_assets_checks_job_and_schedule():
@@ -22,7 +23,7 @@ def test_definitions_list_assets_checks_job_and_schedule():
         "sheet_export",
     }
     assert {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys} == {
-        (a, c) for a, checks in CHECKS.items() for c in checks
+        (check.asset, check.name) for check in checks.ALL
     }
     assert "daily_newsletter_job" in repo.job_names
     assert [s.name for s in repo.schedule_defs] == ["daily_newsletter_job_schedule"]
@@ -66,4 +67,18 @@ def test_resources_come_from_the_environment(tmp_path):
     google = resources_from_env({"NEWSLETTER_SPREADSHEET_KEY": "abc", "GOOGLE_SERVICE_ACCOUNT_JSON": "{}"})
     assert (
         isinstance(google["sheets"], SheetsResource) and google["sheets"].destination == "Google Sheets spreadsheet abc"
+    )
+
+
+def test_each_check_is_declared_once_and_its_text_follows_the_declaration():
+    """Specs, results and the README's table come from defs/checks.py: a check's severity is said where it is set."""
+    names = [check.name for check in checks.ALL]
+    assert len(names) == len(set(names))
+    for check in checks.ALL:
+        (spec,) = [spec for spec in defs.resolve_assets_def(check.asset).check_specs if spec.name == check.name]
+        assert spec.description.startswith(check.description) and f"Fails as {check.fails_as};" in spec.description
+    assert checks.NOISE_SHARE.fails_as == "ERROR (WARN on a small day)" and checks.SILHOUETTE.fails_as == "WARN"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert checks.reference_table() in readme, (
+        "README's table of checks differs: paste `python -m newsletter_pipeline.defs.checks` into it"
     )

@@ -142,7 +142,7 @@ def test_a_crash_mid_export_leaves_nothing_to_load(model_path, tmp_path, monkeyp
 
 def test_a_half_written_temp_folder_does_not_break_the_next_export(model_path, exported, tmp_path, monkeypatch):
     # What a process killed mid-export leaves (no cleanup ran): a temp folder named after the same fingerprint.
-    name = eo.fingerprint(Path(model_path))
+    name = eo.export_name(Path(model_path))
     stale, busy = tmp_path / f"{eo.TEMP_PREFIX}{name}-stale", tmp_path / f"{eo.TEMP_PREFIX}{name}-busy"
     for folder in (stale, busy):
         folder.mkdir()
@@ -157,7 +157,7 @@ def test_a_half_written_temp_folder_does_not_break_the_next_export(model_path, e
 
 
 def test_an_incomplete_cache_folder_is_exported_again(model_path, exported, tmp_path, monkeypatch):
-    broken = tmp_path / eo.fingerprint(Path(model_path))
+    broken = tmp_path / eo.export_name(Path(model_path))
     broken.mkdir()
     (broken / eo.MODEL_XML).write_text("<net", encoding="utf-8")
     monkeypatch.setattr(eo, "_convert", copy_of(exported))
@@ -166,7 +166,7 @@ def test_an_incomplete_cache_folder_is_exported_again(model_path, exported, tmp_
 
 
 def test_a_folder_published_meanwhile_by_another_process_wins(model_path, exported, tmp_path, monkeypatch):
-    final = tmp_path / eo.fingerprint(Path(model_path))
+    final = tmp_path / eo.export_name(Path(model_path))
 
     def racing(model_dir, out, int8):
         shutil.copytree(exported, final)  # the other process renames its copy into place first
@@ -178,12 +178,12 @@ def test_a_folder_published_meanwhile_by_another_process_wins(model_path, export
 
 
 def test_variants_and_models_get_their_own_folders(model_path, tmp_path):
-    assert eo.fingerprint(Path(model_path)) != eo.fingerprint(Path(model_path), int8=True)
+    assert eo.export_name(Path(model_path)) != eo.export_name(Path(model_path), int8=True)
     copy = tmp_path / "model"
     shutil.copytree(model_path, copy)
-    assert eo.fingerprint(copy) == eo.fingerprint(Path(model_path))  # where it lies does not matter, its contents do
+    assert eo.export_name(copy) == eo.export_name(Path(model_path))  # where it lies does not matter, its contents do
     (copy / "config.json").write_text((copy / "config.json").read_text() + " ", encoding="utf-8")
-    assert eo.fingerprint(copy) != eo.fingerprint(Path(model_path))
+    assert eo.export_name(copy) != eo.export_name(Path(model_path))
 
 
 def test_int8_stays_close_to_pytorch(model_path, exported, torch_vectors):

@@ -8,6 +8,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, label, reduce
+from newsletter_pipeline.defs import checks
 from newsletter_pipeline.defs.params import ClusterParams, QualityThresholds, ReduceParams
 from newsletter_pipeline.embedding import embed
 from newsletter_pipeline.items import parse
@@ -15,7 +16,7 @@ from newsletter_pipeline_tests.conftest import needs_datasets
 
 # The defaults the assets use (defs/params.py), as the plain values the work functions take.
 REDUCE, CLUSTER = ReduceParams().model_dump(), ClusterParams().model_dump()
-LIMITS = QualityThresholds().cluster_limits()
+LIMITS = QualityThresholds()
 
 
 def shared_file(name: str) -> parse.LandingFile:
@@ -52,7 +53,7 @@ def test_a_busy_huffpost_day_clusters_better_than_chance(huffpost, embedder):
     assert score > chance + 0.05, (score, chance)
     assert adjusted_rand_score(items["category"], result.labels) > 0.05  # ARI is 0 for chance
     figures = quality.cluster_figures(vectors, result.labels)
-    assert all(o.passed for o in quality.judge_clusters(figures, **LIMITS) if o.severity == quality.ERROR)
+    assert all(o.passed for o in checks.judge_clusters(figures, LIMITS) if o.severity == checks.ERROR)
     summaries = label.summarize_clusters(items, vectors, result.labels)
     assert summaries["keywords"].str.len().gt(0).all()
 

@@ -7,6 +7,7 @@ import pytest
 from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, label, reduce
 from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.defs import checks
 from newsletter_pipeline.defs.params import ClusterParams, QualityThresholds, ReduceParams
 from newsletter_pipeline.embedding import embed
 from newsletter_pipeline.items import parse
@@ -15,7 +16,7 @@ from newsletter_pipeline_tests.conftest import SAMPLE
 
 # The defaults the assets use (defs/params.py), as the plain values the work functions take.
 REDUCE, CLUSTER = ReduceParams().model_dump(), ClusterParams().model_dump()
-LIMITS = QualityThresholds().cluster_limits()
+LIMITS = QualityThresholds()
 
 
 @pytest.fixture(scope="module")
@@ -128,25 +129,22 @@ def test_quality_figures_and_verdicts():
         and figures["largest_share"] == pytest.approx(4 / 9)
     )
     assert figures["silhouette"] > 0.9
-    assert all(o.passed for o in quality.judge_clusters(figures, **LIMITS))
-    strict = QualityThresholds(
-        max_noise_share=0.1, min_clusters=3, max_largest_share=0.4, min_silhouette=1.0
-    ).cluster_limits()
-    verdicts = {o.check: o for o in quality.judge_clusters(figures, **strict)}
+    assert all(o.passed for o in checks.judge_clusters(figures, LIMITS))
+    strict = QualityThresholds(max_noise_share=0.1, min_clusters=3, max_largest_share=0.4, min_silhouette=1.0)
+    verdicts = {o.check.name: o for o in checks.judge_clusters(figures, strict)}
     assert not any(o.passed for o in verdicts.values())
-    assert verdicts["noise_share"].severity == verdicts["cluster_count"].severity == quality.ERROR
-    assert verdicts["largest_cluster_share"].severity == verdicts["silhouette"].severity == quality.WARN
+    assert verdicts["noise_share"].severity == verdicts["cluster_count"].severity == checks.ERROR
+    assert verdicts["largest_cluster_share"].severity == verdicts["silhouette"].severity == checks.WARN
     # A small day, clustered by the fallback, fails the same checks only as warnings: it still reaches the sheet.
-    small = quality.judge_clusters(figures, **strict, small_day=True)
-    assert not any(o.passed for o in small) and {o.severity for o in small} == {quality.WARN}
+    small = checks.judge_clusters(figures, strict, small_day=True)
+    assert not any(o.passed for o in small) and {o.severity for o in small} == {checks.WARN}
+    assert all(o.description.endswith("(small day: a warning only)") for o in small if o.check.small_day_warns)
 
 
 def test_empty_day_is_a_warning_not_a_failure_of_the_run():
     figures = quality.cluster_figures(np.zeros((0, 3), dtype=np.float32), np.array([], dtype=int))
-    outcomes = quality.judge_clusters(figures, **LIMITS)
-    assert all(
-        not o.passed and o.severity == quality.WARN and o.description == "no items on this day" for o in outcomes
-    )
+    outcomes = checks.judge_clusters(figures, LIMITS)
+    assert all(not o.passed and o.severity == checks.WARN and o.description == "no items on this day" for o in outcomes)
 
 
 def test_data_checks_catch_broken_outputs():
@@ -205,11 +203,11 @@ def test_hdbscan_settings_record_the_second_stage(sample_day):
     assert (staged.labels == NOISE).sum() <= (plain.labels == NOISE).sum()
 
 
-def _judged(vectors: np.ndarray) -> dict[str, quality.Outcome]:
+def _judged(vectors: np.ndarray) -> dict[str, checks.Outcome]:
     reduction = reduce.reduce_embeddings(vectors, **REDUCE, with_plot=False)
     labels = cluster.cluster_items(vectors, reduction.cluster, reduction.method, **CLUSTER).labels
-    outcomes = quality.judge_clusters(quality.cluster_figures(vectors, labels), **LIMITS)
-    return {o.check: o for o in outcomes}
+    outcomes = checks.judge_clusters(quality.cluster_figures(vectors, labels), LIMITS)
+    return {o.check.name: o for o in outcomes}
 
 
 def test_default_thresholds_pass_a_real_day_and_flag_vectors_without_topics(sample_day):
@@ -220,4 +218,4 @@ def test_default_thresholds_pass_a_real_day_and_flag_vectors_without_topics(samp
     noise = rng.standard_normal(vectors.shape).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     silhouette = _judged(noise)["silhouette"]
-    assert not silhouette.passed and silhouette.metadata["silhouette"] < LIMITS["min_silhouette"]
+    assert not silhouette.passed and silhouette.metadata["silhouette"] < LIMITS.min_silhouette

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter_pipeline.defs.checks import CHECKS
+from newsletter_pipeline.defs import checks
 from newsletter_pipeline_tests import conftest
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE, free_port
 
@@ -248,17 +248,15 @@ def test_ui_materializes_a_day_and_shows_its_checks_and_plot(chromium, webserver
             assert (data / "outputs" / "clusters" / f"{DAY}.parquet").exists()
 
             # Every check of the day, each on its own page: passed, for DAY.
-            for asset, checks in CHECKS.items():
-                for name, description in checks.items():
-                    page.goto(f"{url}/assets/{asset}?view=checks&checkDetail={name}")
-                    expect(page.get_by_text(description, exact=True)).to_be_visible()
-                    expect(field(page, "Evaluation result")).to_have_text("Passed")
-                    expect(field(page, "Partition")).to_have_text(DAY)
-                    expect(
-                        page.get_by_text(re.compile(rf"^{DAY}: "))
-                    ).to_be_visible()  # the result's description names its day
-                    # The check list beside it: every check of the asset has succeeded.
-                    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(checks))
+            for check in checks.ALL:
+                page.goto(f"{url}/assets/{check.asset}?view=checks&checkDetail={check.name}")
+                expect(page.get_by_text(check.spec().description, exact=True)).to_be_visible()
+                expect(field(page, "Evaluation result")).to_have_text("Passed")
+                expect(field(page, "Partition")).to_have_text(DAY)
+                # The result's description names its day.
+                expect(page.get_by_text(re.compile(rf"^{DAY}: "))).to_be_visible()
+                # The check list beside it: every check of the asset has succeeded.
+                expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(checks.of_asset(check.asset)))
             page.screenshot(path=artifacts / "ui-checks.png", full_page=True)
 
             # The day's materialization of clusters: its plot metadata renders as a PNG image.

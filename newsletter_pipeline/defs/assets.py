@@ -18,6 +18,7 @@ from pydantic import Field
 
 from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, label, plot, reduce
+from newsletter_pipeline.defs import checks
 from newsletter_pipeline.defs.checks import check_specs
 from newsletter_pipeline.defs.partitions import daily_partitions
 from newsletter_pipeline.defs.resources import (
@@ -111,27 +112,23 @@ def raw_items(
     for day in context.partition_keys:
         today = parse.items_for_day(parsed, day)
         previous = len(store.store.read("raw_items", day)) if store.store.exists("raw_items", day) else 0
-        emptied = quality.judge_not_emptied(day, previous, len(today.items), config.allow_emptied_days)
+        emptied = checks.DAY_NOT_EMPTIED.evaluate(day, previous, len(today.items), config.allow_emptied_days)
         tables = {"raw_items": today.items, "duplicates": today.duplicates, "quarantine": today.rejects}
         if emptied.passed:
             for table, frame in tables.items():
                 store.store.write(table, day, frame)
             tables = {table: store.store.read(table, day) for table in tables}  # judged as stored
-        else:
-            context.log.error(
-                emptied.description
-            )  # held: the stored day stays as it was, and the check blocks the export
+        else:  # held: the stored day stays as it was, and the check blocks the export
+            context.log.error(emptied.description)
         for reject in today.rejects.itertuples():
             context.log.warning(f"{reject.file}, record {reject.position}: {reject.reason}")
         counts = {table: len(frame) for table, frame in tables.items()}
         outcomes[day] = [
-            quality.judge_unique_ids(tables["raw_items"]),
-            quality.judge_balance(
+            checks.UNIQUE_ITEM_ID.evaluate(tables["raw_items"]),
+            checks.RECORDS_BALANCE.evaluate(
                 today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], parsed.balanced()
             ),
-            quality.judge_quarantine(
-                today.records, counts["quarantine"], max_quarantine_share=clustering.quality.max_quarantine_share
-            ),
+            checks.QUARANTINE_SHARE.evaluate(today.records, counts["quarantine"], limits=clustering.quality),
             emptied,
         ]
         per_day[day] = {
@@ -193,7 +190,9 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
         if cache is not None:
             cache.save(day, texts[day], day_vectors)
         stored_items, stored, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
-        outcomes[day] = [quality.judge_embeddings(stored_items["item_id"], stored, day_items["item_id"], dimension)]
+        outcomes[day] = [
+            checks.EMBEDDINGS_VALID.evaluate(stored_items["item_id"], stored, day_items["item_id"], dimension)
+        ]
         per_day[day] = {"items": len(day_items), "path": store.store.path("item_embeddings", day)}
     device = (
         embedder.device_used
@@ -325,10 +324,9 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         store.store.write("cluster_summaries", day, summaries)
         stored = store.store.read("clusters", day)
         figures = quality.cluster_figures(vectors, stored["cluster_id"].to_numpy())
-        small_day = result.method != "hdbscan"
         outcomes[day] = [
-            quality.judge_assignment(stored, day_items),
-            *quality.judge_clusters(figures, **clustering.quality.cluster_limits(), small_day=small_day),
+            checks.EVERY_ITEM_ASSIGNED.evaluate(stored, day_items),
+            *checks.judge_clusters(figures, clustering.quality, small_day=result.method != "hdbscan"),
         ]
         noise = int((result.labels == cluster.NOISE).sum())
         per_day[day] = {

@@ -147,10 +147,6 @@ class QualityThresholds(dg.Config):
         ),
     )
 
-    def cluster_limits(self) -> dict:
-        """The limits quality.judge_clusters takes (all but the quarantine share, which judges raw_items)."""
-        return self.model_dump(exclude={"max_quarantine_share"})
-
 
 class StoryParams(dg.Config):
     """How clusters of different days are joined into stories."""

@@ -8,8 +8,8 @@ check, both against the day's partition.
 
 import dagster as dg
 
-from newsletter_pipeline.defs.checks import CHECKS
-from newsletter_pipeline.quality import ERROR, WARN, Outcome
+from newsletter_pipeline.defs import checks
+from newsletter_pipeline.defs.checks import ERROR, WARN, Outcome
 
 
 def report(
@@ -27,16 +27,16 @@ def report(
         yield dg.MaterializeResult(metadata={**_range_summary(per_day), **run_metadata})
         for day, metadata in per_day.items():
             context.log_event(dg.AssetObservation(asset_key=key, partition=day, metadata=metadata))
-    for name in CHECKS.get(asset, {}):
+    for check in checks.of_asset(asset):
         by_day = {
-            day: next(o for o in day_outcomes if o.check == name) for day, day_outcomes in (outcomes or {}).items()
+            day: next(o for o in day_outcomes if o.check == check) for day, day_outcomes in (outcomes or {}).items()
         }
         if len(by_day) > 1:
             for day, outcome in by_day.items():
                 context.log_event(
                     dg.AssetCheckEvaluation(
                         asset_key=key,
-                        check_name=name,
+                        check_name=check.name,
                         passed=outcome.passed,
                         severity=dg.AssetCheckSeverity(outcome.severity),
                         description=f"{day}: {outcome.description}",
@@ -45,7 +45,7 @@ def report(
                         partition=day,
                     )
                 )
-        yield _combined(asset, name, by_day)
+        yield _combined(asset, check.name, by_day)
 
 
 def _combined(asset: str, name: str, by_day: dict[str, Outcome]) -> dg.AssetCheckResult:

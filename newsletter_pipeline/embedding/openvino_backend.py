@@ -37,7 +37,7 @@ def export_model(model_path: str, cache_dir: str | Path, *, int8: bool = False) 
         raise ValueError(f"OpenVINO export needs a local model folder; {model_path!r} is not one")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    final = cache_dir / fingerprint(model_dir, int8)
+    final = cache_dir / export_name(model_dir, int8)
     if _is_complete(final):
         return final
     if final.exists():  # only a hand-edited cache gets here: a rename publishes a folder whole
@@ -59,8 +59,9 @@ def export_model(model_path: str, cache_dir: str | Path, *, int8: bool = False) 
     return final
 
 
-def fingerprint(model_dir: Path, int8: bool = False) -> str:
-    """A hash of the model's file contents (sha256: ~0.1 s for all-MiniLM-L6-v2's 90 MB), the export tools' versions and the variant."""
+def export_name(model_dir: Path, int8: bool = False) -> str:
+    """The export's folder name: a hash of the model's file contents (sha256: ~0.1 s for all-MiniLM-L6-v2's 90 MB),
+    the export tools' versions and the variant."""
     digest = hashlib.sha256()
     digest.update(
         json.dumps(

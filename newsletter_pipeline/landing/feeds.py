@@ -27,7 +27,7 @@ def html_to_text(value: str | None) -> str:
     return "" if body is None else node_text(body)
 
 
-def _date(entry: dict) -> str | None:
+def _entry_date(entry: dict) -> str | None:
     """published, else updated, as an ISO string in UTC; a date feedparser cannot read is passed on as written."""
     for name in ("published", "updated", "created"):
         parsed = entry.get(f"{name}_parsed")
@@ -65,7 +65,7 @@ def read_feed(data: bytes) -> Records:
     for position, entry in enumerate(feed.entries, start=1):
         headline = html_to_text(entry.get("title"))
         if not headline:
-            yield position, RejectedRecord("feed entry has no title", date=_date(entry))
+            yield position, RejectedRecord("feed entry has no title", date=_entry_date(entry))
             continue
         summary = entry.get("summary") or next(
             (c.get("value") for c in entry.get("content") or [] if c.get("value")), None
@@ -78,7 +78,7 @@ def read_feed(data: bytes) -> Records:
                 "headline": headline,
                 "link": clean_link(link) or link,
                 "short_description": html_to_text(summary),
-                "date": _date(entry),
+                "date": _entry_date(entry),
                 "source": source,
                 "id": entry.get("id") or None,
                 "authors": _authors(entry),

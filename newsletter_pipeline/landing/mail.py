@@ -981,7 +981,7 @@ def _sender(message: EmailMessage) -> str | None:
     return _safe(str(header)).strip() or None
 
 
-def _date(message: EmailMessage) -> str | None:
+def _message_date(message: EmailMessage) -> str | None:
     """The Date header as an ISO string in UTC; one that email cannot read is passed on as written, for pandas to try."""
     header = message.get("Date")
     if header is None:
@@ -1007,7 +1007,7 @@ def _message_records(raw: bytes, base: int, what: str) -> list[Record]:
     message = BytesParser(policy=policy.default).parsebytes(raw)
     if not message.keys():
         return [(base, RejectedRecord("not an email: it has no header lines (From:, Date:, Subject: ...)"))]
-    date = _date(message)
+    date = _message_date(message)
     reading = message_reading(message)
     items = reading.items
     if not items:

@@ -32,7 +32,7 @@ class Problem(Exception):
 
 
 @dataclass
-class Outcome:
+class Finding:
     check: str
     found: str = ""
     problems: list[str] = field(default_factory=list)
@@ -261,7 +261,7 @@ def check_sheets(config: Config) -> str:
     )
 
 
-CHECKS: list[tuple[str, Callable[[Config], str], bool]] = [  # name, check, whether it may wait on a server
+PROBES: list[tuple[str, Callable[[Config], str], bool]] = [  # name, check, whether it may wait on a server
     ("model", check_model, False),
     ("landing", check_landing, True),
     ("outputs", check_outputs, True),
@@ -294,26 +294,26 @@ def _within(check: Callable[[Config], str], config: Config, seconds: float) -> s
     return answer["found"]
 
 
-def run_check(name: str, check: Callable[[Config], str], config: Config, timeout: float | None = None) -> Outcome:
+def run_check(name: str, check: Callable[[Config], str], config: Config, timeout: float | None = None) -> Finding:
     try:
         found = _within(check, config, timeout) if timeout else check(config)
     except Problem as problem:
-        return Outcome(name, problems=problem.lines)
+        return Finding(name, problems=problem.lines)
     except Exception as error:  # a failure nobody foresaw is still one line, not a traceback
-        return Outcome(name, problems=[f"unexpected {_first_line(error)}"])
-    return Outcome(name, found)
+        return Finding(name, problems=[f"unexpected {_first_line(error)}"])
+    return Finding(name, found)
 
 
-def run_checks() -> list[Outcome]:
+def run_checks() -> list[Finding]:
     """Every check on this process's environment; the others are skipped when the configuration is invalid."""
     try:
         config = load_config()
     except ConfigError as error:
-        outcomes = [Outcome("configuration", problems=error.problems)]
-        return outcomes + [Outcome(name, skipped="fix the configuration first") for name, _, _ in CHECKS]
-    outcomes = [Outcome("configuration", f"NEWSLETTER_PIPELINE_ENV={config.environment}, every setting valid")]
-    return outcomes + [
-        run_check(name, check, config, NETWORK_TIMEOUT_S if network else None) for name, check, network in CHECKS
+        findings = [Finding("configuration", problems=error.problems)]
+        return findings + [Finding(name, skipped="fix the configuration first") for name, _, _ in PROBES]
+    findings = [Finding("configuration", f"NEWSLETTER_PIPELINE_ENV={config.environment}, every setting valid")]
+    return findings + [
+        run_check(name, check, config, NETWORK_TIMEOUT_S if network else None) for name, check, network in PROBES
     ]
 
 
@@ -325,17 +325,17 @@ def scrub(line: str, secrets: list[str]) -> str:
     return re.sub(r"(://[^/:@\s]+):[^@\s/]+@", r"\1:***@", line)
 
 
-def report(outcomes: list[Outcome], secrets: list[str]) -> str:
+def render(findings: list[Finding], secrets: list[str]) -> str:
     """One line per passing or skipped check, one per problem, then the verdict."""
     lines = []
-    for outcome in outcomes:
-        if outcome.skipped:
-            lines.append(f"skipped  {outcome.check}: {outcome.skipped}")
-        elif outcome.ok:
-            lines.append(f"ok       {outcome.check}: {outcome.found}")
-        lines += [f"problem  {outcome.check}: {problem}" for problem in outcome.problems]
-    problems = sum(len(outcome.problems) for outcome in outcomes)
-    lines.append(f"{problems} problem{'s' if problems != 1 else ''}" if problems else f"all {len(outcomes)} checks ok")
+    for finding in findings:
+        if finding.skipped:
+            lines.append(f"skipped  {finding.check}: {finding.skipped}")
+        elif finding.ok:
+            lines.append(f"ok       {finding.check}: {finding.found}")
+        lines += [f"problem  {finding.check}: {problem}" for problem in finding.problems]
+    problems = sum(len(finding.problems) for finding in findings)
+    lines.append(f"{problems} problem{'s' if problems != 1 else ''}" if problems else f"all {len(findings)} checks ok")
     return "\n".join(scrub(line, secrets) for line in lines)
 
 
@@ -349,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    outcomes = run_checks()
-    print(report(outcomes, Config(os.environ).secrets()), flush=True)
-    return 0 if all(outcome.ok for outcome in outcomes) else 1
+    findings = run_checks()
+    print(render(findings, Config(os.environ).secrets()), flush=True)
+    return 0 if all(finding.ok for finding in findings) else 1
 
 
 if __name__ == "__main__":
