@@ -203,10 +203,14 @@ class ParquetStore:
         return fs.get_file_info(self._location(table, day)).type == pafs.FileType.File
 
     def read(self, table: str, day: str) -> pd.DataFrame:
+        """One day's table; the metadata written with it (write's `metadata`) is in the frame's `attrs`."""
         fs, _ = self.resolved
         if not self.exists(table, day):
             raise FileNotFoundError(f"{self.path(table, day)} does not exist: materialize '{table}' for {day} first")
-        return pq.read_table(self._location(table, day), filesystem=fs).to_pandas()
+        arrow = pq.read_table(self._location(table, day), filesystem=fs)
+        frame = arrow.to_pandas()
+        frame.attrs = _file_metadata(arrow.schema)
+        return frame
 
     def days(self, table: str) -> list[str]:
         """The days (file stems) a table has, sorted; temporary files of writes in progress are left out."""
@@ -230,9 +234,14 @@ class ParquetStore:
         return self.exists(table, day) and self.read_metadata(table, day).get("inputs") == inputs
 
     def read_metadata(self, table: str, day: str) -> dict[str, str]:
+        """The metadata written with a day's table, without reading its rows."""
         fs, _ = self.resolved
-        schema = pq.read_schema(self._location(table, day), filesystem=fs)
-        return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}
+        return _file_metadata(pq.read_schema(self._location(table, day), filesystem=fs))
+
+
+def _file_metadata(schema: pa.Schema) -> dict[str, str]:
+    """What `write` keeps in a file's schema metadata (pandas' own entry left out)."""
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}
 
 
 def fingerprint(*parts) -> str:

@@ -16,11 +16,11 @@ from newsletter_pipeline.defs.assets import (
     stories,
     umap_coordinates,
 )
+from newsletter_pipeline.defs.io_manager import OutputStore
 from newsletter_pipeline.defs.resources import (
     ClusteringResource,
     EmbeddingResource,
     LandingFolder,
-    OutputStore,
     SheetsResource,
 )
 from newsletter_pipeline.storage import ParquetStore
@@ -104,7 +104,7 @@ class Workspace:
 
     @property
     def store(self):
-        return OutputStore(root=str(self.outputs)).store
+        return OutputStore(root=str(self.outputs)).parquet
 
     def materialize(self, day: str, instance: dg.DagsterInstance | None = None, **kwargs):
         return dg.materialize(

@@ -40,7 +40,11 @@ def test_definitions_list_assets_checks_job_and_schedule():
     assert graph.get(dg.AssetKey("item_embeddings")).pools == {"gpu"}
     assert graph.get(dg.AssetKey("sheet_export")).pools == {"sheets"}
     # Lineage: each asset depends on the one before it; stories also on its own previous day, so backfills run in order.
-    assert graph.get(dg.AssetKey("sheet_export")).parent_keys == {dg.AssetKey("clusters"), dg.AssetKey("stories")}
+    assert graph.get(dg.AssetKey("sheet_export")).parent_keys == {
+        dg.AssetKey("raw_items"),
+        dg.AssetKey("clusters"),
+        dg.AssetKey("stories"),
+    }
     assert graph.get(dg.AssetKey("stories")).parent_keys == {
         dg.AssetKey("item_embeddings"),
         dg.AssetKey("clusters"),

@@ -11,7 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from newsletter_pipeline.defs.resources import EmbeddingResource, LandingFolder, OutputStore, resources_from_env
+from newsletter_pipeline.defs.io_manager import OutputStore
+from newsletter_pipeline.defs.resources import EmbeddingResource, LandingFolder, resources_from_env
 from newsletter_pipeline.items.parse import parse_landing
 from newsletter_pipeline.landing.formats import READERS
 from newsletter_pipeline.landing.listing import s3_files
@@ -211,10 +212,10 @@ def test_environment_configures_s3_landing_and_outputs():
         and resources["landing"].s3.region_name == "eu-west-1"
     )
     assert resources["store"].s3_endpoint_url == "http://127.0.0.1:9000"
-    assert resources["store"].store.path("clusters", DAY) == f"s3://team-bucket/outputs/clusters/{DAY}.parquet"
+    assert resources["store"].parquet.path("clusters", DAY) == f"s3://team-bucket/outputs/clusters/{DAY}.parquet"
     local = resources_from_env({"NEWSLETTER_DATA_DIR": "/srv/newsletter"})
     assert local["landing"].s3 is None and local["store"].s3_endpoint_url is None
-    assert local["store"].store.path("clusters", DAY) == f"/srv/newsletter/outputs/clusters/{DAY}.parquet"
+    assert local["store"].parquet.path("clusters", DAY) == f"/srv/newsletter/outputs/clusters/{DAY}.parquet"
 
 
 def test_a_day_materializes_with_landing_and_outputs_on_s3(s3, bucket, embedder: EmbeddingResource, tmp_path):
@@ -235,8 +236,8 @@ def test_a_day_materializes_with_landing_and_outputs_on_s3(s3, bucket, embedder:
     assert result.success
     assert {f"outputs/{table}/{DAY}.parquet" for table in TABLES} <= set(s3.keys(bucket, "outputs/"))
     store: OutputStore = resources["store"]
-    items = store.store.read("raw_items", DAY)
+    items = store.parquet.read("raw_items", DAY)
     assert len(items) == 36 and items["origin"].notna().all()
-    assert sorted(store.store.read("clusters", DAY)["item_id"]) == sorted(items["item_id"])
+    assert sorted(store.parquet.read("clusters", DAY)["item_id"]) == sorted(items["item_id"])
     raw = next(m.metadata for m in result.asset_materializations_for_node("raw_items"))
     assert raw["path"].value == f"s3://{bucket}/outputs/raw_items/{DAY}.parquet"

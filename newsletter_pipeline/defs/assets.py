@@ -1,7 +1,8 @@
 """The daily assets: raw items -> embeddings -> UMAP coordinates -> clusters -> stories -> sheet export.
 
-Each asset handles every day of its run (one day, or a range in a single-run backfill) and writes one
-Parquet file per day through the OutputStore, so a range run leaves the same files as per-day runs.
+Each asset takes its upstream tables as arguments and returns its own tables for every day of its run (one day, or
+a range in a single-run backfill); the OutputStore IO manager (io_manager.py) writes one Parquet file per table and
+day, so a range run leaves the same files as per-day runs. Check results are judged on the tables as stored.
 """
 
 import base64
@@ -20,15 +21,10 @@ from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, label, plot, reduce
 from newsletter_pipeline.defs import checks
 from newsletter_pipeline.defs.checks import check_specs
+from newsletter_pipeline.defs.io_manager import KEEP, UNASSIGNED, OutputStore, Stored, by_day
 from newsletter_pipeline.defs.partitions import daily_partitions
-from newsletter_pipeline.defs.resources import (
-    ClusteringResource,
-    EmbeddingResource,
-    LandingFolder,
-    OutputStore,
-    SheetsResource,
-)
-from newsletter_pipeline.defs.results import report
+from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, LandingFolder, SheetsResource
+from newsletter_pipeline.defs.results import checked, materialized
 from newsletter_pipeline.embedding import embed, embed_cache
 from newsletter_pipeline.items import parse
 from newsletter_pipeline.publishing import export
@@ -42,6 +38,7 @@ from newsletter_pipeline.storage import (
 from newsletter_pipeline.stories import tracking as story_stage
 
 GROUP = "newsletter"
+RAW_ITEMS_TABLES = ("raw_items", "duplicates", "quarantine")
 # A range of days runs as one run: the model loads once and every day is written on its own.
 DAILY = {"partitions_def": daily_partitions, "backfill_policy": dg.BackfillPolicy.single_run(), "group_name": GROUP}
 
@@ -53,12 +50,9 @@ def _timed(timings: dict, key: str):
     timings[key] = round(time.perf_counter() - start, 3)
 
 
-def _read_vectors(
-    store: ParquetStore, table: str, column: str, day: str
-) -> tuple[pd.DataFrame, np.ndarray, dict[str, str]]:
-    """A table with a vector column: the rows, the vectors as a matrix, and the file's metadata."""
-    frame, metadata = store.read(table, day), store.read_metadata(table, day)
-    return frame, column_to_vectors(frame[column], int(metadata.get("dimension", 0))), metadata
+def _vectors(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A stored table's vector column as a matrix (its dimension is in the file's metadata, `attrs`)."""
+    return column_to_vectors(frame[column], int(frame.attrs.get("dimension", 0)))
 
 
 def _partition_window() -> tuple[str, str]:
@@ -83,15 +77,18 @@ def _table(rows: list[tuple], columns: tuple[str, ...]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-@dg.asset(**DAILY, kinds={"parquet"}, check_specs=check_specs("raw_items"))
+@dg.asset(**DAILY, kinds={"parquet"}, io_manager_key="store", check_specs=check_specs("raw_items"))
 def raw_items(
     context: dg.AssetExecutionContext,
     config: RawItemsConfig,
     landing: LandingFolder,
-    store: OutputStore,
+    store: dg.ResourceParam[OutputStore],
     clustering: ClusteringResource,
 ):
-    """The day's newsletter items from the landing locations; every record an item, a duplicate or quarantined."""
+    """The day's newsletter items from the landing locations; every record an item, a duplicate or quarantined.
+
+    Its value is the items table; its side tables are `duplicates` and `quarantine` (records of no day under
+    `quarantine/unassigned.parquet`)."""
     listing = landing.listing()  # a location that is missing or cannot be listed fails here, before anything is written
     for skipped in listing.skipped:
         context.log.warning(f"{skipped.name}: {skipped.reason}")
@@ -103,70 +100,80 @@ def raw_items(
         context.log.warning(warning)
     # Records that belong to no day (no usable date, or a date outside the partitions) are kept in one table.
     unassigned = parsed.rejects[parsed.rejects["day"].isna()].reset_index(drop=True)
-    store.store.write("quarantine", "unassigned", unassigned)
     for reject in unassigned.itertuples():
         context.log.warning(
             f"{reject.file}, record {reject.position}: {reject.reason}; it belongs to no day until fixed"
         )
-    per_day, outcomes = {}, {}
+    written, per_day, found = {UNASSIGNED: {"quarantine": unassigned}}, {}, {}
     for day in context.partition_keys:
         today = parse.items_for_day(parsed, day)
-        previous = len(store.store.read("raw_items", day)) if store.store.exists("raw_items", day) else 0
+        # The day's items as stored before this run (its own earlier output): a day is never emptied by accident.
+        previous = len(store.parquet.read("raw_items", day)) if store.parquet.exists("raw_items", day) else 0
         emptied = checks.DAY_NOT_EMPTIED.evaluate(day, previous, len(today.items), config.allow_emptied_days)
-        tables = {"raw_items": today.items, "duplicates": today.duplicates, "quarantine": today.rejects}
+        found[day] = (today, emptied)
         if emptied.passed:
-            for table, frame in tables.items():
-                store.store.write(table, day, frame)
-            tables = {table: store.store.read(table, day) for table in tables}  # judged as stored
+            written[day] = {"raw_items": today.items, "duplicates": today.duplicates, "quarantine": today.rejects}
         else:  # held: the stored day stays as it was, and the check blocks the export
+            written[day] = KEEP
             context.log.error(emptied.description)
         for reject in today.rejects.itertuples():
             context.log.warning(f"{reject.file}, record {reject.position}: {reject.reason}")
-        counts = {table: len(frame) for table, frame in tables.items()}
+        tables = written[day] or {table: store.parquet.read(table, day) for table in RAW_ITEMS_TABLES}
+        per_day[day] = {
+            "records": today.records,
+            "items": len(tables["raw_items"]),
+            "duplicates": len(tables["duplicates"]),
+            "quarantined": len(tables["quarantine"]),
+            "sources": int(tables["raw_items"]["source"].nunique()),
+            **({} if emptied.passed else {"held": True}),
+        }
+        if len(tables["quarantine"]):
+            reasons = tables["quarantine"].groupby("reason").size().sort_values(ascending=False)
+            per_day[day]["quarantine_reasons"] = _table(list(reasons.items()), ("reason", "records"))
+    skipped = {"skipped_entries": len(listing.skipped)}
+    if listing.skipped:
+        skipped["skipped"] = _table([(s.name, s.reason) for s in listing.skipped], ("entry", "why it was not read"))
+    yield from materialized(
+        context,
+        "raw_items",
+        written,
+        per_day,
+        landing_files=len(listing.files),
+        records_read=parsed.records,
+        records_without_a_day=len(unassigned),
+        **skipped,
+    )
+    outcomes = {}
+    for day, (today, emptied) in found.items():
+        stored = {table: store.parquet.read(table, day) for table in RAW_ITEMS_TABLES}  # judged as stored
+        counts = {table: len(frame) for table, frame in stored.items()}
         outcomes[day] = [
-            checks.UNIQUE_ITEM_ID.evaluate(tables["raw_items"]),
+            checks.UNIQUE_ITEM_ID.evaluate(stored["raw_items"]),
             checks.RECORDS_BALANCE.evaluate(
                 today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], parsed.balanced()
             ),
             checks.QUARANTINE_SHARE.evaluate(today.records, counts["quarantine"], limits=clustering.quality),
             emptied,
         ]
-        per_day[day] = {
-            "records": today.records,
-            "items": counts["raw_items"],
-            "duplicates": counts["duplicates"],
-            "quarantined": counts["quarantine"],
-            "sources": int(tables["raw_items"]["source"].nunique()),
-            **({} if emptied.passed else {"held": True}),
-            "path": store.store.path("raw_items", day),
-        }
-        if counts["quarantine"]:
-            reasons = today.rejects.groupby("reason").size().sort_values(ascending=False)
-            per_day[day]["quarantine_reasons"] = _table(list(reasons.items()), ("reason", "records"))
-    skipped = {"skipped_entries": len(listing.skipped)}
-    if listing.skipped:
-        skipped["skipped"] = _table([(s.name, s.reason) for s in listing.skipped], ("entry", "why it was not read"))
-    yield from report(
-        context,
-        "raw_items",
-        per_day,
-        outcomes,
-        landing_files=len(listing.files),
-        records_read=parsed.records,
-        records_without_a_day=len(unassigned),
-        **skipped,
-    )
+    yield from checked(context, "raw_items", outcomes)
 
 
 @dg.asset(
-    **DAILY, deps=[raw_items], kinds={"pytorch", "parquet"}, pool="gpu", check_specs=check_specs("item_embeddings")
+    **DAILY,
+    kinds={"pytorch", "parquet"},
+    pool="gpu",
+    io_manager_key="store",
+    check_specs=check_specs("item_embeddings"),
 )
-def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResource, store: OutputStore):
-    """One float32 sentence embedding per item: from the embedding cache, else computed on the GPU resource (CPU when there is none)."""
-    items = {day: store.store.read("raw_items", day) for day in context.partition_keys}
+def item_embeddings(
+    context: dg.AssetExecutionContext, raw_items, embedder: EmbeddingResource, store: dg.ResourceParam[OutputStore]
+):
+    """One float32 sentence embedding per item: from the embedding cache, else computed on the GPU resource (CPU when
+    there is none). Its value: item_id and embedding, with the model, variant and dimension in the file's metadata."""
+    items = by_day(context, raw_items)
     texts = {day: embed.item_texts(day_items) for day, day_items in items.items()}
     timings: dict = {}
-    cache = embedder.embedding_cache(store.store)
+    cache = embedder.embedding_cache(store.parquet)
     # Every day of the run in one pass: the model is loaded once and the texts no day has seen go in large batches.
     with _timed(timings, "embed_seconds"):
         all_texts = [text for day_texts in texts.values() for text in day_texts]
@@ -174,26 +181,18 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
     # The dimension comes from the vectors, or from the model on an empty run, so every day's file has the same schema.
     dimension = vectors.shape[1] if len(vectors) else embedder.dimension
     vectors = vectors.reshape(len(vectors), dimension)
-    per_day, outcomes, offset = {}, {}, 0
+    metadata = {"model": embedder.model, "variant": embedder.variant, "dimension": str(dimension)}
+    written, day_vectors, offset = {}, {}, 0
     for day, day_items in items.items():
-        day_vectors = vectors[offset : offset + len(day_items)]
+        day_vectors[day] = vectors[offset : offset + len(day_items)]
         offset += len(day_items)
         table = pa.table(
-            {"item_id": pa.array(day_items["item_id"], pa.string()), "embedding": vectors_to_arrow_column(day_vectors)}
+            {
+                "item_id": pa.array(day_items["item_id"], pa.string()),
+                "embedding": vectors_to_arrow_column(day_vectors[day]),
+            }
         )
-        store.store.write(
-            "item_embeddings",
-            day,
-            table,
-            metadata={"model": embedder.model, "variant": embedder.variant, "dimension": str(dimension)},
-        )
-        if cache is not None:
-            cache.save(day, texts[day], day_vectors)
-        stored_items, stored, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
-        outcomes[day] = [
-            checks.EMBEDDINGS_VALID.evaluate(stored_items["item_id"], stored, day_items["item_id"], dimension)
-        ]
-        per_day[day] = {"items": len(day_items), "path": store.store.path("item_embeddings", day)}
+        written[day] = {"item_embeddings": Stored(table, metadata)}
     device = (
         embedder.device_used
         if cache_figures["texts_encoded"]
@@ -201,22 +200,27 @@ def item_embeddings(context: dg.AssetExecutionContext, embedder: EmbeddingResour
         if not len(vectors)
         else "none: every vector came from the cache"
     )
-    run_metadata = {
-        "model": embedder.model,
-        "variant": embedder.variant,
-        "dimension": dimension,
-        "device": device,
-        **cache_figures,
-        **timings,
-    }
+    run_metadata = {"model": embedder.model, "variant": embedder.variant, "dimension": dimension, "device": device}
     if cache_figures["texts_encoded"]:
         run_metadata["items_per_second"] = round(
             cache_figures["texts_encoded"] / max(timings["embed_seconds"], 1e-9), 1
         )
-    yield from report(context, "item_embeddings", per_day, outcomes, **run_metadata)
+    per_day = {day: {"items": len(day_items)} for day, day_items in items.items()}
+    yield from materialized(context, "item_embeddings", written, per_day, **run_metadata, **cache_figures, **timings)
+    outcomes = {}
+    for day, day_items in items.items():
+        if cache is not None:
+            cache.save(day, texts[day], day_vectors[day])  # after the day's file: the cache never runs ahead of it
+        stored = store.parquet.read("item_embeddings", day)  # judged as stored
+        outcomes[day] = [
+            checks.EMBEDDINGS_VALID.evaluate(
+                stored["item_id"], _vectors(stored, "embedding"), day_items["item_id"], dimension
+            )
+        ]
+    yield from checked(context, "item_embeddings", outcomes)
 
 
-# What UMAP's result depends on besides its input and settings: a stored result made by other code (the stage, this
+# What UMAP's result depends on besides its input and settings: a stored result made by other code (the step, this
 # module, which lays out the stored table, or other library versions) is not reused.
 _REDUCE_CODE = (
     ("newsletter_pipeline.clustering.reduce", "newsletter_pipeline.clustering.gpu", __name__),
@@ -224,23 +228,29 @@ _REDUCE_CODE = (
 )
 
 
-@dg.asset(**DAILY, deps=[item_embeddings], kinds={"python", "parquet"})
-def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringResource, store: OutputStore):
-    """UMAP coordinates per item: a few dimensions for clustering and two for plots, with a fixed seed."""
-    per_day = {}
-    for day in context.partition_keys:
-        frame, vectors, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
-        gpu = clustering.gpu
+@dg.asset(**DAILY, kinds={"python", "parquet"}, io_manager_key="store")
+def umap_coordinates(
+    context: dg.AssetExecutionContext,
+    item_embeddings,
+    clustering: ClusteringResource,
+    store: dg.ResourceParam[OutputStore],
+):
+    """UMAP coordinates per item: a few dimensions for clustering (`coords`) and two for plots (`x`, `y`), with a
+    fixed seed; method, library and dimension in the file's metadata."""
+    written, per_day = {}, {}
+    for day, frame in by_day(context, item_embeddings).items():
+        vectors, gpu = _vectors(frame, "embedding"), clustering.gpu
         inputs = fingerprint(
             frame["item_id"], vectors, clustering.reduce.model_dump(), gpu, code_fingerprint(*_REDUCE_CODE)
         )
         timings: dict = {}
-        reused = store.store.made_from("umap_coordinates", day, inputs)
+        reused = store.parquet.made_from("umap_coordinates", day, inputs)  # its own earlier output
         if reused:
             # The same embeddings, settings and code made the stored coordinates, and UMAP with a fixed seed would
             # only make them again: a re-run of an unchanged day skips it (the largest cost once vectors are cached).
-            metadata = store.store.read_metadata("umap_coordinates", day)
-            method, library, dimension = metadata["method"], metadata["library"], int(metadata["dimension"])
+            written[day] = KEEP
+            stored = store.parquet.read_metadata("umap_coordinates", day)
+            method, library, dimension = stored["method"], stored["library"], int(stored["dimension"])
         else:
             with _timed(timings, "umap_seconds"):
                 reduction = reduce.reduce_embeddings(vectors, **clustering.reduce.model_dump(), gpu=gpu)
@@ -253,12 +263,8 @@ def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringRe
                 }
             )
             method, library, dimension = reduction.method, reduction.library, reduction.cluster.shape[1]
-            store.store.write(
-                "umap_coordinates",
-                day,
-                table,
-                metadata={"method": method, "library": library, "dimension": str(dimension), "inputs": inputs},
-            )
+            metadata = {"method": method, "library": library, "dimension": str(dimension), "inputs": inputs}
+            written[day] = {"umap_coordinates": Stored(table, metadata)}
         per_day[day] = {
             "items": len(frame),
             "method": method,
@@ -266,14 +272,13 @@ def umap_coordinates(context: dg.AssetExecutionContext, clustering: ClusteringRe
             "dimensions": dimension,
             "reused": reused,
             **timings,
-            "path": store.store.path("umap_coordinates", day),
         }
         if method != "umap" and len(frame) and not reused:
             context.log.info(
                 f"{day}: {len(frame)} items, fewer than {clustering.reduce.min_items}: UMAP skipped, small-day fallback"
             )
-    yield from report(
-        context, "umap_coordinates", per_day, params=dg.MetadataValue.json(clustering.reduce.model_dump())
+    yield from materialized(
+        context, "umap_coordinates", written, per_day, params=dg.MetadataValue.json(clustering.reduce.model_dump())
     )
 
 
@@ -286,15 +291,22 @@ def _plot_markdown(day: str, png: bytes) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![clusters of {day}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
-@dg.asset(**DAILY, deps=[umap_coordinates], kinds={"python", "parquet"}, check_specs=check_specs("clusters"))
-def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, store: OutputStore):
-    """HDBSCAN clusters per item (-1 is noise) with membership probability, and a labelled summary per cluster."""
-    per_day, outcomes = {}, {}
-    for day in context.partition_keys:
-        day_items = store.store.read("raw_items", day)
-        embedded, all_vectors, _ = _read_vectors(store.store, "item_embeddings", "embedding", day)
-        reduced, all_coords, reduced_metadata = _read_vectors(store.store, "umap_coordinates", "coords", day)
-        method = reduced_metadata["method"]
+@dg.asset(**DAILY, kinds={"python", "parquet"}, io_manager_key="store", check_specs=check_specs("clusters"))
+def clusters(
+    context: dg.AssetExecutionContext,
+    raw_items,
+    item_embeddings,
+    umap_coordinates,
+    clustering: ClusteringResource,
+    store: dg.ResourceParam[OutputStore],
+):
+    """HDBSCAN clusters per item (-1 is noise) with membership probability and plot position; its side table
+    `cluster_summaries` labels each cluster."""
+    embedded_by_day, reduced_by_day = by_day(context, item_embeddings), by_day(context, umap_coordinates)
+    written, per_day, judged = {}, {}, {}
+    for day, day_items in by_day(context, raw_items).items():
+        embedded, reduced = embedded_by_day[day], reduced_by_day[day]
+        all_vectors, all_coords = _vectors(embedded, "embedding"), _vectors(reduced, "coords")
         # Join on item_id, never by position: upstream files made before the day's items changed lack the new
         # ones, which stay unassigned so that the every_item_assigned check stops the export and says so.
         items = day_items[
@@ -306,7 +318,7 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
         timings: dict = {}
         with _timed(timings, "cluster_seconds"):
             result = cluster.cluster_items(
-                vectors, coords, method, **clustering.cluster.model_dump(), gpu=clustering.gpu
+                vectors, coords, reduced.attrs["method"], **clustering.cluster.model_dump(), gpu=clustering.gpu
             )
         with _timed(timings, "label_seconds"):
             summaries = label.summarize_clusters(items, vectors, result.labels)
@@ -320,15 +332,10 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
                 "y": xy[:, 1],
             }
         )
-        store.store.write("clusters", day, assignments)
-        store.store.write("cluster_summaries", day, summaries)
-        stored = store.store.read("clusters", day)
-        figures = quality.cluster_figures(vectors, stored["cluster_id"].to_numpy())
-        outcomes[day] = [
-            checks.EVERY_ITEM_ASSIGNED.evaluate(stored, day_items),
-            *checks.judge_clusters(figures, clustering.quality, small_day=result.method != "hdbscan"),
-        ]
+        written[day] = {"clusters": assignments, "cluster_summaries": summaries}
+        judged[day] = (day_items, vectors, result.method != "hdbscan")
         noise = int((result.labels == cluster.NOISE).sum())
+        figures = quality.cluster_figures(vectors, result.labels)
         per_day[day] = {
             "items": len(day_items),
             "clusters": result.n_clusters,
@@ -339,27 +346,22 @@ def clusters(context: dg.AssetExecutionContext, clustering: ClusteringResource, 
             **timings,
             "cluster_sizes": dg.MetadataValue.md(_size_table(summaries, noise)),
             "settings": dg.MetadataValue.json({"method": result.method, **result.settings}),
-            "path": store.store.path("clusters", day),
         }
         if len(items):
             title = f"{day}: {result.n_clusters} clusters, {len(items)} items"
-            per_day[day]["plot"] = _plot_markdown(
-                day, plot.cluster_scatter_png(stored[["x", "y"]].to_numpy(), result.labels, summaries, title)
-            )
-    yield from report(
-        context, "clusters", {d: {k: v for k, v in m.items() if v is not None} for d, m in per_day.items()}, outcomes
+            per_day[day]["plot"] = _plot_markdown(day, plot.cluster_scatter_png(xy, result.labels, summaries, title))
+    yield from materialized(
+        context, "clusters", written, {d: {k: v for k, v in m.items() if v is not None} for d, m in per_day.items()}
     )
-
-
-def _previous_state(
-    store: ParquetStore, day: str, lookback_days: int
-) -> tuple[str | None, pd.DataFrame | None, dict[str, str]]:
-    """The latest story state of the look-back window before `day`: (its day, the state, its metadata), or Nones."""
-    for back in range(1, lookback_days + 1):
-        earlier = (dt.date.fromisoformat(day) - dt.timedelta(days=back)).isoformat()
-        if store.exists("story_state", earlier):
-            return earlier, store.read("story_state", earlier), store.read_metadata("story_state", earlier)
-    return None, None, {}
+    outcomes = {}
+    for day, (day_items, vectors, small_day) in judged.items():
+        stored = store.parquet.read("clusters", day)  # judged as stored
+        figures = quality.cluster_figures(vectors, stored["cluster_id"].to_numpy())
+        outcomes[day] = [
+            checks.EVERY_ITEM_ASSIGNED.evaluate(stored, day_items),
+            *checks.judge_clusters(figures, clustering.quality, small_day=small_day),
+        ]
+    yield from checked(context, "clusters", outcomes)
 
 
 def _clusters_digest(assignments: pd.DataFrame) -> str:
@@ -404,29 +406,38 @@ def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> str:
 # its upstream assets (raw_items..clusters, then stories and sheet_export); the CLI's --partition-range run is one.
 @dg.asset(
     **DAILY,
-    deps=[
-        item_embeddings,
-        clusters,
-        dg.AssetDep("stories", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)),
-    ],
+    deps=[dg.AssetDep("stories", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
+    ins={"clusters": dg.AssetIn(metadata={"tables": ["clusters", "cluster_summaries"]})},
     kinds={"python", "parquet"},
+    io_manager_key="store",
 )
-def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, store: OutputStore):
-    """Each cluster's persistent story: matched to the stories of earlier days by centroid similarity."""
+def stories(
+    context: dg.AssetExecutionContext,
+    item_embeddings,
+    clusters,
+    clustering: ClusteringResource,
+    store: dg.ResourceParam[OutputStore],
+):
+    """Each cluster's persistent story, matched to the stories of earlier days by centroid similarity; its side table
+    `story_state` holds the stories that may still continue, which the next day reads."""
     params = clustering.stories
-    per_day = {}
-    for day in context.partition_keys:  # in order: each day reads the state the day before wrote
-        embedded, vectors, embedded_metadata = _read_vectors(store.store, "item_embeddings", "embedding", day)
-        state_day, state, state_metadata = _previous_state(store.store, day, params.lookback_days)
+    embedded_by_day, written, per_day = by_day(context, item_embeddings), {}, {}
+    # In order: each day reads the state the day before wrote.
+    for day, day_clusters in by_day(context, clusters).items():
+        embedded = embedded_by_day[day]
+        vectors = _vectors(embedded, "embedding")
+        # The latest story state in the look-back window before the day: written by this run, else stored earlier.
+        state_day, state = _previous_state(store.parquet, written, day, params.lookback_days)
+        state_metadata = {} if state is None else dict(state.attrs)
         yesterday = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
         if state_day is None:
             context.log.info(
                 f"{day}: no story state in the {params.lookback_days} days before; every cluster starts a story"
             )
-        elif state_metadata.get("model") != embedded_metadata.get("model"):
+        elif state_metadata.get("model") != embedded.attrs.get("model"):
             context.log.warning(
                 f"{day}: the story state of {state_day} was made with model {state_metadata.get('model')}, today's "
-                f"embeddings with {embedded_metadata.get('model')}; their centroids do not compare, so every cluster starts a story"
+                f"embeddings with {embedded.attrs.get('model')}; their centroids do not compare, so every cluster starts a story"
             )
             state = None
         elif state_day != yesterday:
@@ -436,8 +447,8 @@ def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, s
             )
         stale = (
             state_day is not None
-            and store.store.exists("clusters", state_day)
-            and state_metadata.get("clusters_digest") != _clusters_digest(store.store.read("clusters", state_day))
+            and store.parquet.exists("clusters", state_day)
+            and state_metadata.get("clusters_digest") != _clusters_digest(store.parquet.read("clusters", state_day))
         )
         if stale:
             # The earlier day was clustered again after its stories were made (a late item, a re-run): ids still continue
@@ -446,22 +457,19 @@ def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, s
                 f"{day}: the story state of {state_day} was made from clusters that have changed since; materialize "
                 f"stories from {state_day} on, in order (one range run), to bring the ids up to date"
             )
-        summaries = store.store.read("cluster_summaries", day)
-        assignments = store.store.read("clusters", day)
+        assignments, summaries = day_clusters["clusters"], day_clusters["cluster_summaries"]
         today = story_stage.cluster_centroids(assignments, embedded["item_id"], vectors)
         tracked = story_stage.track_stories(state, day, today, **params.model_dump())
-        store.store.write("stories", day, tracked.stories)
         dimension = vectors.shape[1]
-        store.store.write(
-            "story_state",
-            day,
-            _state_table(tracked.state, dimension),
-            metadata={
-                "model": embedded_metadata.get("model", ""),
-                "dimension": str(dimension),
-                "clusters_digest": _clusters_digest(assignments),
-            },
-        )
+        metadata = {
+            "model": embedded.attrs.get("model", ""),
+            "dimension": str(dimension),
+            "clusters_digest": _clusters_digest(assignments),
+        }
+        written[day] = {
+            "stories": tracked.stories,
+            "story_state": Stored(_state_table(tracked.state, dimension), metadata),
+        }
         new = int((tracked.stories["trend"] == "new").sum())
         per_day[day] = {
             "stories": len(tracked.stories),
@@ -470,31 +478,50 @@ def stories(context: dg.AssetExecutionContext, clustering: ClusteringResource, s
             "tracked_stories": len(tracked.state),  # that may still continue
             **({"state_from": state_day, "state_stale": stale} if state_day else {}),
             "story_table": dg.MetadataValue.md(_story_table(tracked.stories, summaries)),
-            "path": store.store.path("stories", day),
         }
-    yield from report(context, "stories", per_day, params=dg.MetadataValue.json(params.model_dump()))
+    yield from materialized(context, "stories", written, per_day, params=dg.MetadataValue.json(params.model_dump()))
+
+
+def _previous_state(
+    stored: ParquetStore, written: dict[str, dict], day: str, lookback_days: int
+) -> tuple[str | None, pd.DataFrame | None]:
+    """The latest story state of the look-back window before `day`, with its day: from the days this run has made
+    (a range run writes them when it ends), else from the store; (None, None) when there is none."""
+    for back in range(1, lookback_days + 1):
+        earlier = (dt.date.fromisoformat(day) - dt.timedelta(days=back)).isoformat()
+        if earlier in written:
+            state = written[earlier]["story_state"]
+            frame = state.data.to_pandas()
+            frame.attrs = dict(state.metadata)
+            return earlier, frame
+        if stored.exists("story_state", earlier):
+            return earlier, stored.read("story_state", earlier)
+    return None, None
 
 
 # The `sheets` pool (limit 1 in dagster.yaml) serializes exports: a tab is rewritten whole, and two runs
 # writing different days at once would otherwise lose one run's rows.
-@dg.asset(**DAILY, deps=[clusters, stories], kinds={"googlesheets"}, pool="sheets")
-def sheet_export(context: dg.AssetExecutionContext, sheets: SheetsResource, store: OutputStore):
-    """The day's clusters and items in the sheet layout; a re-run replaces the day's rows."""
+@dg.asset(
+    **DAILY,
+    ins={"clusters": dg.AssetIn(metadata={"tables": ["clusters", "cluster_summaries"]})},
+    kinds={"googlesheets"},
+    pool="sheets",
+    io_manager_key="store",
+)
+def sheet_export(context: dg.AssetExecutionContext, raw_items, clusters, stories, sheets: SheetsResource):
+    """The day's clusters and items in the sheet layout; a re-run replaces the day's rows. Stores no table."""
     sheets.validate()  # missing or malformed credentials fail here, naming the variable, before any work
-    per_day = {}
-    for day in context.partition_keys:
+    stories_by_day, clusters_by_day, per_day = by_day(context, stories), by_day(context, clusters), {}
+    for day, day_items in by_day(context, raw_items).items():
+        day_clusters = clusters_by_day[day]
         tables = export.sheet_tables(
-            day,
-            store.store.read("raw_items", day),
-            store.store.read("clusters", day),
-            store.store.read("cluster_summaries", day),
-            store.store.read("stories", day),
+            day, day_items, day_clusters["clusters"], day_clusters["cluster_summaries"], stories_by_day[day]
         )
         totals = sheets.write(day, tables)
         per_day[day] = {"cluster_rows": len(tables["clusters"]), "item_rows": len(tables["items"])}
         context.log.info(
             f"{day}: wrote {len(tables['clusters'])} cluster rows and {len(tables['items'])} item rows; sheet totals {totals}"
         )
-    yield from report(
-        context, "sheet_export", per_day, destination=sheets.destination, layout_version=export.LAYOUT_VERSION
+    yield from materialized(
+        context, "sheet_export", None, per_day, destination=sheets.destination, layout_version=export.LAYOUT_VERSION
     )

@@ -13,6 +13,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from newsletter_pipeline.config import load_config
+from newsletter_pipeline.defs.io_manager import OutputStore
 from newsletter_pipeline.defs.params import ClusterParams, QualityThresholds, ReduceParams, StoryParams
 from newsletter_pipeline.embedding import embed, embed_cache, weights
 from newsletter_pipeline.landing.listing import LandingFile, Listing, local_listing, s3_listing, split_locations
@@ -71,23 +72,6 @@ class LandingFolder(dg.ConfigurableResource):
 
     def files(self) -> list[LandingFile]:
         return self.listing().files
-
-
-class OutputStore(dg.ConfigurableResource):
-    """Per-day Parquet outputs: `<root>/<table>/<YYYY-MM-DD>.parquet`, written atomically on local disk or S3."""
-
-    root: str = Field(
-        default="data/outputs", description="Local folder, or s3://bucket/prefix, holding the Parquet outputs."
-    )
-    s3_endpoint_url: str | None = Field(
-        default=None,
-        description="For an s3:// root: the URL of an S3-compatible endpoint (e.g. http://127.0.0.1:9000 for MinIO); unset means AWS S3. "
-        "Credentials and region come from the AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) or the default chain.",
-    )
-
-    @property
-    def store(self) -> ParquetStore:
-        return ParquetStore(self.root, endpoint_url=self.s3_endpoint_url)
 
 
 @functools.lru_cache(maxsize=2)

@@ -6,31 +6,34 @@ day's own figures are logged too: an observation with the day's metadata and a c
 check, both against the day's partition.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from newsletter_pipeline.defs import checks
 from newsletter_pipeline.defs.checks import ERROR, WARN, Outcome
 
 
-def report(
-    context: dg.AssetExecutionContext,
-    asset: str,
-    per_day: dict[str, dict],
-    outcomes: dict[str, list[Outcome]] | None = None,
-    **run_metadata,
-):
-    """Yield the materialization and check results of `asset`; log per-day events on range runs."""
-    key = dg.AssetKey(asset)
+def materialized(
+    context: dg.AssetExecutionContext, asset: str, value, per_day: dict[str, dict], **run_metadata
+) -> Iterator[dg.Output]:
+    """Yield the asset's output (`value`, which the IO manager stores) with its metadata; on a range run, log each
+    day's metadata as an observation against the day."""
     if len(per_day) == 1:
-        yield dg.MaterializeResult(metadata={**next(iter(per_day.values())), **run_metadata})
+        yield dg.Output(value, metadata={**next(iter(per_day.values())), **run_metadata})
     else:
-        yield dg.MaterializeResult(metadata={**_range_summary(per_day), **run_metadata})
+        yield dg.Output(value, metadata={**_range_summary(per_day), **run_metadata})
         for day, metadata in per_day.items():
-            context.log_event(dg.AssetObservation(asset_key=key, partition=day, metadata=metadata))
+            context.log_event(dg.AssetObservation(asset_key=dg.AssetKey(asset), partition=day, metadata=metadata))
+
+
+def checked(
+    context: dg.AssetExecutionContext, asset: str, outcomes: dict[str, list[Outcome]]
+) -> Iterator[dg.AssetCheckResult]:
+    """Yield the run's result of each check of `asset`; on a range run, log each day's result against the day."""
+    key = dg.AssetKey(asset)
     for check in checks.of_asset(asset):
-        by_day = {
-            day: next(o for o in day_outcomes if o.check == check) for day, day_outcomes in (outcomes or {}).items()
-        }
+        by_day = {day: next(o for o in day_outcomes if o.check == check) for day, day_outcomes in outcomes.items()}
         if len(by_day) > 1:
             for day, outcome in by_day.items():
                 context.log_event(
