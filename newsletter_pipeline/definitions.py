@@ -8,21 +8,14 @@ from newsletter_pipeline.config import load_config
 load_config()
 
 from newsletter_pipeline.defs.alert_sensors import check_failure_alert_sensor, run_failure_alert_sensor
-from newsletter_pipeline.defs.assets import (
-    clusters,
-    item_embeddings,
-    raw_items,
-    sheet_export,
-    stories,
-    umap_coordinates,
-)
+from newsletter_pipeline.defs.assets import ASSETS
 from newsletter_pipeline.defs.pools import in_process_pool_guard_executor
 from newsletter_pipeline.defs.resources import resources_from_env
 from newsletter_pipeline.defs.schedules import daily_job, daily_schedule
 from newsletter_pipeline.defs.sensors import landing_sensor
 
 defs = dg.Definitions(
-    assets=[raw_items, item_embeddings, umap_coordinates, clusters, stories, sheet_export],
+    assets=ASSETS,
     jobs=[daily_job],
     schedules=[daily_schedule],
     sensors=[landing_sensor, run_failure_alert_sensor, check_failure_alert_sensor],

@@ -8,14 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from newsletter_pipeline.defs.assets import (
-    clusters,
-    item_embeddings,
-    raw_items,
-    sheet_export,
-    stories,
-    umap_coordinates,
-)
+from newsletter_pipeline.defs.assets import ASSETS
 from newsletter_pipeline.defs.io_manager import OutputStore
 from newsletter_pipeline.defs.resources import (
     ClusteringResource,
@@ -29,7 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
 SAMPLE_DAYS = ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]
 DATASETS = REPO.parent / "shared" / "datasets"
-ASSETS = [raw_items, item_embeddings, umap_coordinates, clusters, stories, sheet_export]
 
 
 def needs_datasets(name: str) -> Path:

@@ -11,7 +11,7 @@ import os
 import dagster as dg
 import pytest
 
-from newsletter_pipeline.defs.assets import raw_items
+from newsletter_pipeline.defs.assets.items import raw_items
 from newsletter_pipeline.defs.resources import LandingFolder
 from newsletter_pipeline.defs.sensors import landing_sensor
 from newsletter_pipeline.items import parse

@@ -23,7 +23,7 @@ import dagster as dg
 import pytest
 from selectolax.lexbor import LexborHTMLParser
 
-from newsletter_pipeline.defs.assets import raw_items
+from newsletter_pipeline.defs.assets.items import raw_items
 from newsletter_pipeline.items import parse
 from newsletter_pipeline.landing.mail import clean_link, node_text
 

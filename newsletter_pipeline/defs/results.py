@@ -9,6 +9,7 @@ check, both against the day's partition.
 from collections.abc import Iterator
 
 import dagster as dg
+import pandas as pd
 
 from newsletter_pipeline.defs import checks
 from newsletter_pipeline.defs.checks import ERROR, WARN, Outcome
@@ -62,10 +63,8 @@ def _combined(asset: str, name: str, by_day: dict[str, Outcome]) -> dg.AssetChec
         description = (
             "; ".join(f"{d}: {o.description}" for d, o in failed.items()) or f"passed on all {len(by_day)} days"
         )
-        table = "| day | passed | figure |\n|---|---|---|\n" + "\n".join(
-            f"| {d} | {o.passed} | {o.description} |" for d, o in by_day.items()
-        )
-        metadata = {"days": len(by_day), "failed_days": ", ".join(failed), "per_day": dg.MetadataValue.md(table)}
+        table = markdown([(d, o.passed, o.description) for d, o in by_day.items()], ("day", "passed", "figure"))
+        metadata = {"days": len(by_day), "failed_days": ", ".join(failed), "per_day": table}
     return dg.AssetCheckResult(
         check_name=name,
         asset_key=asset,
@@ -85,13 +84,15 @@ def _range_summary(per_day: dict[str, dict]) -> dict:
     columns = sorted(
         {k for m in per_day.values() for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     )
-    table = "| day | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns) + "\n"
-    table += "\n".join(
-        f"| {day} | " + " | ".join(str(m.get(c, "")) for c in columns) + " |" for day, m in per_day.items()
-    )
+    rows = [(day, *(m.get(c, "") for c in columns)) for day, m in per_day.items()]
     return {
         "days": len(per_day),
         "first_day": min(per_day),
         "last_day": max(per_day),
-        "per_day": dg.MetadataValue.md(table),
+        "per_day": markdown(rows, ("day", *columns)),
     }
+
+
+def markdown(rows: list[tuple], columns: tuple[str, ...]) -> dg.MetadataValue:
+    """Rows as a Markdown table, as the UI shows metadata (pandas' to_markdown, through tabulate)."""
+    return dg.MetadataValue.md(pd.DataFrame(list(rows), columns=list(columns)).to_markdown(index=False))

@@ -3,13 +3,14 @@
 import dagster as dg
 
 from newsletter_pipeline.config import load_config
+from newsletter_pipeline.defs.partitions import GROUP
 
 # Hour (UTC) at which yesterday's partition runs; late enough for the morning newsletters to land.
 SCHEDULE_HOUR = load_config().integer("NEWSLETTER_SCHEDULE_HOUR")
 
 daily_job = dg.define_asset_job(
     "daily_newsletter_job",
-    selection=dg.AssetSelection.groups("newsletter"),
+    selection=dg.AssetSelection.groups(GROUP),
     description="Every asset of one day, from the landing files to the sheet.",
 )
 

@@ -1,18 +1,18 @@
 """A sensor on the landing locations: a file that is new or changed requests runs for the days it holds."""
 
-import datetime as dt
 import hashlib
 import json
 
 import dagster as dg
 
-from newsletter_pipeline.defs.partitions import daily_partitions
+from newsletter_pipeline.defs.partitions import daily_partitions, partition_window
 from newsletter_pipeline.defs.resources import LandingFolder
 from newsletter_pipeline.defs.schedules import daily_job
 from newsletter_pipeline.items import parse
+from newsletter_pipeline.landing.listing import LandingFile
 
 
-def _days_in(file: parse.LandingFile, landing: LandingFolder) -> list[str]:
+def _days_in(file: LandingFile, landing: LandingFolder) -> list[str]:
     """The days a file's records belong to, quarantined records included (their day must re-run too)."""
     parsed = parse.parse_file(file, landing.column_map, landing.date_format)
     return sorted(set(parsed.items["day"]) | set(parsed.rejects["day"].dropna()))
@@ -47,8 +47,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) 
     valid = set(daily_partitions.get_partition_keys())  # up to yesterday: today's partition is not complete
     # Still to come: today and tomorrow (items sent early). Other days are no partition and never will be:
     # raw_items quarantines their items.
-    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
-    pending = sorted(day for day in days - valid if daily_partitions.start.strftime("%Y-%m-%d") <= day <= tomorrow)
+    first_day, tomorrow = partition_window()
+    pending = sorted(day for day in days - valid if first_day <= day <= tomorrow)
     # A run key per day and landing state: the same change never requests the same day twice.
     digest = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()[:12]
     requests = [dg.RunRequest(partition_key=day, run_key=f"{day}:{digest}") for day in sorted(days & valid)]
