@@ -40,6 +40,7 @@ _log = logging.getLogger(__name__)
 
 
 def is_s3_uri(location: str | os.PathLike) -> bool:
+    """Whether `location` is an s3:// URI (any case)."""
     return str(location).lower().startswith(S3_SCHEME)
 
 
@@ -199,6 +200,7 @@ class ParquetStore:
             raise
 
     def exists(self, table: str, day: str) -> bool:
+        """Whether the day's file of `table` exists."""
         fs, _ = self.resolved
         return fs.get_file_info(self._location(table, day)).type == pafs.FileType.File
 

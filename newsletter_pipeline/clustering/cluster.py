@@ -27,10 +27,12 @@ class Clustering:
 
     @property
     def n_clusters(self) -> int:
+        """Clusters found, noise not counted."""
         return len(set(self.labels.tolist()) - {NOISE})
 
 
 def auto_min_cluster_size(n_items: int) -> int:
+    """HDBSCAN's min_cluster_size for a day of `n_items`: sqrt(n) / 4, between 3 and 50 (ClusterParams says why)."""
     return int(min(50, max(3, round(np.sqrt(n_items) / 4))))
 
 
@@ -173,9 +175,12 @@ def cluster_items(
         embeddings: one row per item, in the model's space: the second stage and the fallback compare these.
         coords: the same items' UMAP coordinates (Reduction.cluster), which HDBSCAN clusters.
         reduction_method: the Reduction's method: "umap", or "small-day" for the fallback.
-        min_cluster_size, min_samples, cluster_selection_method, cluster_selection_epsilon: HDBSCAN's settings
-            (None for min_cluster_size: sqrt(items) / 4, between 3 and 50; None for min_samples: half of it).
-        merge_similarity, assign_similarity: the second stage, None to skip either step.
+        min_cluster_size: HDBSCAN's smallest cluster; None: auto_min_cluster_size.
+        min_samples: how conservative HDBSCAN is; None: half of min_cluster_size.
+        cluster_selection_method: 'leaf' or 'eom'.
+        cluster_selection_epsilon: HDBSCAN merges clusters closer than this in UMAP space.
+        merge_similarity: second stage, groups whose centroids are this similar become one; None skips it.
+        assign_similarity: second stage, a noise item this similar to a centroid joins it; None skips it.
         fallback_distance: the small-day fallback's average-linkage cosine distance.
         gpu: run cuML's HDBSCAN (clustering/gpu.py decides when); the second stage is numpy either way.
 

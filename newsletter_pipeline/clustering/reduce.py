@@ -145,8 +145,12 @@ def reduce_embeddings(
 
     Args:
         embeddings: one row per item.
-        n_neighbors, n_components, min_dist, metric, random_state: UMAP's settings (defs/params.py ReduceParams says
-            what each does and why its default is what it is); `plot_min_dist` is min_dist of the 2-D layout.
+        n_neighbors: UMAP's neighbours per point, capped at items - 1.
+        n_components: dimensions of the coordinates for clustering.
+        min_dist: how tightly UMAP packs points in those coordinates.
+        metric: the distance between embeddings (cosine).
+        plot_min_dist: min_dist of the 2-D layout for plots.
+        random_state: UMAP's seed; fixed, so a day gives the same coordinates again.
         min_items: below this many items (or n_components + 2) the cluster coordinates are the embeddings themselves
             and the plot layout is PCA (method "small-day").
         with_plot: False leaves `plot` empty (n x 0), for callers that only cluster.
@@ -154,6 +158,8 @@ def reduce_embeddings(
 
     Returns:
         The Reduction: coordinates for clustering and for the plot, and which method and library made them.
+
+    defs/params.py (ReduceParams) gives each parameter's default and the reason for it.
     """
     n = len(embeddings)
     if n < max(min_items, n_components + 2):

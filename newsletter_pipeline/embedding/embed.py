@@ -69,7 +69,9 @@ class Encoder(Protocol):
     dimension: int
     device: str
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, encoded `batch_size` texts at a time."""
+        ...
 
 
 @dataclass
@@ -80,13 +82,16 @@ class TorchEncoder:
 
     @property
     def dimension(self) -> int:
+        """Length of the model's vectors."""
         return self.model.get_embedding_dimension()
 
     @property
     def device(self) -> str:
+        """Where the model runs: cpu, cuda or cuda:N."""
         return str(self.model.device)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """See Encoder.encode."""
         return embed_texts(self.model, texts, batch_size)
 
 
@@ -125,4 +130,5 @@ def load_encoder(
 
 
 def default_batch_size(device: str) -> int:
+    """Texts per forward pass when none is configured: CPU_BATCH on a CPU, GPU_BATCH on CUDA."""
     return GPU_BATCH if device.startswith("cuda") else CPU_BATCH

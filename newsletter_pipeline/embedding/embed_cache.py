@@ -56,6 +56,7 @@ class Lookup:
 
     @property
     def hits(self) -> int:
+        """Texts found in the cache."""
         return int(self.hit.sum())
 
 
@@ -72,6 +73,7 @@ class EmbeddingCache:
 
     @property
     def table(self) -> str:
+        """The store table (a folder under the output root) of this model, weights and variant."""
         return f"{CACHE_TABLE}/{namespace(self.model, self.variant, self.weights)}"
 
     def _metadata(self) -> dict[str, str]:

@@ -68,6 +68,7 @@ class Parsed:
     warnings: tuple[str, ...] = ()  # what the readers said about whole files (readers.Notice), each naming its file
 
     def balanced(self) -> bool:
+        """Whether every record read is an item, a duplicate or quarantined."""
         return self.records == len(self.items) + len(self.duplicates) + len(self.rejects)
 
 

@@ -42,10 +42,13 @@ class Skipped:
 
 @dataclass
 class Listing:
+    """What a landing location holds: the files to read, and the entries skipped with the reason."""
+
     files: list[LandingFile] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
     def extend(self, other: Listing) -> None:
+        """Add another location's listing to this one."""
         self.files += other.files
         self.skipped += other.skipped
 

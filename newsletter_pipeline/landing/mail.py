@@ -254,6 +254,8 @@ _LEADING_ASIDE = re.compile(r"^\((?:[^()]{1,40})\)\s*")  # '(github.com)', '(4 m
 
 @dataclass(frozen=True)
 class Link:
+    """A link of an e-mail block: its text, the article URL behind it and what kind of link it is."""
+
     text: str
     url: str | None  # the article's own URL; None for mailto:, #anchors and other non-web links
     kind: str  # article, cta ('Read more'), footer, social, or other (no web link)
@@ -261,6 +263,7 @@ class Link:
 
     @property
     def article(self) -> bool:
+        """Whether it leads to an article (a headline or a 'Read more' link)."""
         return self.url is not None and self.kind in ("article", "cta")
 
 
@@ -312,6 +315,7 @@ class Block:
 
     @property
     def written(self) -> bool:
+        """Whether the block holds words, not only punctuation or images."""
         return bool(_WORD.search(self.text))
 
     def _headline_links(self) -> bool:
@@ -684,6 +688,7 @@ class Section:
     letter: bool = False  # the issue's title or a greeting: the letter around the stories, which holds none of them
 
     def add(self, block: Block) -> None:
+        """Add a block to the section's body; a greeting under the title marks the intro letter."""
         if _GREETING.match(block.prose) and not any(part.written for part in self.body):
             self.letter = True  # 'Hello everyone,' under the issue's title
         self.body.append(block)

@@ -189,6 +189,7 @@ def _cell(value: object) -> object:
 
 
 def table_rows(table: pd.DataFrame) -> list[list]:
+    """A table's rows as cell values (NaN and None as empty cells, text made storable)."""
     return [[_cell(v) for v in row] for row in table.itertuples(index=False, name=None)]
 
 

@@ -126,6 +126,7 @@ def load_credentials(*, file: str | None = None, json_text: str | None = None):
 
 
 def check_spreadsheet_key(key: str) -> None:
+    """Raise SheetsConfigError, naming the variable, when `key` is not a spreadsheet key alone."""
     if not SPREADSHEET_KEY.fullmatch(key):
         raise SheetsConfigError(
             f"{KEY_VAR} must be the spreadsheet's key alone (letters, digits, - and _: the part of "
@@ -166,6 +167,7 @@ class RetryPolicy:
             )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before try `attempt` + 1: full-jitter exponential backoff, at least the server's Retry-After."""
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         wait = self.random.uniform(0, ceiling)
         if retry_after is not None:
@@ -182,6 +184,7 @@ _TRANSIENT = (
 
 
 def retryable_status(status: int) -> bool:
+    """Whether an HTTP status is worth another try: rate limits (429) and server errors."""
     return status == 429 or status >= 500
 
 
@@ -196,6 +199,7 @@ class RetryingHTTPClient(HTTPClient):
     def request(
         self, method, endpoint, params=None, data=None, json=None, files=None, headers=None
     ):  # gspread's signature
+        """gspread's request, tried again on a retryable status or a network error, within the policy's bounds."""
         policy, failures = self.policy, []
         for attempt in range(1, policy.max_attempts + 1):
             retry_after, status = None, None
@@ -284,6 +288,7 @@ def column_letters(n: int) -> str:
 
 
 def quoted(title: str) -> str:
+    """A tab title as an A1 range prefix: 'Title'!, with quotes doubled."""
     return "'{}'!".format(title.replace("'", "''"))
 
 
