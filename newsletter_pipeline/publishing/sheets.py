@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import google.auth.exceptions
 import gspread
 import requests
+import tenacity
 from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
@@ -201,26 +202,42 @@ class RetryingHTTPClient(HTTPClient):
     ):  # gspread's signature
         """gspread's request, tried again on a retryable status or a network error, within the policy's bounds."""
         policy, failures = self.policy, []
-        for attempt in range(1, policy.max_attempts + 1):
-            retry_after, status = None, None
-            try:
-                return super().request(
-                    method, endpoint, params=params, data=data, json=json, files=files, headers=headers
-                )
-            except APIError as e:
-                status = e.response.status_code
-                if not retryable_status(status):
-                    raise  # 400, 403, 404...: retrying cannot help; gspread's own handling (e.g. SpreadsheetNotFound) applies
-                failures.append(str(status))
-                retry_after = _retry_after(e.response)
-                error: Exception = e
-            except _TRANSIENT as e:
-                failures.append(type(e).__name__)
-                error = e
-            if attempt == policy.max_attempts:
-                raise SheetsUnavailable(describe(method, endpoint, json), attempt, failures, status) from error
-            policy.sleep(policy.delay(attempt, retry_after))
-        raise AssertionError("unreachable")
+
+        def record(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception()
+            failures.append(str(error.response.status_code) if isinstance(error, APIError) else type(error).__name__)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception()
+            return policy.delay(
+                state.attempt_number, _retry_after(error.response) if isinstance(error, APIError) else None
+            )
+
+        def give_up(state: tenacity.RetryCallState):
+            error = state.outcome.exception()
+            status = error.response.status_code if isinstance(error, APIError) else None
+            raise SheetsUnavailable(describe(method, endpoint, json), state.attempt_number, failures, status) from error
+
+        retrying = tenacity.Retrying(
+            # 400, 403, 404...: retrying cannot help, and gspread's own handling (e.g. SpreadsheetNotFound) applies.
+            retry=tenacity.retry_if_exception(_transient),
+            stop=tenacity.stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            sleep=policy.sleep,
+            after=record,
+            retry_error_callback=give_up,
+            reraise=True,
+        )
+        return retrying(
+            super().request, method, endpoint, params=params, data=data, json=json, files=files, headers=headers
+        )
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure another attempt may not meet: a retryable status, a timeout or a broken connection."""
+    return isinstance(error, _TRANSIENT) or (
+        isinstance(error, APIError) and retryable_status(error.response.status_code)
+    )
 
 
 def _retry_after(response) -> float | None:
