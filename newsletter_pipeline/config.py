@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 ENV_VAR = "NEWSLETTER_PIPELINE_ENV"
@@ -90,34 +90,27 @@ def iso_date(value: str) -> str | None:
 
 
 def column_map(value: str) -> str | None:
-    from newsletter_pipeline.items.parse import ALIASES
-
     try:
         mapping = json.loads(value)
     except ValueError as error:
         return f'not JSON ({error.msg} at character {error.pos}); set a JSON object such as {{"Betreff": "headline"}}'
     if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
         return 'set a JSON object of column name -> field name, e.g. {"Betreff": "headline"}'
-    unknown = sorted({v for v in mapping.values() if v not in ALIASES})
-    if unknown:
-        return f"maps to unknown fields {', '.join(unknown)}; the fields are {', '.join(ALIASES)}"
     return None
 
 
-def s3_bucket(value: str) -> str | None:
-    from newsletter_pipeline.storage import is_s3_uri, split_s3_uri
-
-    try:
-        if is_s3_uri(value):
-            split_s3_uri(value)
-    except ValueError:
-        return "names no bucket; set s3://bucket/prefix"
-    return None
+def split_locations(value: str) -> list[str]:
+    """The locations of a landing setting: comma-separated, or a JSON array for paths that hold a comma
+    (`["/mnt/news, archive"]`)."""
+    if value.lstrip().startswith("["):
+        locations = json.loads(value)
+        if not isinstance(locations, list) or not all(isinstance(location, str) for location in locations):
+            raise ValueError("a JSON array of locations must hold strings only")
+        return [location.strip() for location in locations if location.strip()]
+    return [location.strip() for location in value.split(",") if location.strip()]
 
 
 def landing_locations(value: str) -> str | None:
-    from newsletter_pipeline.landing.listing import split_locations
-
     try:
         locations = split_locations(value)
     except ValueError as error:
@@ -125,17 +118,6 @@ def landing_locations(value: str) -> str | None:
     for location in locations:
         if "://" in location and not location.lower().startswith("s3://"):
             return "set local folders or s3://bucket/prefix locations, separated by commas (or a JSON array)"
-        if s3_bucket(location):
-            return s3_bucket(location)
-    return None
-
-
-def s3_only(value: str) -> str | None:
-    from newsletter_pipeline.landing.listing import split_locations
-    from newsletter_pipeline.storage import is_s3_uri
-
-    if not all(is_s3_uri(part) for part in split_locations(value)):
-        return "prod keeps it on S3 (every run worker must see the same files); set s3://bucket/prefix"
     return None
 
 
@@ -154,22 +136,6 @@ def date_format(value: str) -> str | None:
 def http_url(value: str) -> str | None:
     parts = urlsplit(value)
     return None if parts.scheme in ("http", "https") and parts.netloc else "set a URL such as http://127.0.0.1:9000"
-
-
-def spreadsheet_key(value: str) -> str | None:
-    from newsletter_pipeline.publishing.sheets import SPREADSHEET_KEY
-
-    return (
-        None
-        if SPREADSHEET_KEY.fullmatch(value)
-        else "set the spreadsheet's key alone (the part of its URL after /d/), not a URL"
-    )
-
-
-def backend(value: str) -> str | None:
-    from newsletter_pipeline.embedding.embed import BACKENDS
-
-    return one_of(*BACKENDS)(value)
 
 
 def json_object(value: str) -> str | None:
@@ -201,7 +167,6 @@ SETTINGS: tuple[Setting, ...] = (
         "does not exist fails the run",
         prod=True,
         check=landing_locations,
-        prod_check=s3_only,
         prod_note="`s3://` only",
     ),
     Setting(
@@ -222,8 +187,6 @@ SETTINGS: tuple[Setting, ...] = (
         "$NEWSLETTER_DATA_DIR/outputs",
         "Parquet outputs and the embedding cache: a folder or `s3://bucket/prefix` (or another URI pyarrow opens)",
         prod=True,
-        check=s3_bucket,
-        prod_check=s3_only,
         prod_note="`s3://` only",
     ),
     Setting(
@@ -242,7 +205,6 @@ SETTINGS: tuple[Setting, ...] = (
         "NEWSLETTER_EMBED_DEVICE",
         "auto",
         "`auto` (CUDA when torch sees a GPU, else CPU), `cpu` or `cuda`",
-        check=one_of("auto", "cpu", "cuda"),
     ),
     Setting(
         "NEWSLETTER_EMBED_BATCH_SIZE",
@@ -256,7 +218,6 @@ SETTINGS: tuple[Setting, ...] = (
         "torch",
         "`torch`, `openvino` (CPU only, about 3 times faster here; exported once from "
         "the shipped weights) or `openvino-int8` (needs the `int8` extra)",
-        check=backend,
     ),
     Setting(
         "NEWSLETTER_MODEL_CACHE_DIR", "$NEWSLETTER_DATA_DIR/cache/models", "where exported OpenVINO models are kept"
@@ -268,7 +229,6 @@ SETTINGS: tuple[Setting, ...] = (
         "NEWSLETTER_CLUSTER_ACCELERATOR",
         "auto",
         "`auto` (cuML's UMAP and HDBSCAN when the `gpu` extra is installed and CUDA sees a GPU), `cpu`, or `cuml`",
-        check=one_of("auto", "cpu", "cuml"),
     ),
     Setting(
         "NUMBA_CACHE_DIR",
@@ -295,7 +255,6 @@ SETTINGS: tuple[Setting, ...] = (
         "Google spreadsheet key (from its URL, after /d/); with credentials, exports "
         "go to Google Sheets instead of the workbook",
         prod=True,
-        check=spreadsheet_key,
     ),
     Setting(
         "GOOGLE_SERVICE_ACCOUNT_FILE", None, "path of a service-account key file", prod_note="this or the JSON required"
@@ -387,9 +346,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    """The settings of one environment (a mapping such as os.environ), read through their defaults."""
+    """The settings of one environment (a mapping such as os.environ), read through their defaults.
+
+    `checks` and `prod_checks` add rules per setting that need what the work packages know (item fields, S3
+    locations, embedding backends): the wiring supplies them (defs/config_checks.py), since this module imports
+    nothing from the package.
+    """
 
     env: Mapping[str, str]
+    checks: Mapping[str, Check] = field(default_factory=dict)
+    prod_checks: Mapping[str, Check] = field(default_factory=dict)
 
     @property
     def environment(self) -> str:
@@ -438,7 +404,10 @@ class Config:
                     problems.append(f"{setting.name} is not set, and prod needs it: {setting.meaning}")
                 continue
             value = self.env[setting.name]
-            for check in (setting.check, setting.prod_check if prod else None):
+            rules = (setting.check, self.checks.get(setting.name))
+            if prod:
+                rules += (setting.prod_check, self.prod_checks.get(setting.name))
+            for check in rules:
                 problem = check(value) if check else None
                 if problem:
                     shown = "(value hidden)" if setting.secret else f"= {_shorten(value)!r}"
@@ -469,9 +438,13 @@ def _shorten(value: str, limit: int = 80) -> str:
     return value if len(value) <= limit else value[:limit] + "..."
 
 
-def load_config(env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    env: Mapping[str, str] | None = None,
+    checks: Mapping[str, Check] | None = None,
+    prod_checks: Mapping[str, Check] | None = None,
+) -> Config:
     """The configuration of `env` (default: os.environ), checked whole; raises ConfigError listing every problem."""
-    config = Config(os.environ if env is None else env)
+    config = Config(os.environ if env is None else env, checks or {}, prod_checks or {})
     problems = config.problems()
     if problems:
         raise ConfigError(config.environment, problems)

@@ -9,7 +9,10 @@ import dagster as dg
 import pytest
 
 from newsletter_pipeline import config
-from newsletter_pipeline.config import BY_NAME, ConfigError, load_config
+from newsletter_pipeline.config import BY_NAME, ConfigError
+
+# Every rule: config.py's own and those that need the work packages (defs/config_checks.py).
+from newsletter_pipeline.defs.config_checks import load_settings as load_config
 from newsletter_pipeline.defs.resources import ClusteringResource, EmbeddingResource, SheetsResource, resources_from_env
 from newsletter_pipeline_tests.conftest import REPO
 

@@ -264,9 +264,9 @@ def test_gpu_switches_fall_back_to_the_cpu_without_cuml(monkeypatch):
         gpu.use_cuml("tpu")
     assert embed.default_batch_size("cpu") == 64 and embed.default_batch_size("cuda:0") == 256
     with pytest.raises(ValueError, match="backend must be one of"):
-        embed.load_encoder(backend="tensorflow")
+        embed.load_encoder(backend="tensorflow", model_cache_dir="unused")
     with pytest.raises(ValueError, match="runs on the CPU"):
-        embed.load_encoder(backend="openvino", device="cuda")
+        embed.load_encoder(backend="openvino", device="cuda", model_cache_dir="unused")
 
 
 def _unit(rng, n: int, dimension: int = 8) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from datetime import UTC, datetime
@@ -111,10 +112,15 @@ def spreadsheet(fake: FakeSheets) -> gspread.Spreadsheet:
     return make_client(fake).open_by_key(KEY)
 
 
+def retry_policy(**changes) -> sheets.RetryPolicy:
+    """The export's retry policy (the settings' defaults, as SheetsResource makes it), with `changes`."""
+    return dataclasses.replace(SheetsResource().retry_policy(), **changes)
+
+
 def retrying(fake: FakeSheets, slept: list | None = None, **policy) -> gspread.Spreadsheet:
     """gspread with the export's retries; sleeps are recorded, never slept."""
     slept = [] if slept is None else slept
-    client = sheets.install_retries(make_client(fake), sheets.RetryPolicy(sleep=slept.append, **policy))
+    client = sheets.install_retries(make_client(fake), retry_policy(sleep=slept.append, **policy))
     return client.open_by_key(KEY)
 
 
@@ -475,7 +481,7 @@ def test_with_transient_faults_the_sheet_equals_the_fault_free_one(fault):
 
     assert tab_values(faulty) == tab_values(clean)
     assert not faulty.faults  # every fault was met
-    assert 1 <= len(slept) and all(0 <= s <= sheets.RetryPolicy().max_delay for s in slept)
+    assert 1 <= len(slept) and all(0 <= s <= retry_policy().max_delay for s in slept)
     failed = [e for e in faulty.log if e.error or e.status == 429 or e.status >= 500]
     assert len(failed) == FAULTS[fault]["times"] == len(slept)  # each transient failure cost one (recorded) sleep
 
@@ -529,13 +535,13 @@ def test_every_request_has_the_timeout(fake):
 def test_backoff_is_bounded_jittered_and_exponential():
     import random
 
-    policy = sheets.RetryPolicy(base_delay=1.0, max_delay=10.0, random=random.Random(7))
+    policy = retry_policy(base_delay=1.0, max_delay=10.0, random=random.Random(7))
     for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)]:
         draws = [policy.delay(attempt) for _ in range(200)]
         assert all(0 <= d <= ceiling for d in draws) and max(draws) > 0.8 * ceiling and len(set(draws)) > 100
     assert policy.delay(1, retry_after=5) >= 5 and policy.delay(1, retry_after=500) == 10.0
     with pytest.raises(sheets.SheetsConfigError, match="max_attempts >= 1"):
-        sheets.RetryPolicy(max_attempts=0)
+        retry_policy(max_attempts=0)
 
 
 # --- the resource: configuration and credentials ----------------------------------------------------------

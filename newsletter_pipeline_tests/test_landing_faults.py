@@ -11,11 +11,12 @@ import os
 import dagster as dg
 import pytest
 
+from newsletter_pipeline.config import split_locations
 from newsletter_pipeline.defs.assets.items import raw_items
 from newsletter_pipeline.defs.resources import LandingFolder
 from newsletter_pipeline.defs.sensors import landing_sensor
 from newsletter_pipeline.items import parse
-from newsletter_pipeline.landing.listing import LandingError, local_listing, split_locations
+from newsletter_pipeline.landing.listing import LandingError, local_listing
 from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.conftest import SAMPLE
 

@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import Field
 
+from newsletter_pipeline.config import Config
 from newsletter_pipeline.storage import ParquetStore
 
 KEEP = None  # a day's value that leaves its stored tables as they are
@@ -50,7 +51,8 @@ class OutputStore(dg.ConfigurableIOManager):
     """Per-day Parquet outputs: `<root>/<table>/<YYYY-MM-DD>.parquet`, written atomically on local disk or S3."""
 
     root: str = Field(
-        default="data/outputs", description="Local folder, or s3://bucket/prefix, holding the Parquet outputs."
+        default=Config({}).get("NEWSLETTER_OUTPUT_ROOT"),
+        description="Local folder, or s3://bucket/prefix, holding the Parquet outputs.",
     )
     s3_endpoint_url: str | None = Field(
         default=None,

@@ -12,13 +12,17 @@ import pandas as pd
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-from newsletter_pipeline.config import load_config
+from newsletter_pipeline.config import Config, split_locations
+from newsletter_pipeline.defs.config_checks import load_settings
 from newsletter_pipeline.defs.io_manager import OutputStore
 from newsletter_pipeline.defs.params import ClusterParams, QualityThresholds, ReduceParams, StoryParams
 from newsletter_pipeline.embedding import embed, embed_cache, weights
-from newsletter_pipeline.landing.listing import LandingFile, Listing, local_listing, s3_listing, split_locations
+from newsletter_pipeline.landing.listing import LandingFile, Listing, local_listing, s3_listing
 from newsletter_pipeline.publishing import export
 from newsletter_pipeline.storage import ParquetStore, aws_region, is_s3_uri, split_s3_uri
+
+# The settings' defaults (NEWSLETTER_DATA_DIR unset): a resource made in code starts where the environment's would.
+DEFAULTS = Config({})
 
 
 class LandingFolder(dg.ConfigurableResource):
@@ -30,7 +34,7 @@ class LandingFolder(dg.ConfigurableResource):
     """
 
     path: str = Field(
-        default="data/landing",
+        default=DEFAULTS.get("NEWSLETTER_LANDING_DIR"),
         description="A local folder or s3://bucket/prefix, read recursively for files in the formats the readers know; "
         'several locations separated by commas, or a JSON array of them for paths that hold a comma (["/mnt/news, archive"]). '
         "A location that does not exist or cannot be listed fails the run.",
@@ -108,7 +112,7 @@ class EmbeddingResource(dg.ConfigurableResource):
         "exported once from the weights into model_cache_dir. benchmarks/README.md has the figures.",
     )
     model_cache_dir: str = Field(
-        default="data/cache/models",
+        default=DEFAULTS.get("NEWSLETTER_MODEL_CACHE_DIR"),
         description="Where exported OpenVINO models are kept (exported on first use, then reused).",
     )
     batch_size: int | None = Field(
@@ -185,7 +189,7 @@ class SheetsResource(dg.ConfigurableResource):
     """
 
     workbook_path: str = Field(
-        default="data/sheets/newsletter_clusters.xlsx",
+        default=DEFAULTS.get("NEWSLETTER_WORKBOOK"),
         description="The local workbook written when Google Sheets is not configured.",
     )
     spreadsheet_key: str | None = Field(
@@ -200,18 +204,20 @@ class SheetsResource(dg.ConfigurableResource):
         description="The service-account JSON key itself (GOOGLE_SERVICE_ACCOUNT_JSON, from a secret store).",
     )
     max_attempts: int = Field(
-        default=6,
+        default=DEFAULTS.integer("NEWSLETTER_SHEETS_MAX_ATTEMPTS"),
         description="Attempts per Sheets request, the first included, before the export fails; retried on 429, 5xx, timeouts and connection errors.",
     )
     base_delay_seconds: float = Field(
-        default=2.0,
+        default=DEFAULTS.number("NEWSLETTER_SHEETS_BASE_DELAY"),
         description="Backoff base: the sleep after failed attempt n is uniform in [0, min(max_delay, base * 2**(n-1))].",
     )
     max_delay_seconds: float = Field(
-        default=32.0, description="Longest sleep between two attempts (also caps a Retry-After header)."
+        default=DEFAULTS.number("NEWSLETTER_SHEETS_MAX_DELAY"),
+        description="Longest sleep between two attempts (also caps a Retry-After header).",
     )
     request_timeout_seconds: float = Field(
-        default=60.0, description="Seconds to wait for a Sheets answer before the attempt counts as failed."
+        default=DEFAULTS.number("NEWSLETTER_SHEETS_TIMEOUT"),
+        description="Seconds to wait for a Sheets answer before the attempt counts as failed.",
     )
 
     @property
@@ -303,7 +309,7 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, dg.Con
 
     The whole configuration is checked first: ConfigError names every invalid or missing setting. Secrets reach
     the resources as dg.EnvVar, so Dagster records the variable's name, never its value."""
-    config = load_config(env)
+    config = load_settings(env)
     get = config.get
     landing = get("NEWSLETTER_LANDING_DIR")
     endpoint = get("NEWSLETTER_S3_ENDPOINT_URL")  # for S3 landing and outputs alike

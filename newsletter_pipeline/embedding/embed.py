@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # sentence-transformers pulls in torch: import it only when a
     from sentence_transformers import SentenceTransformer
 
 BACKENDS = ("torch", "openvino", "openvino-int8")
+DEVICES = ("auto", "cpu", "cuda")
 # Texts per forward pass when none is configured: 64 keeps a CPU busy without padding waste; a GPU wants more.
 CPU_BATCH, GPU_BATCH = 64, 256
 
@@ -23,8 +24,8 @@ def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without a GPU is an error."""
     import torch
 
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be one of auto, cpu, cuda; got {device!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
     has_cuda = torch.cuda.is_available()
     if device == "cuda" and not has_cuda:
         raise ValueError("device 'cuda' was configured but torch sees no CUDA GPU; set device to 'auto' or 'cpu'")
@@ -111,7 +112,7 @@ def load_encoder(
     device: str = "auto",
     backend: str = "torch",
     *,
-    model_cache_dir: str = "data/cache/models",
+    model_cache_dir: str,
     allow_download: bool = False,
     fp16_on_cuda: bool = True,
 ) -> Encoder:

@@ -12,7 +12,6 @@ location; any other link (outside, dangling, a loop) becomes a refused file, qua
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,17 +73,6 @@ class LandingFile:
     def default_source(self) -> str:
         """A file without a source field names its newsletter: morning_brief.jsonl(.gz) -> 'morning brief'."""
         return PurePosixPath(self.name.removesuffix(".gz")).stem.replace("_", " ").replace("-", " ").strip()
-
-
-def split_locations(value: str) -> list[str]:
-    """The locations of a landing setting: comma-separated, or a JSON array for paths that hold a comma
-    (`["/mnt/news, archive"]`)."""
-    if value.lstrip().startswith("["):
-        locations = json.loads(value)
-        if not isinstance(locations, list) or not all(isinstance(location, str) for location in locations):
-            raise ValueError("a JSON array of locations must hold strings only")
-        return [location.strip() for location in locations if location.strip()]
-    return [location.strip() for location in value.split(",") if location.strip()]
 
 
 def _not_read(name: str) -> Skipped:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter_pipeline.config import Config, ConfigError, load_config
+from newsletter_pipeline.config import Config, ConfigError
+from newsletter_pipeline.defs.config_checks import load_settings
 
 NETWORK_TIMEOUT_S = 60  # a check that reaches a server (S3, Postgres) gives up after this long instead of hanging
 
@@ -307,7 +308,7 @@ def run_check(name: str, check: Callable[[Config], str], config: Config, timeout
 def run_checks() -> list[Finding]:
     """Every check on this process's environment; the others are skipped when the configuration is invalid."""
     try:
-        config = load_config()
+        config = load_settings()
     except ConfigError as error:
         findings = [Finding("configuration", problems=error.problems)]
         return findings + [Finding(name, skipped="fix the configuration first") for name, _, _ in PROBES]

@@ -152,10 +152,11 @@ class RetryPolicy:
     raises the sleep to what it asks (up to max_delay). After `max_attempts` attempts, SheetsUnavailable.
     """
 
-    max_attempts: int = 6
-    base_delay: float = 2.0
-    max_delay: float = 32.0
-    timeout: float = 60.0
+    # No defaults here: the settings declare them (NEWSLETTER_SHEETS_*), and SheetsResource passes them in.
+    max_attempts: int
+    base_delay: float
+    max_delay: float
+    timeout: float
     sleep: Callable[[float], Any] = time.sleep
     random: random.Random = field(default_factory=random.Random)
 
@@ -192,9 +193,9 @@ def retryable_status(status: int) -> bool:
 class RetryingHTTPClient(HTTPClient):
     """gspread's HTTPClient with a request timeout and bounded, jittered retries."""
 
-    def __init__(self, auth, session=None, policy: RetryPolicy | None = None):
+    def __init__(self, auth, session=None, *, policy: RetryPolicy):
         super().__init__(auth, session)
-        self.policy = policy or RetryPolicy()
+        self.policy = policy
         self.timeout = self.policy.timeout
 
     def request(
