@@ -6,7 +6,7 @@ probabilities, similarities) by count, sums and extremes within a small toleranc
 kernels does not fail it while any real change of clusters, labels, stories or rows does.
 
 When a change of outputs is intended, record them again and say why in the commit:
-`.venv/bin/python -m newsletter_pipeline_tests.test_golden`.
+`.venv/bin/python -m newsletter_pipeline_tests.defs.test_golden`.
 """
 
 import hashlib
@@ -122,7 +122,7 @@ def test_the_sample_gives_the_recorded_outputs(tmp_path, embedder):
             if not _close(figures, got["floats"].get(column, {})):
                 differ.append(f"{name}.{column}: {got['floats'].get(column)} != recorded {figures}")
     assert not differ, (
-        "outputs changed (re-record with python -m newsletter_pipeline_tests.test_golden if intended):\n"
+        "outputs changed (re-record with python -m newsletter_pipeline_tests.defs.test_golden if intended):\n"
         + "\n".join(differ)
     )
 

@@ -2,13 +2,13 @@
 
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from newsletter_pipeline.clustering.cluster import NOISE
 from newsletter_pipeline.publishing import export
+from newsletter_pipeline_tests.conftest import REPO
 
 V2_CLUSTERS = [
     "day",
@@ -465,7 +465,7 @@ import os, signal, sys
 from pathlib import Path
 from openpyxl import Workbook
 from newsletter_pipeline.publishing import export
-from newsletter_pipeline_tests.test_export import day_tables
+from newsletter_pipeline_tests.publishing.test_export import day_tables
 
 save = Workbook.save
 def save_then_die(self, filename):
@@ -487,7 +487,7 @@ def test_the_leftover_of_a_killed_save_is_removed_by_the_next_export(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO,
     )
     assert killed.returncode == -9, killed.stderr
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".book.xlsx.") and p.name.endswith(".tmp")]
