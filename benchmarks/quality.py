@@ -10,7 +10,8 @@ min_dist=0.0, metric=cosine) and HDBSCAN(min_cluster_size=10, metric=euclidean, 
 
 Printed as Markdown for benchmarks/README.md: per set and per family (mean) NMI and ARI against the labels
 (noise counted as one group), homogeneity, completeness, noise share, cluster count and median cluster size,
-each the mean over the seeds, and seed-to-seed ARI (the first seed's clusters against each other seed's); the targets with pass/fail; and the distributions of the quality-check figures on
+each the mean over the seeds, and seed-to-seed ARI (the first seed's clusters against each other seed's); the targets
+with pass/fail; and the distributions of the quality-check figures on
 every single day of HuffPost's May 2018, with a random-vector control, behind the check thresholds.
 Exits non-zero when a target is missed.
 """

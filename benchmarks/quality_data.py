@@ -110,7 +110,8 @@ def _cache_path(texts: list[str], model_name: str) -> Path:
 
 
 def cached_embeddings(texts: list[str], model_name: str = DEFAULT_MODEL) -> np.ndarray:
-    """Embeddings from the pipeline's own embedding code on the CPU (float32 everywhere), cached by model and the exact texts."""
+    """Embeddings from the pipeline's own embedding code on the CPU (float32 everywhere), cached by model and the exact
+    texts."""
     path = _cache_path(texts, model_name)
     if path.exists():
         return np.load(path)

@@ -240,14 +240,16 @@ def throughput(records: list[dict], repeats: int) -> list[str]:
         cosine = float((np.asarray(vectors[name]) * vectors["plain encode"]).sum(axis=1).min())
         median = statistics.median(times[name])
         lines.append(
-            f"| {name} | {median:.2f} | {len(texts) / median:.0f} | {statistics.median(ratios):.3f} ({min(ratios):.2f} to {max(ratios):.2f}) | {cosine:.5f} |"
+            f"| {name} | {median:.2f} | {len(texts) / median:.0f} | {statistics.median(ratios):.3f} "
+            f"({min(ratios):.2f} to {max(ratios):.2f}) | {cosine:.5f} |"
         )
     print("throughput times:", json.dumps({k: [round(t, 2) for t in v] for k, v in times.items()}), file=sys.stderr)
     return lines
 
 
 def backends(repeats: int) -> list[str]:
-    """What another backend keeps: cosine to the PyTorch vectors, and cluster NMI on HuffPost's May weeks over the quality seeds."""
+    """What another backend keeps: cosine to the PyTorch vectors, and cluster NMI on HuffPost's May weeks over the
+    quality seeds."""
     from sklearn.metrics import normalized_mutual_info_score
 
     from benchmarks import quality, quality_data
@@ -267,7 +269,8 @@ def backends(repeats: int) -> list[str]:
             continue
         variants[name] = encoder.encode(texts, embed.CPU_BATCH)
     lines = [
-        "| backend | cosine to PyTorch, min / mean | NMI vs categories (3 weeks x 3 seeds, mean) | difference to PyTorch |",
+        "| backend | cosine to PyTorch, min / mean | NMI vs categories (3 weeks x 3 seeds, mean) | difference to "
+        "PyTorch |",
         "|---|---|---|---|",
     ]
     nmi = {}
@@ -294,14 +297,16 @@ def _frame(rows):
 
 
 def days(records: list[dict], sizes: list[int], repeats: int, work: Path, backend: str = "torch") -> list[str]:
-    """A whole day (every asset) cold (empty outputs, no embedding cache) and warm (the same day again), each in a new process.
+    """A whole day (every asset) cold (empty outputs, no embedding cache) and warm (the same day again), each in a new
+    process.
 
-    "Cold" is about the data: the machine's numba cache, exported models and file cache are warm, as on any day but the first."""
+    "Cold" is about the data: the machine's numba cache, exported models and file cache are warm, as on any day but
+    the first."""
     lines = [
         f"backend: {backend}",
         "",
-        "| items | cold s (median) | warm s (median) | cold / warm | warm, of which process start-up and imports s "
-        "| embedding step cold / warm s | UMAP s, cold | peak memory, cold | runs |",
+        "| items | cold s (median) | warm s (median) | cold / warm | warm, of which process start-up and imports s | "
+        "embedding step cold / warm s | UMAP s, cold | peak memory, cold | runs |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for size in sizes:
@@ -324,7 +329,8 @@ def days(records: list[dict], sizes: list[int], repeats: int, work: Path, backen
         peak = max(f["peak_rss_mb"] for f in cold)
         umap_seconds = statistics.median(f.get("umap_seconds", 0) for f in cold)
         lines.append(
-            f"| {size:,} | {c:.1f} | {w:.1f} | {c / w:.1f} | {startup:.1f} | {ce:.1f} / {we:.2f} ({ce / max(we, 1e-3):.0f}x) | {umap_seconds:.1f} | {peak:,} MB | {len(cold)} |"
+            f"| {size:,} | {c:.1f} | {w:.1f} | {c / w:.1f} | {startup:.1f} | {ce:.1f} / {we:.2f} "
+            f"({ce / max(we, 1e-3):.0f}x) | {umap_seconds:.1f} | {peak:,} MB | {len(cold)} |"
         )
         print(
             f"day {size}: cold {[f['process_seconds'] for f in cold]} warm {[f['process_seconds'] for f in warm]}",
@@ -352,7 +358,8 @@ def bertopic(records: list[dict], sizes: list[int], repeats: int, work: Path) ->
 
     model = SentenceTransformer(embed.resolve_model_path(embed.DEFAULT_MODEL), device="cpu", local_files_only=True)
     lines = [
-        "| items | BERTopic.fit_transform s | pipeline day, same process conditions: cold s | pipeline / BERTopic | pipeline day, warm s | runs |",
+        "| items | BERTopic.fit_transform s | pipeline day, same process conditions: cold s | pipeline / BERTopic | "
+        "pipeline day, warm s | runs |",
         "|---|---|---|---|---|---|",
     ]
     warmup = work / "warmup"
@@ -412,8 +419,10 @@ def backfill(records: list[dict], work: Path) -> list[str]:
     return [
         "| how | items | runs | total s | embedding s | UMAP s |",
         "|---|---|---|---|---|---|",
-        f"| one range run | {len(chosen):,} | 1 | {one['process_seconds']:.1f} | {one['embed_seconds']:.1f} | {one.get('umap_seconds', 0):.1f} |",
-        f"| one run per day | {len(chosen):,} | {BACKFILL_DAYS} | {total:.1f} | {sum(f['embed_seconds'] for f in each):.1f} | "
+        f"| one range run | {len(chosen):,} | 1 | {one['process_seconds']:.1f} | {one['embed_seconds']:.1f} | "
+        f"{one.get('umap_seconds', 0):.1f} |",
+        f"| one run per day | {len(chosen):,} | {BACKFILL_DAYS} | {total:.1f} | "
+        f"{sum(f['embed_seconds'] for f in each):.1f} | "
         f"{sum(f.get('umap_seconds', 0) for f in each):.1f} |",
         f"| ratio | | | {total / one['process_seconds']:.1f}x | | |",
     ]
@@ -466,12 +475,15 @@ def cache_lookup(work: Path, repeats: int) -> list[str]:
 
 
 def startup(repeats: int, work: Path) -> list[str]:
-    """Loading the Definitions, the first UMAP call without and with numba's cache, and `dagster dev` until it answers."""
+    """Loading the Definitions, the first UMAP call without and with numba's cache, and `dagster dev` until it
+    answers."""
     python = sys.executable
     load = [_timed_process([python, "-c", "import newsletter_pipeline.definitions"]) for _ in range(repeats)]
     umap_script = (
-        "import time, numpy as np; from newsletter_pipeline.clustering import reduce; from newsletter_pipeline.defs.params import ReduceParams; x = np.random.default_rng(0).normal(size=(300, 384)).astype('float32');"
-        "t = time.perf_counter(); reduce.reduce_embeddings(x, **ReduceParams().model_dump()); print(time.perf_counter() - t)"
+        "import time, numpy as np; from newsletter_pipeline.clustering import reduce; from "
+        "newsletter_pipeline.defs.params import ReduceParams; x = np.random.default_rng(0).normal(size=(300, "
+        "384)).astype('float32');t = time.perf_counter(); reduce.reduce_embeddings(x, **ReduceParams().model_dump()); "
+        "print(time.perf_counter() - t)"
     )
     numba_dir = work / "numba-cache"
     shutil.rmtree(numba_dir, ignore_errors=True)
@@ -482,7 +494,8 @@ def startup(repeats: int, work: Path) -> list[str]:
     return [
         "| what | median s | runs |",
         "|---|---|---|",
-        f"| python -c 'import newsletter_pipeline.definitions' (whole process) | {statistics.median(load):.1f} | {repeats} |",
+        f"| python -c 'import newsletter_pipeline.definitions' (whole process) | {statistics.median(load):.1f} | "
+        f"{repeats} |",
         f"| first UMAP of a process (300 items, both layouts), empty numba cache | {first:.1f} | 1 |",
         f"| the same in a new process, numba cache filled | {statistics.median(later):.1f} | {repeats} |",
         f"| dagster dev until its code location has loaded | {statistics.median(dev):.1f} | {repeats} |",
@@ -573,8 +586,10 @@ def main() -> None:
     import torch
 
     print(
-        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}, "
-        f"sentence-transformers {sentence_transformers.__version__}; CUDA: {'yes' if torch.cuda.is_available() else 'no (GPU rows not run)'}\n"
+        f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, torch "
+        f"{torch.__version__}, "
+        f"sentence-transformers {sentence_transformers.__version__}; "
+        f"CUDA: {'yes' if torch.cuda.is_available() else 'no (GPU rows not run)'}\n"
     )
     with tempfile.TemporaryDirectory(prefix="speed-") as folder:
         work = Path(folder)

@@ -73,7 +73,8 @@ def _cut(text: str, limit: int = MAX_DETAIL) -> str:
 
 
 def _message(headline: str, details: list[str], url: str) -> dict:
-    """`text` for notifications and plain receivers; `blocks` for Slack's layout, with the link as a button-like link."""
+    """`text` for notifications and plain receivers; `blocks` for Slack's layout, the link as a button-like
+    link."""
     text = "\n".join([headline, *details, f"Run: {url}"])
     body = "\n".join([f"*{_escape(headline)}*", *(_escape(d) for d in details), f"<{url}|Open the run in Dagster>"])
     return {"text": _escape(text), "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": body}}]}
@@ -130,5 +131,6 @@ def post(url: str, payload: dict, timeout: float) -> None:
         if isinstance(cause, TimeoutError):
             reason = f"the webhook did not answer within {timeout:g} s"
         else:
-            reason = f"the webhook is unreachable ({type(cause).__name__}{': ' + cause.strerror if getattr(cause, 'strerror', None) else ''})"
+            detail = f": {cause.strerror}" if getattr(cause, "strerror", None) else ""
+            reason = f"the webhook is unreachable ({type(cause).__name__}{detail})"
     raise AlertDeliveryError(reason) from None

@@ -150,8 +150,8 @@ class Settings(BaseSettings):
 
     NEWSLETTER_PIPELINE_ENV: Literal["local", "prod"] = setting(
         "local",
-        "the deployment: `local` (SQLite instance, local folders and workbook) or `prod` (S3, Google Sheets, "
-        "Postgres: what the *prod* column marks is then required)",
+        "the deployment: `local` (SQLite instance, local folders and workbook) or `prod` (S3, Google Sheets, Postgres: "
+        "what the *prod* column marks is then required)",
     )
     NEWSLETTER_DATA_DIR: str = setting("data", "root of the landing folder, outputs, workbook and model cache")
     NEWSLETTER_LANDING_DIR: LandingLocations = setting(
@@ -239,8 +239,8 @@ class Settings(BaseSettings):
     NEWSLETTER_POOL_WAIT_SECONDS: float = setting(
         7200.0,
         "seconds a step waits for a `gpu` or `sheets` pool slot held by a run that is alive, on another machine or "
-        "unknown, before its run fails naming that run and the command that frees the slot (a holder whose process is"
-        " gone from this machine is freed at once; docs/instance.md)",
+        "unknown, before its run fails naming that run and the command that frees the slot (a holder whose process is "
+        "gone from this machine is freed at once; docs/instance.md)",
         gt=0,
         allow_inf_nan=False,
     )

@@ -4,7 +4,8 @@ import dagster as dg
 
 from newsletter_pipeline.defs.config_checks import load_settings
 
-# Every setting is checked before a module reads one (the start date, the schedule's hour): one ConfigError names them all.
+# Every setting is checked before a module reads one (the start date, the schedule's hour): one ConfigError names them
+# all.
 load_settings()
 
 from newsletter_pipeline.defs.alert_sensors import check_failure_alert_sensor, run_failure_alert_sensor

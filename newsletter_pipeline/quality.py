@@ -123,8 +123,8 @@ def judge_not_emptied(day: str, previous_items: int, items: int, acknowledged: b
     held = previous_items > 0 and items == 0 and not acknowledged
     if held:
         description = (
-            f"{day} had {previous_items} items and now has none: its outputs and sheet rows are kept. If its files were "
-            "removed on purpose, re-run the day with the raw_items config allow_emptied_days: true"
+            f"{day} had {previous_items} items and now has none: its outputs and sheet rows are kept. If its files "
+            "were removed on purpose, re-run the day with the raw_items config allow_emptied_days: true"
         )
     elif previous_items > 0 and items == 0:
         description = f"{day} dropped from {previous_items} items to none, as the run allowed (allow_emptied_days)"
@@ -158,7 +158,8 @@ def judge_unique_ids(items: pd.DataFrame) -> Verdict:
 
 
 def judge_embeddings(item_ids: pd.Series, vectors: np.ndarray, expected_ids: pd.Series, dimension: int) -> Verdict:
-    """One finite vector of `dimension` per expected item: `item_ids` and `vectors` as stored, `expected_ids` the day's items."""
+    """One finite vector of `dimension` per expected item: `item_ids` and `vectors` as stored, `expected_ids` the day's
+    items."""
     if len(expected_ids) == 0:
         return NO_ITEMS
     problems = []

@@ -1,4 +1,5 @@
-"""`python -m newsletter_pipeline.summary`, the command the README documents; the code lives in operations/summary.py."""
+"""`python -m newsletter_pipeline.summary`, the command the README documents; the code lives in
+operations/summary.py."""
 
 import sys
 

@@ -135,7 +135,8 @@ def _inner_url(url: str) -> str | None:
 
 
 def unwrap_redirect(url: str) -> str:
-    """Follow click-tracking redirects written into the link itself (no network): query parameters or an encoded path."""
+    """Follow click-tracking redirects written into the link itself (no network): query parameters or an encoded
+    path."""
     for _ in range(5):  # trackers nest (a mail tracker around a shortener's tracker); bounded so a loop cannot spin
         inner = _inner_url(url)
         if inner is None or inner == url:

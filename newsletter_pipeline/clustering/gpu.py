@@ -1,4 +1,5 @@
-"""cuML (RAPIDS) runs UMAP and HDBSCAN on a CUDA GPU when it is installed (the `gpu` extra); the CPU libraries otherwise."""
+"""cuML (RAPIDS) runs UMAP and HDBSCAN on a CUDA GPU when it is installed (the `gpu` extra); the CPU libraries
+otherwise."""
 
 from __future__ import annotations
 

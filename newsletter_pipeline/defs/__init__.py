@@ -1,1 +1,2 @@
-"""Dagster wiring: thin definitions around the work packages (landing, items, embedding, clustering, stories, publishing)."""
+"""Dagster wiring: thin definitions around the work packages (landing, items, embedding, clustering, stories,
+publishing)."""

@@ -84,7 +84,8 @@ def run_failure_alerts(
     """One alert for a failed run, naming each failed step and its error."""
     steps = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     failures = [
-        f"step {r.event_log_entry.step_key}: {_error_summary(r.event_log_entry.dagster_event.event_specific_data.error)}"
+        f"step {r.event_log_entry.step_key}: "
+        f"{_error_summary(r.event_log_entry.dagster_event.event_specific_data.error)}"
         for r in steps
     ]
     run_error = getattr(record.event_log_entry.dagster_event.event_specific_data, "error", None)
@@ -129,7 +130,8 @@ def _evaluate(
         return dg.SkipReason(f"alerts are not sent: {error}")
     if not settings.webhook_url:
         return dg.SkipReason(
-            f"{alerts.WEBHOOK_VAR} is not set: no alerts are sent; set it to a Slack incoming-webhook URL (docs/alerts.md)"
+            f"{alerts.WEBHOOK_VAR} is not set: no alerts are sent; set it to a Slack incoming-webhook URL "
+            "(docs/alerts.md)"
         )
     if context.cursor is None:
         start = _latest_id(context.instance, event_types)
@@ -147,7 +149,10 @@ def _evaluate(
                 find(context.instance, run, record, settings.ui_url) if run is not None and _ours(context, run) else []
             )
         except Exception as error:  # end the tick with its cursor saved, so what was posted is not posted again
-            problem = f"reading the failures of run {run.run_id} failed, retried on the next tick: {type(error).__name__}: {error}"
+            problem = (
+                f"reading the failures of run {run.run_id} failed, retried on the next tick: "
+                f"{type(error).__name__}: {error}"
+            )
             context.log.error(problem)
             break
         for key, payload in found:
@@ -197,7 +202,8 @@ def run_failure_alert_sensor(context: dg.SensorEvaluationContext):
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def check_failure_alert_sensor(context: dg.SensorEvaluationContext):
-    """Post an alert for every failed asset check (ERROR or WARN) of each run that ended: check, asset, day, figures, a link."""
+    """Post an alert for every failed asset check (ERROR or WARN) of each run that ended: check, asset, day, figures, a
+    link."""
     return _evaluate(context, RUN_ENDS, check_failure_alerts)
 
 

@@ -15,14 +15,15 @@ class ReduceParams(dg.Config):
     n_neighbors: int = Field(
         default=15,
         description=(
-            "Neighbours per point (default 15); capped at items - 1. On the quality benchmark, 30 "
-            "scored the same or lower (HuffPost weeks NMI 0.363 vs 0.366, ARI 0.238 vs 0.242) and was less stable across "
-            "seeds (ARI 0.60 vs 0.72)."
+            "Neighbours per point (default 15); capped at items - 1. On the quality benchmark, 30 scored the same or "
+            "lower (HuffPost weeks NMI 0.363 vs 0.366, ARI 0.238 vs 0.242) and was less stable across seeds (ARI 0.60 "
+            "vs 0.72)."
         ),
     )
     n_components: int = Field(
         default=5,
-        description="Dimensions handed to HDBSCAN (default 5). Few enough for density estimates to work, enough to keep topics apart.",
+        description="Dimensions handed to HDBSCAN (default 5). Few enough for density estimates to work, enough to "
+        "keep topics apart.",
     )
     min_dist: float = Field(
         default=0.0,
@@ -38,13 +39,14 @@ class ReduceParams(dg.Config):
     )
     random_state: int = Field(
         default=42,
-        description="Seed (default 42). A fixed seed makes UMAP deterministic, so the same day gives the same clusters.",
+        description="Seed (default 42). A fixed seed makes UMAP deterministic, so the same day gives the same "
+        "clusters.",
     )
     min_items: int = Field(
         default=20,
         description=(
-            "Below this many items (default 20) UMAP's neighbourhood graph is too thin to trust: the day skips UMAP and "
-            "is clustered by the small-day fallback on the embeddings themselves."
+            "Below this many items (default 20) UMAP's neighbourhood graph is too thin to trust: the day skips UMAP "
+            "and is clustered by the small-day fallback on the embeddings themselves."
         ),
     )
 
@@ -55,23 +57,25 @@ class ClusterParams(dg.Config):
     min_cluster_size: int | None = Field(
         default=None,
         description=(
-            "Smallest group HDBSCAN calls a cluster (default: auto = sqrt(items)/4, between 3 and 50: 5 for 350 items, 11 "
-            "for 2,000). Small on purpose: HDBSCAN finds the dense groups and the merge step builds topics from them; a "
-            "fixed size fits neither a day of 40 items nor one of 2,000."
+            "Smallest group HDBSCAN calls a cluster (default: auto = sqrt(items)/4, between 3 and 50: 5 for 350 items, "
+            "11 for 2,000). Small on purpose: HDBSCAN finds the dense groups and the merge step builds topics from "
+            "them; a fixed size fits neither a day of 40 items nor one of 2,000."
         ),
     )
     min_samples: int | None = Field(
         default=1,
         description=(
             "How conservative HDBSCAN is (default 1: the least). Higher values call more items noise; HDBSCAN's own "
-            "default (= min_cluster_size) leaves a fifth to a third of news items unclustered. None = half of min_cluster_size."
+            "default (= min_cluster_size) leaves a fifth to a third of news items unclustered. None = half of "
+            "min_cluster_size."
         ),
     )
     cluster_selection_method: str = Field(
         default="leaf",
         description=(
             "'leaf' (default) takes the condensed tree's leaves: small, homogeneous groups for the merge step to join. "
-            "'eom' picks the most persistent clusters, which on news collapses a day into a few mixed ones (the baseline)."
+            "'eom' picks the most persistent clusters, which on news collapses a day into a few mixed ones (the "
+            "baseline)."
         ),
     )
     cluster_selection_epsilon: float = Field(
@@ -83,10 +87,10 @@ class ClusterParams(dg.Config):
         ge=-1.0,
         le=1.0,
         description=(
-            "Second stage: HDBSCAN groups whose centroids (mean embeddings) have cosine similarity above this, by average "
-            "linkage, become one cluster (default 0.35). Lower merges more: on the benchmark's HuffPost weeks 0.40 gives "
-            "11.8 clusters (NMI 0.381, ARI 0.219), 0.35 gives 8.1 (NMI 0.366, ARI 0.242), 0.30 gives 5.7 (NMI 0.347, ARI "
-            "0.305); the sample's distinct stories stay apart at all three. None turns merging off."
+            "Second stage: HDBSCAN groups whose centroids (mean embeddings) have cosine similarity above this, by "
+            "average linkage, become one cluster (default 0.35). Lower merges more: on the benchmark's HuffPost weeks "
+            "0.40 gives 11.8 clusters (NMI 0.381, ARI 0.219), 0.35 gives 8.1 (NMI 0.366, ARI 0.242), 0.30 gives 5.7 "
+            "(NMI 0.347, ARI 0.305); the sample's distinct stories stay apart at all three. None turns merging off."
         ),
     )
     assign_similarity: float | None = Field(
@@ -94,8 +98,9 @@ class ClusterParams(dg.Config):
         ge=-1.0,
         le=1.0,
         description=(
-            "Second stage: a noise item joins the cluster whose centroid is most similar to it when that cosine similarity "
-            "is at least this (default 0.3); items further from every cluster stay noise. None turns it off."
+            "Second stage: a noise item joins the cluster whose centroid is most similar to it when that cosine "
+            "similarity is at least this (default 0.3); items further from every cluster stay noise. None turns it "
+            "off."
         ),
     )
     fallback_distance: float = Field(
@@ -112,7 +117,8 @@ class QualityThresholds(dg.Config):
 
     max_quarantine_share: float = Field(
         default=0.05,
-        description="WARN when more than this share of a day's records is quarantined (default 0.05): a source changed its format.",
+        description="WARN when more than this share of a day's records is quarantined (default 0.05): a source changed "
+        "its format.",
     )
     # The cluster thresholds come from `python -m benchmarks.quality` (table in benchmarks/README.md): the
     # figures of the default pipeline on 24 real HuffPost days of May 2018 (20 to 75 items), 3 HuffPost weeks
@@ -120,30 +126,32 @@ class QualityThresholds(dg.Config):
     max_noise_share: float = Field(
         default=0.3,
         description=(
-            "ERROR above this share of items left as noise (default 0.3). Real days stay at or below 0.154 (median 0.047; "
-            "weeks at most 0.034, AG News days 0.077): twice the worst real day means most of a story-rich day would be "
-            "missing from the sheet. It does not catch meaningless vectors (random ones leave at most 0.23 as noise): "
-            "the silhouette check does."
+            "ERROR above this share of items left as noise (default 0.3). Real days stay at or below 0.154 (median "
+            "0.047; weeks at most 0.034, AG News days 0.077): twice the worst real day means most of a story-rich day "
+            "would be missing from the sheet. It does not catch meaningless vectors (random ones leave at most 0.23 as "
+            "noise): the silhouette check does."
         ),
     )
     min_clusters: int = Field(
         default=1,
-        description="ERROR below this many clusters on a day with items (default 1; real days have 2 to 10): nothing to publish.",
+        description="ERROR below this many clusters on a day with items (default 1; real days have 2 to 10): nothing "
+        "to publish.",
     )
     max_largest_share: float = Field(
         default=0.7,
         description=(
-            "WARN when one cluster holds more than this share of the day (default 0.7). Real days reach 0.65 (a day when "
-            "politics is half the news; median 0.38): above every real day, likely several stories merged."
+            "WARN when one cluster holds more than this share of the day (default 0.7). Real days reach 0.65 (a day "
+            "when politics is half the news; median 0.38): above every real day, likely several stories merged."
         ),
     )
     min_silhouette: float = Field(
         default=0.035,
         description=(
-            "WARN below this silhouette (cosine, on the embeddings, noise left out; default 0.035). Real days score 0.052 to "
-            "0.126, weeks of 350 items 0.041 to 0.062, AG News days 0.053 to 0.068; days of random vectors (no topics at all) "
-            "0.013 to 0.038, 9 in 10 of them below 0.035. Below every real set, above most structure-free ones: a warning "
-            "that the clusters are no tighter than noise. Not computed with fewer than 2 clusters."
+            "WARN below this silhouette (cosine, on the embeddings, noise left out; default 0.035). Real days score "
+            "0.052 to 0.126, weeks of 350 items 0.041 to 0.062, AG News days 0.053 to 0.068; days of random vectors "
+            "(no topics at all) 0.013 to 0.038, 9 in 10 of them below 0.035. Below every real set, above most "
+            "structure-free ones: a warning that the clusters are no tighter than noise. Not computed with fewer than "
+            "2 clusters."
         ),
     )
 
@@ -156,19 +164,20 @@ class StoryParams(dg.Config):
         ge=0.0,
         le=1.0,
         description=(
-            "Least cosine similarity of a cluster's centroid (normalized mean all-MiniLM-L6-v2 embedding) to a story's for the "
-            "cluster to continue it (default 0.6). On the sample's 5 days, clusters of one story match at 0.69 to 0.93 and "
-            "different stories stay under 0.4. On HuffPost's 31 days of May 2018 (benchmarks/README.md, 'Stories'), 0.5 let "
-            "topic clusters chain into stories less pure than a day's cluster (category purity 0.53 against 0.64), 0.6 keeps "
-            "them as pure (0.64), 0.7 cuts most continuations (4 stories on 2 days or more, against 9)."
+            "Least cosine similarity of a cluster's centroid (normalized mean all-MiniLM-L6-v2 embedding) to a story's "
+            "for the cluster to continue it (default 0.6). On the sample's 5 days, clusters of one story match at 0.69 "
+            "to 0.93 and different stories stay under 0.4. On HuffPost's 31 days of May 2018 (benchmarks/README.md, "
+            "'Stories'), 0.5 let topic clusters chain into stories less pure than a day's cluster (category purity "
+            "0.53 against 0.64), 0.6 keeps them as pure (0.64), 0.7 cuts most continuations (4 stories on 2 days or "
+            "more, against 9)."
         ),
     )
     lookback_days: int = Field(
         default=7,
         ge=1,
         description=(
-            "Days a story may go unseen and still continue (default 7: a weekly newsletter, or a story that pauses over a "
-            "weekend, picks up where it left); a story not seen for more days is dropped from the state. 1 matches "
-            "yesterday's stories only."
+            "Days a story may go unseen and still continue (default 7: a weekly newsletter, or a story that pauses "
+            "over a weekend, picks up where it left); a story not seen for more days is dropped from the state. 1 "
+            "matches yesterday's stories only."
         ),
     )

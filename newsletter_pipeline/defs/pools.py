@@ -191,7 +191,8 @@ class Holder:
     def how_to_free(self) -> str:
         if self.verdict == "alive":
             return (
-                f"wait for it; if it hangs, end it (kill {self.process.pid} on {self.process.host}): a run on that machine then frees "
+                f"wait for it; if it hangs, end it (kill {self.process.pid} on {self.process.host}): a run on that "
+                "machine then frees "
                 f"its slot by itself, or `{RELEASE_COMMAND} {self.run_id}` does"
             )
         return f"if its process is gone, free its slot with `{RELEASE_COMMAND} {self.run_id}` (with this DAGSTER_HOME)"
@@ -237,7 +238,8 @@ def judge(instance: dg.DagsterInstance, run_id: str, steps: tuple[str, ...] = ()
         run,
         None,
         "unknown",
-        f"its process was not recorded (another executor or an older version), so its liveness is unknown ({run.status.value})",
+        "its process was not recorded (another executor or an older version), so its liveness is unknown "
+        f"({run.status.value})",
     )
 
 
@@ -306,7 +308,8 @@ class PoolGuard(InstanceConcurrencyContext):
         freed = [holder for holder in holders if holder.freeable]
         for holder in freed:
             why = (
-                f"Marked FAILURE by run {self._run_id}, whose step {step_key} was waiting for a slot of pool {concurrency_key}: "
+                f"Marked FAILURE by run {self._run_id}, whose step {step_key} was waiting for a slot of pool "
+                f"{concurrency_key}: "
                 f"{holder.why}. Its pool slots were freed."
             )
             release(self._instance, holder, why)
@@ -412,7 +415,8 @@ def _release(instance: dg.DagsterInstance, run_id: str, force: bool) -> int:
     holder = judge(instance, run_id)
     if holder.verdict == "alive" and not force:
         print(
-            f"run {run_id}: {holder.why}. Stop it first (kill {holder.process.pid}), or pass --force to free its slots anyway.",
+            f"run {run_id}: {holder.why}. Stop it first (kill {holder.process.pid}), or pass --force to free its "
+            "slots anyway.",
             file=sys.stderr,
         )
         return 1

@@ -36,23 +36,25 @@ class LandingFolder(dg.ConfigurableResource):
     path: str = Field(
         default=DEFAULTS.get("NEWSLETTER_LANDING_DIR"),
         description="A local folder or s3://bucket/prefix, read recursively for files in the formats the readers know; "
-        'several locations separated by commas, or a JSON array of them for paths that hold a comma (["/mnt/news, archive"]). '
+        'several locations separated by commas, or a JSON array of them for paths that hold a comma (["/mnt/news, '
+        'archive"]). '
         "A location that does not exist or cannot be listed fails the run.",
     )
     s3: S3Resource | None = Field(
         default=None,
-        description="S3 client settings for an s3:// path (endpoint_url, region_name, credentials); default: the AWS default chain.",
+        description="S3 client settings for an s3:// path (endpoint_url, region_name, credentials); default: the AWS "
+        "default chain.",
     )
 
     column_map: dict[str, str] = Field(
         default_factory=dict,
-        description="Source column -> field (headline, short_description, link, date, source, source_id, authors, category), "
-        "for CSV or JSON whose names the usual spellings miss, e.g. {'Betreff': 'headline'}.",
+        description="Source column -> field (headline, short_description, link, date, source, source_id, authors, "
+        "category), for CSV or JSON whose names the usual spellings miss, e.g. {'Betreff': 'headline'}.",
     )
     date_format: str | None = Field(
         default=None,
-        description="A strptime format for dates that are neither ISO 8601 nor RFC 2822, e.g. '%d/%m/%Y' for 16/11/2026. "
-        "Without it such dates are quarantined: '05/11/2026' names two different days.",
+        description="A strptime format for dates that are neither ISO 8601 nor RFC 2822, e.g. '%d/%m/%Y' for "
+        "16/11/2026. Without it such dates are quarantined: '05/11/2026' names two different days.",
     )
 
     @property
@@ -107,9 +109,10 @@ class EmbeddingResource(dg.ConfigurableResource):
     device: str = Field(default="auto", description="auto (CUDA when available, else CPU), cpu or cuda.")
     backend: str = Field(
         default="torch",
-        description="torch (default: CPU or CUDA), openvino (CPU only; 3.0 times PyTorch's speed on the speed benchmark, cosine to "
-        "PyTorch's vectors 0.9999 and up) or openvino-int8 (the int8 extra; faster still, cosine 0.99 and up). OpenVINO models are "
-        "exported once from the weights into model_cache_dir. benchmarks/README.md has the figures.",
+        description="torch (default: CPU or CUDA), openvino (CPU only; 3.0 times PyTorch's speed on the speed "
+        "benchmark, cosine to PyTorch's vectors 0.9999 and up) or openvino-int8 (the int8 extra; faster still, cosine "
+        "0.99 and up). OpenVINO models are exported once from the weights into model_cache_dir. benchmarks/README.md "
+        "has the figures.",
     )
     model_cache_dir: str = Field(
         default=DEFAULTS.get("NEWSLETTER_MODEL_CACHE_DIR"),
@@ -145,7 +148,8 @@ class EmbeddingResource(dg.ConfigurableResource):
 
     @property
     def variant(self) -> str:
-        """Backend and precision, known without loading the model (a run that finds every vector cached never loads it)."""
+        """Backend and precision, known without loading the model (a run that finds every vector cached never
+        loads it)."""
         return embed.variant_name(self.backend, self.device, self.fp16_on_cuda)
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -162,7 +166,8 @@ class EmbeddingResource(dg.ConfigurableResource):
 
 
 class ClusteringResource(dg.ConfigurableResource):
-    """UMAP and HDBSCAN settings, the quality thresholds that gate the export, and how clusters join stories across days."""
+    """UMAP and HDBSCAN settings, the quality thresholds that gate the export, and how clusters join stories across
+    days."""
 
     reduce: ReduceParams = Field(default_factory=ReduceParams)
     cluster: ClusterParams = Field(default_factory=ClusterParams)
@@ -170,8 +175,9 @@ class ClusteringResource(dg.ConfigurableResource):
     stories: StoryParams = Field(default_factory=StoryParams)
     accelerator: str = Field(
         default="auto",
-        description="auto (default: cuML's UMAP and HDBSCAN when the gpu extra is installed and CUDA sees a GPU, else umap-learn and "
-        "hdbscan), cpu, or cuml (an error without it). cuML's layouts differ from umap-learn's, so the clusters do too.",
+        description="auto (default: cuML's UMAP and HDBSCAN when the gpu extra is installed and CUDA sees a GPU, else "
+        "umap-learn and hdbscan), cpu, or cuml (an error without it). cuML's layouts differ from umap-learn's, so the "
+        "clusters do too.",
     )
 
     @property
@@ -184,7 +190,8 @@ class ClusteringResource(dg.ConfigurableResource):
 class SheetsResource(dg.ConfigurableResource):
     """The sheet: Google Sheets when a spreadsheet key is set (credentials required), else a local workbook.
 
-    Both write the layout of docs/sheets.md (export.LAYOUT_VERSION). Credentials come from the environment only, through dg.EnvVar,
+    Both write the layout of docs/sheets.md (export.LAYOUT_VERSION). Credentials come from the environment only,
+    through dg.EnvVar,
     and never appear in logs, metadata or error messages.
     """
 
@@ -205,11 +212,13 @@ class SheetsResource(dg.ConfigurableResource):
     )
     max_attempts: int = Field(
         default=DEFAULTS.integer("NEWSLETTER_SHEETS_MAX_ATTEMPTS"),
-        description="Attempts per Sheets request, the first included, before the export fails; retried on 429, 5xx, timeouts and connection errors.",
+        description="Attempts per Sheets request, the first included, before the export fails; retried on 429, 5xx, "
+        "timeouts and connection errors.",
     )
     base_delay_seconds: float = Field(
         default=DEFAULTS.number("NEWSLETTER_SHEETS_BASE_DELAY"),
-        description="Backoff base: the sleep after failed attempt n is uniform in [0, min(max_delay, base * 2**(n-1))].",
+        description="Backoff base: the sleep after failed attempt n is uniform in [0, min(max_delay, base * "
+        "2**(n-1))].",
     )
     max_delay_seconds: float = Field(
         default=DEFAULTS.number("NEWSLETTER_SHEETS_MAX_DELAY"),
@@ -244,7 +253,8 @@ class SheetsResource(dg.ConfigurableResource):
             if self.service_account_file or self.service_account_json:
                 raise sheets.SheetsConfigError(
                     f"{sheets.FILE_VAR} or {sheets.JSON_VAR} is set but {sheets.KEY_VAR} is not: set it to the "
-                    "spreadsheet's key (the part of its URL after /d/), or unset the credentials to write the local workbook"
+                    "spreadsheet's key (the part of its URL after /d/), or unset the credentials to write the local "
+                    "workbook"
                 )
             return None
         sheets.check_spreadsheet_key(self.spreadsheet_key)

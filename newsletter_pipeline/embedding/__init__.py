@@ -1,1 +1,2 @@
-"""Step 3, embedding: one sentence vector per item (embed), on torch or OpenVINO (openvino_backend), cached (embed_cache)."""
+"""Step 3, embedding: one sentence vector per item (embed), on torch or OpenVINO (openvino_backend), cached
+(embed_cache)."""

@@ -40,7 +40,8 @@ def text_keys(texts: list[str]) -> list[bytes]:
 
 
 def namespace(model: str, variant: str, weights: str = "") -> str:
-    """A folder name for a model, its weights (embed.weights_id) and variant: readable, and unique through a short hash of all three."""
+    """A folder name for a model, its weights (embed.weights_id) and variant: readable, and unique through a short hash
+    of all three."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rsplit("/", 1)[-1]).strip("-.")[:60] or "model"
     digest = hashlib.blake2b(f"{model}\0{variant}\0{weights}".encode(), digest_size=4).hexdigest()
     return f"{readable}-{variant}-{digest}"
@@ -80,7 +81,8 @@ class EmbeddingCache:
         return {"model": self.model, "variant": self.variant, "weights": self.weights, "dimension": str(self.dimension)}
 
     def _readable(self, table: pa.Table) -> bool:
-        """A segment of this model, weights, variant and dimension (a folder copied from elsewhere could hold another)."""
+        """A segment of this model, weights, variant and dimension (a folder copied from elsewhere could hold
+        another)."""
         metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
         if any(metadata.get(name) != value for name, value in self._metadata().items() if name != "dimension"):
             return False
@@ -91,7 +93,8 @@ class EmbeddingCache:
         return metadata["dimension"] == str(self.dimension)
 
     def lookup(self, keys: list[bytes], days: list[str] = ()) -> Lookup:
-        """The cached vectors of `keys`, reading the segments of `days` first and the others only for what is missing."""
+        """The cached vectors of `keys`, reading the segments of `days` first and the others only for what is
+        missing."""
         hit = np.zeros(len(keys), dtype=bool)
         vectors = None
         wanted: dict[bytes, list[int]] = {}
@@ -120,7 +123,8 @@ class EmbeddingCache:
                         or not pc.any(pc.is_in(keys_only.column("key"), value_set=_key_array(wanted))).as_py()
                     ):
                         continue
-                    # Keys and vectors from one read, so a segment rewritten meanwhile cannot pair a key with another's vector.
+                    # Keys and vectors from one read, so a segment rewritten meanwhile cannot pair a key with another's
+                    # vector.
                     segment = self.store.read_arrow(self.table, day, ["key", "embedding"])
                     if not self._readable(segment):
                         continue
@@ -195,7 +199,8 @@ def embed_with_cache(
         if vectors.shape[1] != fresh.shape[1]:
             if found.hits:
                 raise ValueError(
-                    f"the embedding cache {cache.table} holds vectors of dimension {vectors.shape[1]} but the model gives "
+                    f"the embedding cache {cache.table} holds vectors of dimension {vectors.shape[1]} but the model "
+                    "gives "
                     f"{fresh.shape[1]}: the model changed under the same name; delete that folder"
                 )
             vectors = np.zeros((len(texts), fresh.shape[1]), dtype=np.float32)  # nothing was found: no vectors to keep

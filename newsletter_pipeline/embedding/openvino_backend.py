@@ -29,7 +29,8 @@ STALE_TEMP_SECONDS = 3600
 
 
 def export_model(model_path: str, cache_dir: str | Path, *, int8: bool = False) -> Path:
-    """The OpenVINO export of the sentence-transformers model at `model_path`: `cache_dir/<fingerprint>/`, converted only if absent.
+    """The OpenVINO export of the sentence-transformers model at `model_path`: `cache_dir/<fingerprint>/`, converted
+    only if absent.
 
     The folder holds model.xml/.bin (token ids -> unit-length sentence vectors), tokenizer.json and meta.json."""
     model_dir = Path(model_path)
@@ -116,7 +117,8 @@ def _remove_stale_temps(cache_dir: Path) -> None:
 
 
 def _convert(model_dir: Path, out: Path, int8: bool) -> None:
-    """Export transformer, mean pooling and L2 normalisation as one OpenVINO graph; save it with the tokenizer and meta.json."""
+    """Export transformer, mean pooling and L2 normalisation as one OpenVINO graph; save it with the tokenizer and
+    meta.json."""
     import openvino as ov
     import torch
     from sentence_transformers import SentenceTransformer
@@ -142,7 +144,8 @@ def _convert(model_dir: Path, out: Path, int8: bool) -> None:
     tokenizer = _fixed_tokenizer(st[0].tokenizer, st.max_seq_length)
     tokenizer.save(str(out / TOKENIZER_JSON))
 
-    # A padded example, so the mask takes part in attention. torch.export rather than TorchScript tracing, which torch deprecates.
+    # A padded example, so the mask takes part in attention. torch.export rather than TorchScript tracing, which torch
+    # deprecates.
     example = _features(tokenizer, ["An example", "A somewhat longer example sentence for export"])
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=st.max_seq_length)
     with torch.no_grad(), warnings.catch_warnings():
@@ -185,7 +188,8 @@ def _check_supported(st) -> None:
 
 
 def _fixed_tokenizer(tokenizer, max_seq_length: int):
-    """The model's own fast tokenizer set as sentence-transformers calls it: truncated to max_seq_length, padded to the longest.
+    """The model's own fast tokenizer set as sentence-transformers calls it: truncated to max_seq_length, padded to the
+    longest.
 
     Saved as a plain `tokenizers` file, so encoding needs neither transformers nor torch (importing them costs ~2 s)."""
     from tokenizers import Tokenizer
@@ -218,7 +222,8 @@ def _quantize(model, tokenizer):
         raise ImportError("the int8 OpenVINO export needs nncf: pip install nncf==3.4.0") from error
 
     dataset = nncf.Dataset([_features(tokenizer, [text]) for text in CALIBRATION_TEXTS])
-    # The feed-forward down-projections (the MatMuls fed by GELU) stay in float: quantised, their wide inputs cost the most
+    # The feed-forward down-projections (the MatMuls fed by GELU) stay in float: quantised, their wide inputs cost the
+    # most
     # accuracy (min cosine 0.983 instead of 0.995 on 2,000 HuffPost items); keeping them gives up ~40% of the speed-up.
     down = [
         op.get_friendly_name()
@@ -235,7 +240,8 @@ def _quantize(model, tokenizer):
 
 
 class OpenVinoEncoder:
-    """An exported model compiled for the CPU; `encode` gives what SentenceTransformer.encode(normalize_embeddings=True) does."""
+    """An exported model compiled for the CPU; `encode` gives what SentenceTransformer.encode(normalize_embeddings=True)
+    does."""
 
     def __init__(self, model_dir: str | Path, *, performance_hint: str = "THROUGHPUT", config: dict | None = None):
         import openvino as ov
@@ -248,8 +254,10 @@ class OpenVinoEncoder:
         self.max_seq_length: int = meta["max_seq_length"]
         self.device = f"cpu (openvino {precision(int8=self.variant == 'int8')})"
         self._tokenizer = Tokenizer.from_file(str(self.model_dir / TOKENIZER_JSON))
-        # THROUGHPUT: one stream per core, each running its own batch; on 2 cores 10-25% faster than LATENCY's one stream
-        # on both. The CPU plugin picks the inference precision: bfloat16 where the CPU has it (cosine 0.99997), else f32.
+        # THROUGHPUT: one stream per core, each running its own batch; on 2 cores 10-25% faster than LATENCY's one
+        # stream
+        # on both. The CPU plugin picks the inference precision: bfloat16 where the CPU has it (cosine 0.99997), else
+        # f32.
         self._compiled = ov.Core().compile_model(
             str(self.model_dir / MODEL_XML), "CPU", {"PERFORMANCE_HINT": performance_hint, **(config or {})}
         )
@@ -290,52 +298,74 @@ def openvino_encoder(model_path: str, cache_dir: str | Path, *, int8: bool = Fal
 # int8 calibration: news items as the pipeline embeds them (headline, then description), of many topics and lengths.
 # 42 texts give a min cosine of 0.995 to float32; nncf's usual 300 add little here (0.998).
 CALIBRATION_TEXTS: tuple[str, ...] = (
-    "Central bank holds interest rates steady. Policymakers said inflation is cooling but wages are still rising faster than expected.",
-    "Storm makes landfall on the Gulf Coast. Thousands of homes lost power as winds reached 110 miles per hour overnight.",
-    "Senate passes spending bill hours before shutdown deadline. The measure funds the government through the end of the fiscal year.",
-    "Champions League final: late goal settles it. The visitors scored in stoppage time to lift the trophy for the first time.",
-    "Chipmaker unveils faster AI processor. The company says the new design doubles performance per watt for data centres.",
-    "Scientists map the genome of a deep-sea squid. The study sheds light on how cephalopods evolved their large brains.",
-    "Measles cases rise as vaccination rates fall. Health officials urge parents to check their children's immunisation records.",
+    "Central bank holds interest rates steady. Policymakers said inflation is cooling but wages are still rising "
+    "faster than expected.",
+    "Storm makes landfall on the Gulf Coast. Thousands of homes lost power as winds reached 110 miles per hour "
+    "overnight.",
+    "Senate passes spending bill hours before shutdown deadline. The measure funds the government through the end of "
+    "the fiscal year.",
+    "Champions League final: late goal settles it. The visitors scored in stoppage time to lift the trophy for the "
+    "first time.",
+    "Chipmaker unveils faster AI processor. The company says the new design doubles performance per watt for data "
+    "centres.",
+    "Scientists map the genome of a deep-sea squid. The study sheds light on how cephalopods evolved their large "
+    "brains.",
+    "Measles cases rise as vaccination rates fall. Health officials urge parents to check their children's "
+    "immunisation records.",
     "Box office: animated sequel tops the weekend. The film earned $120 million in North America, beating forecasts.",
     "Election results",
     "Earthquake",
-    "Oil prices climb after pipeline outage. Brent crude rose 3% as traders weighed supply disruptions in the North Sea.",
-    "Court blocks new voting law. A federal judge ruled the state's ID requirements placed an undue burden on older voters.",
+    "Oil prices climb after pipeline outage. Brent crude rose 3% as traders weighed supply disruptions in the North "
+    "Sea.",
+    "Court blocks new voting law. A federal judge ruled the state's ID requirements placed an undue burden on older "
+    "voters.",
     "Tennis star withdraws from Wimbledon with a wrist injury.",
-    "Startup raises $50 million to build electric delivery vans. Investors bet on urban logistics as cities restrict diesel trucks.",
+    "Startup raises $50 million to build electric delivery vans. Investors bet on urban logistics as cities restrict "
+    "diesel trucks.",
     "NASA delays moon mission after heat shield tests. Engineers found unexpected erosion during re-entry trials.",
-    "Wildfire forces evacuations in northern California. Firefighters battled strong winds and low humidity as the blaze spread to 20,000 acres.",
-    "Recipe: the easiest weeknight pasta you'll ever make. Garlic, lemon, chilli and a handful of spinach, ready in 15 minutes.",
+    "Wildfire forces evacuations in northern California. Firefighters battled strong winds and low humidity as the "
+    "blaze spread to 20,000 acres.",
+    "Recipe: the easiest weeknight pasta you'll ever make. Garlic, lemon, chilli and a handful of spinach, ready in 15 "
+    "minutes.",
     "Ten beaches to visit before summer ends.",
-    "Police arrest suspect in downtown shooting. Two people were wounded and the suspect was taken into custody near the train station.",
-    "Prime minister reshuffles cabinet after by-election defeat. The finance and foreign ministers both lose their posts.",
+    "Police arrest suspect in downtown shooting. Two people were wounded and the suspect was taken into custody near "
+    "the train station.",
+    "Prime minister reshuffles cabinet after by-election defeat. The finance and foreign ministers both lose their "
+    "posts.",
     "Stocks rally as tech earnings beat estimates; the Nasdaq closed at a record high while bond yields edged lower.",
     "The best new albums of the month, from indie folk to hip-hop.",
     "Museum returns looted artefacts to Nigeria. The bronzes were taken by British soldiers in 1897.",
     "How to talk to your kids about climate anxiety. Psychologists share advice for parents of worried teenagers.",
-    "Airline cancels hundreds of flights after IT failure. Passengers were stranded at airports across Europe on Monday morning.",
+    "Airline cancels hundreds of flights after IT failure. Passengers were stranded at airports across Europe on "
+    "Monday morning.",
     "Jobs report: employers added 250,000 workers in October, and unemployment held at 3.9 percent.",
     "Study links ultra-processed food to higher risk of heart disease.",
-    "Streaming service raises prices again. Subscribers will pay $2 more a month for the ad-free plan starting in January.",
-    "Refugees cross the border as fighting intensifies. Aid agencies warn of shortages of food, water and medicine in the camps.",
+    "Streaming service raises prices again. Subscribers will pay $2 more a month for the ad-free plan starting in "
+    "January.",
+    "Refugees cross the border as fighting intensifies. Aid agencies warn of shortages of food, water and medicine in "
+    "the camps.",
     "Quarterback signs record contract extension worth $260 million over five years.",
     "Comedian hosts awards show for the third time; viewers gave mixed reviews to the opening monologue.",
     "City council approves plan for new bike lanes. Opponents say the changes will worsen traffic on the main avenues.",
     "Data breach exposes millions of customer records. The retailer said payment card numbers were not affected.",
     "Heatwave breaks temperature records across southern Europe, with Spain recording 46C.",
     "Royal family announces birth of a baby girl.",
-    "Teachers strike over pay and class sizes. Schools across the district closed as negotiations stalled for a second week.",
-    "Astronomers spot water vapour on a distant exoplanet. The James Webb telescope detected the signal in the planet's atmosphere.",
-    "Supreme Court hears arguments on social media moderation. Justices appeared divided over whether platforms can be treated like newspapers.",
+    "Teachers strike over pay and class sizes. Schools across the district closed as negotiations stalled for a second "
+    "week.",
+    "Astronomers spot water vapour on a distant exoplanet. The James Webb telescope detected the signal in the "
+    "planet's atmosphere.",
+    "Supreme Court hears arguments on social media moderation. Justices appeared divided over whether platforms can be "
+    "treated like newspapers.",
     "Why millennials are leaving big cities for small towns.",
-    "Carmaker recalls 400,000 SUVs over faulty airbags. Owners will be notified by mail and repairs will be free of charge.",
+    "Carmaker recalls 400,000 SUVs over faulty airbags. Owners will be notified by mail and repairs will be free of "
+    "charge.",
     "Olympics: swimmer wins fourth gold medal and sets a world record in the 200m butterfly.",
-    "Opinion: we need to rethink how we fund public transport. Fares alone cannot pay for the buses and trains our cities rely on, and "
-    "every cut to service pushes more riders back into cars, which clogs the roads and slows the buses further. A stable source of "
-    "funding, whether a regional sales tax, congestion charges or a share of parking revenue, would let agencies plan for decades "
-    "rather than lurching from one budget crisis to the next. Cities that have made this choice have seen ridership recover faster "
-    "after the pandemic, and their residents spend less of their income on getting to work. The alternative is a slow spiral of "
-    "decline in which fewer riders mean fewer trains, and fewer trains mean fewer riders, until only those without any other option "
-    "remain. That is not a transport policy; it is a failure to govern, and it falls hardest on the workers who keep our cities running.",
+    "Opinion: we need to rethink how we fund public transport. Fares alone cannot pay for the buses and trains our "
+    "cities rely on, and every cut to service pushes more riders back into cars, which clogs the roads and slows the "
+    "buses further. A stable source of funding, whether a regional sales tax, congestion charges or a share of parking "
+    "revenue, would let agencies plan for decades rather than lurching from one budget crisis to the next. Cities that "
+    "have made this choice have seen ridership recover faster after the pandemic, and their residents spend less of "
+    "their income on getting to work. The alternative is a slow spiral of decline in which fewer riders mean fewer "
+    "trains, and fewer trains mean fewer riders, until only those without any other option remain. That is not a "
+    "transport policy; it is a failure to govern, and it falls hardest on the workers who keep our cities running.",
 )

@@ -77,7 +77,8 @@ def clean_text(value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
     text = _BARE_ENTITY.sub(r"&#\1;", str(value))
-    # Controls, lone surrogates (a "\udc80" escape in JSON) and noncharacters (U+FFFF) mean nothing and break a workbook.
+    # Controls, lone surrogates (a "\udc80" escape in JSON) and noncharacters (U+FFFF) mean nothing and break a
+    # workbook.
     text = storable(html.unescape(text).replace("\\", " "))
     return _WS.sub(" ", text).strip()
 

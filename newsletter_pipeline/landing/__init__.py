@@ -1,1 +1,2 @@
-"""Step 1, landing: list the landing locations (listing) and read each file's records (formats, readers, feeds, mail)."""
+"""Step 1, landing: list the landing locations (listing) and read each file's records (formats, readers, feeds,
+mail)."""

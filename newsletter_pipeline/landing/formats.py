@@ -30,7 +30,8 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def format_of(name: str) -> str | None:
-    """The reader's suffix for a file name (`.jsonl` for `a.jsonl` and `a.jsonl.gz`), or None when no reader reads it."""
+    """The reader's suffix for a file name (`.jsonl` for `a.jsonl` and `a.jsonl.gz`), or None when no reader
+    reads it."""
     path = PurePosixPath(name.lower())
     if path.suffix == ".gz":
         inner = PurePosixPath(path.stem).suffix
@@ -57,8 +58,8 @@ def unpack(name: str, data: bytes) -> bytes:
             ) from None
     if _looks_like_utf16(data[:64]):
         raise ValueError(
-            "looks like UTF-16 without a byte-order mark (every other byte is NUL): save the file as UTF-8, "
-            "or as UTF-16 with a byte-order mark"
+            "looks like UTF-16 without a byte-order mark (every other byte is NUL): save the file as UTF-8, or as "
+            "UTF-16 with a byte-order mark"
         )
     return data.removeprefix(_UTF8_BOM)
 

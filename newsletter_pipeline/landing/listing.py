@@ -157,7 +157,8 @@ def local_files(folder: str | Path) -> list[LandingFile]:
 
 
 def s3_objects(client: Any, bucket: str, prefix: str = "") -> list[dict]:
-    """Every object below `s3://bucket/prefix` (folder markers left out), sorted by key: dicts of Key, ETag, Size, LastModified.
+    """Every object below `s3://bucket/prefix` (folder markers left out), sorted by key: dicts of Key, ETag, Size,
+    LastModified.
 
     `prefix` is a folder: "landing" lists landing/... but not landing-old/... . `client` is a boto3 S3 client
     (`S3Resource.get_client()`). A listing that fails raises LandingError naming the location.

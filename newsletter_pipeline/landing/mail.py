@@ -987,7 +987,8 @@ def _sender(message: EmailMessage) -> str | None:
 
 
 def _message_date(message: EmailMessage) -> str | None:
-    """The Date header as an ISO string in UTC; one that email cannot read is passed on as written, for pandas to try."""
+    """The Date header as an ISO string in UTC; one that email cannot read is passed on as written, for pandas to
+    try."""
     header = message.get("Date")
     if header is None:
         return None
@@ -1055,7 +1056,8 @@ def _safe_message_records(raw: bytes, base: int, what: str) -> list[Record]:
 
 
 def read_eml(data: bytes) -> Records:
-    """One email (.eml): position = item number (1, 2, ...); position 0 = the email as a whole (no items, unparseable)."""
+    """One email (.eml): position = item number (1, 2, ...); position 0 = the email as a whole (no items,
+    unparseable)."""
     yield from _safe_message_records(data, 0, "email")
 
 

@@ -1,5 +1,6 @@
 """The reader contract (a reader takes a file's bytes and yields (position, record dict, RejectedRecord or Notice)) and
-the tabular readers: JSON Lines, JSON arrays, CSV. Feeds and e-mail have modules of their own; formats.py registers all."""
+the tabular readers: JSON Lines, JSON arrays, CSV. Feeds and e-mail have modules of their own; formats.py registers
+all."""
 
 import csv
 import io
@@ -61,7 +62,8 @@ def read_jsonl(data: bytes) -> Records:
 def read_csv(data: bytes) -> Records:
     """CSV with a header row: position is the record number (1 = first data row; blank lines are no rows).
 
-    The delimiter is detected from the first lines (`,`, `;`, tab or `|`), as spreadsheet exports in many locales use `;`.
+    The delimiter is detected from the first lines (`,`, `;`, tab or `|`), as spreadsheet exports in many locales use
+    `;`.
     """
     _refuse_binary(data)
     try:
@@ -120,7 +122,8 @@ def read_json(data: bytes) -> Records:
             type(document), "null"
         )
         raise ValueError(
-            f"expected a top-level JSON array of records, got {kind}: wrap the records in [ ... ] or deliver them as .jsonl"
+            f"expected a top-level JSON array of records, got {kind}: wrap the records in [ ... ] or deliver them as "
+            ".jsonl"
         )
     # Elements that are not objects are left to normalize_record, which rejects them one by one.
     yield from enumerate(document, start=1)

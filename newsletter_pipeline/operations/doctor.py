@@ -1,4 +1,4 @@
-"""`newsletter-doctor` (or `python -m newsletter_pipeline.operations.doctor`): checks what a run needs, one line per check.
+"""`newsletter-doctor` (or `python -m newsletter_pipeline.doctor`): checks what a run needs, one line per check.
 
 Each check is a function of the configuration that returns what it found, or raises Problem with one line per
 problem, each naming the setting to fix. The command exits 1 when any check has a problem. No line ever holds
@@ -79,12 +79,14 @@ def check_model(config: Config) -> str:
         vectors = embedder.embed(["Doctor checks that the model loads."])
     except Exception as error:
         raise Problem(
-            f"NEWSLETTER_EMBED_MODEL: {embedder.model} (backend {embedder.backend}, device {embedder.device}) does not load "
+            f"NEWSLETTER_EMBED_MODEL: {embedder.model} (backend {embedder.backend}, device {embedder.device}) does "
+            "not load "
             f"offline ({_first_line(error)}); set it to all-MiniLM-L6-v2 or a local sentence-transformers folder"
         ) from None
     if vectors.shape[0] != 1 or not np.isfinite(vectors).all():
         raise Problem(f"NEWSLETTER_EMBED_MODEL: {embedder.model} loads but gives no finite vector; use another model")
-    return f"{embedder.model} loads offline ({embedder.backend} on {embedder.device_used}) and embeds ({vectors.shape[1]} dimensions)"
+    where = f"{embedder.backend} on {embedder.device_used}"
+    return f"{embedder.model} loads offline ({where}) and embeds ({vectors.shape[1]} dimensions)"
 
 
 def check_landing(config: Config) -> str:
@@ -122,7 +124,8 @@ def check_landing(config: Config) -> str:
 
 
 def _probe(root: str, endpoint: str | None) -> None:
-    """Write a small object under `root` (a folder or s3://bucket/prefix) as the outputs are written, read it back, delete it."""
+    """Write a small object under `root` (a folder or s3://bucket/prefix) as the outputs are written, read it back,
+    delete it."""
     from newsletter_pipeline.storage import ParquetStore, aws_region, is_s3_uri
 
     fs, base = ParquetStore(root, endpoint_url=endpoint).resolved  # resolved as the runs resolve it
@@ -209,8 +212,8 @@ def check_instance(config: Config) -> str:
     home = config.get("DAGSTER_HOME")  # DagsterInstance.get() reads the same variable from os.environ
     if not home:
         raise Problem(
-            "DAGSTER_HOME is not set: set it to an absolute folder holding dagster.yaml "
-            "(the repo's dagster.yaml locally, deploy/dagster.prod.yaml in prod)"
+            "DAGSTER_HOME is not set: set it to an absolute folder holding dagster.yaml (the repo's dagster.yaml "
+            "locally, deploy/dagster.prod.yaml in prod)"
         )
     if not Path(home, "dagster.yaml").is_file() and config.prod:
         raise Problem(f"DAGSTER_HOME: {home} holds no dagster.yaml; copy deploy/dagster.prod.yaml there")
@@ -220,9 +223,9 @@ def check_instance(config: Config) -> str:
             storage = type(instance.run_storage).__name__
     except Exception as error:
         raise Problem(
-            f"DAGSTER_HOME: the instance storage of {home}/dagster.yaml is unreachable ({_first_line(error)}); check its storage "
-            "settings (DAGSTER_PG_HOST, DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_PASSWORD, DAGSTER_PG_DB for Postgres) "
-            "and that the database is up"
+            f"DAGSTER_HOME: the instance storage of {home}/dagster.yaml is unreachable ({_first_line(error)}); check "
+            "its storage settings (DAGSTER_PG_HOST, DAGSTER_PG_PORT, DAGSTER_PG_USER, DAGSTER_PG_PASSWORD, "
+            "DAGSTER_PG_DB for Postgres) and that the database is up"
         ) from None
     if config.prod and "Postgres" not in storage:
         raise Problem(

@@ -320,11 +320,12 @@ def read_workbook(path: Path) -> dict[str, list[list]]:
     ) as e:  # BadZipFile, ParseError, KeyError (a part missing), InvalidFileException, openpyxl's ValueErrors...
         failure = f"{type(e).__name__}: {e}"
         raise UnreadableWorkbook(
-            f"the workbook {path} cannot be read ({failure[:300]}): it is damaged, or not an .xlsx workbook. It was left as it "
-            f"is and no export can write to it until it is replaced. Move it aside (mv '{path}' '{path}.broken') and re-run "
-            "sheet_export for the days it held (dagster asset materialize --select sheet_export --partition-range FIRST...LAST): "
-            "the workbook is rebuilt from the Parquet outputs (docs/backups.md). Tabs of your own in it are not rebuilt: if it "
-            "held any, restore it from a backup instead"
+            f"the workbook {path} cannot be read ({failure[:300]}): it is damaged, or not an .xlsx workbook. It was "
+            "left as it "
+            f"is and no export can write to it until it is replaced. Move it aside (mv '{path}' '{path}.broken') and "
+            "re-run sheet_export for the days it held (dagster asset materialize --select sheet_export "
+            "--partition-range FIRST...LAST): the workbook is rebuilt from the Parquet outputs (docs/backups.md). Tabs "
+            "of your own in it are not rebuilt: if it held any, restore it from a backup instead"
         ) from e
 
 
@@ -498,8 +499,8 @@ def write_google_sheet(
             except api.SheetsUnavailable as e:
                 done = wanted[: wanted.index(t)]
                 state = (
-                    f"tab {t!r} may hold a mix of {day}'s old and new rows (request {n + 1} of {len(bodies)}); every other day's "
-                    "rows are still there, and a copy of one is dropped by the next export"
+                    f"tab {t!r} may hold a mix of {day}'s old and new rows (request {n + 1} of {len(bodies)}); every "
+                    "other day's rows are still there, and a copy of one is dropped by the next export"
                     if n
                     else f"tab {t!r} was not changed"
                 )

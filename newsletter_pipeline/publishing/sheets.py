@@ -86,7 +86,8 @@ def load_credentials(*, file: str | None = None, json_text: str | None = None):
         path = Path(file).expanduser()
         if not path.is_file():
             raise SheetsConfigError(
-                f"{FILE_VAR} names {path}, which is not a readable file; set it to the path of a service-account key file"
+                f"{FILE_VAR} names {path}, which is not a readable file; set it to the path of a service-account key "
+                "file"
             )
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
@@ -113,7 +114,8 @@ def load_credentials(*, file: str | None = None, json_text: str | None = None):
     missing = [name for name in _REQUIRED_KEY_FIELDS if not isinstance(info.get(name), str) or not info.get(name)]
     if missing:
         raise SheetsConfigError(
-            f"{source} is missing the service-account key fields {', '.join(missing)}; set it to the whole key file as Google issued it"
+            f"{source} is missing the service-account key fields {', '.join(missing)}; set it to the whole key file "
+            "as Google issued it"
         )
     try:
         return Credentials.from_service_account_info(info, scopes=SCOPES)
@@ -169,7 +171,8 @@ class RetryPolicy:
             )
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before try `attempt` + 1: full-jitter exponential backoff, at least the server's Retry-After."""
+        """Seconds to wait before try `attempt` + 1: full-jitter exponential backoff, at least the server's
+        Retry-After."""
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         wait = self.random.uniform(0, ceiling)
         if retry_after is not None:

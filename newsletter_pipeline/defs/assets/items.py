@@ -20,9 +20,9 @@ class RawItemsConfig(dg.Config):
 
     allow_emptied_days: bool = Field(
         default=False,
-        description="Let a day that had items drop to none (its landing files were removed on purpose). Without it such a day is "
-        "held: its outputs and sheet rows stay, and the day_not_emptied check fails, so a missing or emptied landing "
-        "location never wipes a published day.",
+        description="Let a day that had items drop to none (its landing files were removed on purpose). Without it "
+        "such a day is held: its outputs and sheet rows stay, and the day_not_emptied check fails, so a missing or "
+        "emptied landing location never wipes a published day.",
     )
 
 

@@ -30,7 +30,8 @@ def sheet_export(context: dg.AssetExecutionContext, raw_items, clusters, stories
         totals = sheets.write(day, tables)
         per_day[day] = {"cluster_rows": len(tables["clusters"]), "item_rows": len(tables["items"])}
         context.log.info(
-            f"{day}: wrote {len(tables['clusters'])} cluster rows and {len(tables['items'])} item rows; sheet totals {totals}"
+            f"{day}: wrote {len(tables['clusters'])} cluster rows and {len(tables['items'])} item rows; sheet totals "
+            f"{totals}"
         )
     yield from materialized(
         context, "sheet_export", None, per_day, destination=sheets.destination, layout_version=export.LAYOUT_VERSION

@@ -85,7 +85,8 @@ def stories(
         elif state_metadata.get("model") != embedded.attrs.get("model"):
             context.log.warning(
                 f"{day}: the story state of {state_day} was made with model {state_metadata.get('model')}, today's "
-                f"embeddings with {embedded.attrs.get('model')}; their centroids do not compare, so every cluster starts a story"
+                f"embeddings with {embedded.attrs.get('model')}; their centroids do not compare, so every cluster "
+                "starts a story"
             )
             state = None
         elif state_day != yesterday:
@@ -99,7 +100,8 @@ def stories(
             and state_metadata.get("clusters_digest") != _clusters_digest(store.parquet.read("clusters", state_day))
         )
         if stale:
-            # The earlier day was clustered again after its stories were made (a late item, a re-run): ids still continue
+            # The earlier day was clustered again after its stories were made (a late item, a re-run): ids still
+            # continue
             # from the state as it was, which may no longer match that day's sheet rows.
             context.log.warning(
                 f"{day}: the story state of {state_day} was made from clusters that have changed since; materialize "
