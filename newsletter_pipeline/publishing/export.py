@@ -416,17 +416,34 @@ def write_google_sheet(
     """
     from newsletter_pipeline.publishing import sheets as api
 
-    limit = max_request_bytes or api.MAX_REQUEST_BYTES
     month = month_of(day)
     wanted = [tab_name(kind, month) for kind in TABS] + [INDEX_TAB]
     order, grids = _sheet_grids(spreadsheet)
-    present = [t for t in wanted if t in grids]
-    existing = _read_tabs(spreadsheet, present)
+    existing = _read_tabs(spreadsheet, [t for t in wanted if t in grids])
     rows = day_rows(existing, day, tables, now)
     widths = {t: len(header_of(t)) for t in wanted}
+    grids = _grow_grids(spreadsheet, day, wanted, rows, widths, order, grids, max_cells)
+    _write_rows(spreadsheet, day, wanted, existing, rows, widths, max_request_bytes or api.MAX_REQUEST_BYTES)
+    # Shrink, once everything is written.
+    shrink = [
+        _resize(grids[t][0], len(rows[t]), widths[t]) for t in wanted if grids[t][1:] != (len(rows[t]), widths[t])
+    ]
+    if shrink:
+        try:
+            spreadsheet.batch_update({"requests": shrink})
+        except api.SheetsUnavailable as e:
+            raise e.with_advice(
+                f"every row of {day} is written; only the grids are taller than needed until the next export"
+            ) from e.__cause__
+    return {t: len(rows[t]) - 1 for t in wanted if t != INDEX_TAB}
 
-    # Size the grids first: missing tabs are created at their final size, present ones grown to hold both
-    # their old and their new rows. One atomic request.
+
+def _grow_grids(spreadsheet, day, wanted, rows, widths, order, grids, max_cells) -> dict[str, tuple[int, int, int]]:
+    """Size the grids before any value is written: missing tabs are created at their final size, present ones grown
+    to hold both their old and their new rows, in one atomic request. Returns every wanted tab's (id, rows, columns);
+    raises SheetsFull, writing nothing, past `max_cells`."""
+    from newsletter_pipeline.publishing import sheets as api
+
     for attempt in (1, 2):
         requests_, sizes = [], dict(grids)
         titles = list(order)
@@ -434,40 +451,17 @@ def write_google_sheet(
             at = _insert_at(titles, t)
             titles.insert(at, t)
             sizes[t] = (None, len(rows[t]), widths[t])
-            requests_.append(
-                {
-                    "addSheet": {
-                        "properties": {
-                            "title": t,
-                            "index": at,
-                            "gridProperties": {"rowCount": len(rows[t]), "columnCount": widths[t]},
-                        }
-                    }
-                }
-            )
+            grid = {"rowCount": len(rows[t]), "columnCount": widths[t]}
+            requests_.append({"addSheet": {"properties": {"title": t, "index": at, "gridProperties": grid}}})
         for t in (t for t in wanted if t in grids):
             sheet_id, n_rows, n_cols = grids[t]
             grown = (max(n_rows, len(rows[t])), max(n_cols, widths[t]))
             if grown != (n_rows, n_cols):
                 sizes[t] = (sheet_id, *grown)
                 requests_.append(_resize(sheet_id, *grown))
-        cells = sum(r * c for _, r, c in sizes.values())
-        if cells > max_cells:
-            raise SheetsFull(
-                f"writing {day} would take the spreadsheet to {cells:,} cells, over Google's limit of {max_cells:,}; "
-                f"nothing was written. Start a new spreadsheet for {month} onwards and set NEWSLETTER_SPREADSHEET_KEY "
-                "to its key (docs/sheets.md, 'The 10-million-cell limit')"
-            )
-        if cells > 0.8 * max_cells:
-            log.warning(
-                "the spreadsheet holds %s cells after writing %s, %.0f%% of Google's limit: plan a new spreadsheet "
-                "(docs/sheets.md)",
-                f"{cells:,}",
-                day,
-                100 * cells / max_cells,
-            )
+        _check_cells(sum(r * c for _, r, c in sizes.values()), day, max_cells)
         if not requests_:
-            break
+            return sizes
         try:
             replies = spreadsheet.batch_update({"requests": requests_})["replies"]
         except api.SheetsUnavailable as e:
@@ -482,12 +476,34 @@ def write_google_sheet(
             if "addSheet" in reply:
                 props = reply["addSheet"]["properties"]
                 sizes[props["title"]] = (props["sheetId"], *sizes[props["title"]][1:])
-        grids = sizes
-        break
+        return sizes
+    return grids
 
-    # Write: only rows from the first that differs; rows past the new end are blanked in the same request, so
-    # a shrink that never happens leaves nothing behind. A tab past the request limit takes several requests,
-    # ordered so that every other day's row exists somewhere in the tab after each one.
+
+def _check_cells(cells: int, day: str, max_cells: int) -> None:
+    """Refuse a write past Google's cell limit (nothing written yet); warn from 80% of it."""
+    if cells > max_cells:
+        raise SheetsFull(
+            f"writing {day} would take the spreadsheet to {cells:,} cells, over Google's limit of {max_cells:,}; "
+            f"nothing was written. Start a new spreadsheet for {month_of(day)} onwards and set "
+            "NEWSLETTER_SPREADSHEET_KEY to its key (docs/sheets.md, 'The 10-million-cell limit')"
+        )
+    if cells > 0.8 * max_cells:
+        log.warning(
+            "the spreadsheet holds %s cells after writing %s, %.0f%% of Google's limit: plan a new spreadsheet "
+            "(docs/sheets.md)",
+            f"{cells:,}",
+            day,
+            100 * cells / max_cells,
+        )
+
+
+def _write_rows(spreadsheet, day, wanted, existing, rows, widths, limit) -> None:
+    """Write only rows from the first that differs; rows past the new end are blanked in the same request, so a
+    shrink that never happens leaves nothing behind. A tab past the request limit takes several requests, ordered
+    so that every other day's row exists somewhere in the tab after each one."""
+    from newsletter_pipeline.publishing import sheets as api
+
     for t in wanted:
         first, region = _changed_rows(existing.get(t, []), rows[t], widths[t])
         bodies = list(api.value_requests(t, first + 1, region, widths[t], limit))
@@ -504,25 +520,10 @@ def write_google_sheet(
                     if n
                     else f"tab {t!r} was not changed"
                 )
-                state += (
-                    f"; {', '.join(map(repr, done))} already {'holds' if len(done) == 1 else 'hold'} {day}'s new rows"
-                    if done
-                    else ""
-                )
+                if done:
+                    state += f"; {', '.join(map(repr, done))} already {'holds' if len(done) == 1 else 'hold'} "
+                    state += f"{day}'s new rows"
                 raise e.with_advice(f"{state}. Re-run {day}") from e.__cause__
-
-    # Shrink, once everything is written.
-    shrink = [
-        _resize(grids[t][0], len(rows[t]), widths[t]) for t in wanted if grids[t][1:] != (len(rows[t]), widths[t])
-    ]
-    if shrink:
-        try:
-            spreadsheet.batch_update({"requests": shrink})
-        except api.SheetsUnavailable as e:
-            raise e.with_advice(
-                f"every row of {day} is written; only the grids are taller than needed until the next export"
-            ) from e.__cause__
-    return {t: len(rows[t]) - 1 for t in wanted if t != INDEX_TAB}
 
 
 def _sheet_grids(spreadsheet) -> tuple[list[str], dict[str, tuple[int, int, int]]]:

@@ -80,7 +80,14 @@ def track_stories(
     gap = np.array([_days_between(last, day) for last in state["last_seen"]], dtype=np.int64)
     candidates = state[gap <= lookback_days].sort_values("story_id").reset_index(drop=True)
 
-    matches: dict[int, tuple[int, float]] = {}  # today's row -> (candidate row, similarity)
+    matches = _match(today, candidates, match_threshold)
+    stories = _story_rows(today, candidates, matches, day)
+    return Tracked(stories, _next_state(today, candidates, matches, stories, day, lookback_days))
+
+
+def _match(today: pd.DataFrame, candidates: pd.DataFrame, match_threshold: float) -> dict[int, tuple[int, float]]:
+    """Today's row -> (candidate row, similarity): one-to-one, the most similar pair first."""
+    matches: dict[int, tuple[int, float]] = {}
     if len(today) and len(candidates):
         scores = np.stack(today["centroid"].to_numpy()) @ np.stack(candidates["centroid"].to_numpy()).T
         pairs = sorted((-scores[i, j], i, j) for i, j in zip(*np.nonzero(scores >= match_threshold), strict=True))
@@ -89,13 +96,16 @@ def track_stories(
             if i not in matches and j not in taken:
                 matches[int(i)] = (int(j), float(-negative))
                 taken.add(j)
+    return matches
 
-    rows, continued = [], []
+
+def _story_rows(today: pd.DataFrame, candidates: pd.DataFrame, matches: dict, day: str) -> pd.DataFrame:
+    """One row per cluster of today: the story it continues, or a new one."""
+    rows = []
     for i, cluster in enumerate(today.itertuples(index=False)):
         if i in matches:
             j, similarity = matches[i]
             story = candidates.iloc[j]
-            continued.append(j)
             size, before = int(cluster.size), int(story["last_size"])
             trend = "growing" if size > before else "shrinking" if size < before else "steady"
             rows.append(
@@ -125,7 +135,7 @@ def track_stories(
                     "similarity": None,
                 }
             )
-    stories = pd.DataFrame(rows, columns=STORY_COLUMNS).astype(
+    return pd.DataFrame(rows, columns=STORY_COLUMNS).astype(
         {
             "cluster_id": "int64",
             "days_active": "int64",
@@ -135,6 +145,16 @@ def track_stories(
         }
     )
 
+
+def _next_state(
+    today: pd.DataFrame,
+    candidates: pd.DataFrame,
+    matches: dict,
+    stories: pd.DataFrame,
+    day: str,
+    lookback_days: int,
+) -> pd.DataFrame:
+    """The state after `day`: today's stories, and the unmatched ones that may still continue tomorrow."""
     # A story's centroid is the mean of its daily centroids, not the latest one: a chain of clusters each a little
     # like the one before cannot drift from one story to another (on real news, latest-centroid chains wandered
     # from celebrity news to politics over two weeks).
@@ -157,7 +177,7 @@ def track_stories(
         columns=STATE_COLUMNS,
     )
     # Unmatched stories stay while they may still continue tomorrow.
-    waiting = candidates.drop(index=continued)
+    waiting = candidates.drop(index=[j for j, _ in matches.values()])
     waiting = waiting[[_days_between(last, day) < lookback_days for last in waiting["last_seen"]]]
     state = pd.concat([frame for frame in (seen, waiting) if len(frame)] or [_empty_state()], ignore_index=True)
     state = (
@@ -165,7 +185,7 @@ def track_stories(
         .reset_index(drop=True)
         .astype({"days_active": "int64", "last_size": "int64", "last_cluster_id": "int64"})
     )
-    return Tracked(stories, state[STATE_COLUMNS])
+    return state[STATE_COLUMNS]
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
