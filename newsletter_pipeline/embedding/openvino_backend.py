@@ -223,8 +223,8 @@ def _quantize(model, tokenizer):
 
     dataset = nncf.Dataset([_features(tokenizer, [text]) for text in CALIBRATION_TEXTS])
     # The feed-forward down-projections (the MatMuls fed by GELU) stay in float: quantised, their wide inputs cost the
-    # most
-    # accuracy (min cosine 0.983 instead of 0.995 on 2,000 HuffPost items); keeping them gives up ~40% of the speed-up.
+    # most accuracy (min cosine 0.983 instead of 0.995 on 2,000 HuffPost items); keeping them gives up ~40% of the
+    # speed-up.
     down = [
         op.get_friendly_name()
         for op in model.get_ops()
@@ -255,9 +255,8 @@ class OpenVinoEncoder:
         self.device = f"cpu (openvino {precision(int8=self.variant == 'int8')})"
         self._tokenizer = Tokenizer.from_file(str(self.model_dir / TOKENIZER_JSON))
         # THROUGHPUT: one stream per core, each running its own batch; on 2 cores 10-25% faster than LATENCY's one
-        # stream
-        # on both. The CPU plugin picks the inference precision: bfloat16 where the CPU has it (cosine 0.99997), else
-        # f32.
+        # stream on both. The CPU plugin picks the inference precision: bfloat16 where the CPU has it (cosine
+        # 0.99997), else f32.
         self._compiled = ov.Core().compile_model(
             str(self.model_dir / MODEL_XML), "CPU", {"PERFORMANCE_HINT": performance_hint, **(config or {})}
         )

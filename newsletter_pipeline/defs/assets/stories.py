@@ -101,8 +101,7 @@ def stories(
         )
         if stale:
             # The earlier day was clustered again after its stories were made (a late item, a re-run): ids still
-            # continue
-            # from the state as it was, which may no longer match that day's sheet rows.
+            # continue from the state as it was, which may no longer match that day's sheet rows.
             context.log.warning(
                 f"{day}: the story state of {state_day} was made from clusters that have changed since; materialize "
                 f"stories from {state_day} on, in order (one range run), to bring the ids up to date"
