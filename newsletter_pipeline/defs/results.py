@@ -6,6 +6,7 @@ day's own figures are logged too: an observation with the day's metadata and a c
 check, both against the day's partition.
 """
 
+import base64
 from collections.abc import Iterator
 
 import dagster as dg
@@ -91,6 +92,11 @@ def _range_summary(per_day: dict[str, dict]) -> dict:
         "last_day": max(per_day),
         "per_day": markdown(rows, ("day", *columns)),
     }
+
+
+def png_markdown(alt: str, png: bytes) -> dg.MetadataValue:
+    """A PNG image as Markdown metadata, which the UI shows inline."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def markdown(rows: list[tuple], columns: tuple[str, ...]) -> dg.MetadataValue:

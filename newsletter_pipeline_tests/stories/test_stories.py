@@ -1,15 +1,21 @@
 """Stories across days: matching clusters to earlier days' stories, and the self-dependent `stories` asset on the sample."""
 
+import base64
+import io
+import re
+
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from newsletter_pipeline.clustering.cluster import NOISE
 from newsletter_pipeline.defs.params import ClusterParams, StoryParams
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.publishing import export
+from newsletter_pipeline.stories import timeline
 from newsletter_pipeline.stories.tracking import (
     STATE_COLUMNS,
     STORY_COLUMNS,
@@ -206,12 +212,44 @@ def logs_of(instance: dg.DagsterInstance, result) -> str:
 
 
 @pytest.mark.slow
+def timeline_image(markdown: str) -> Image.Image:
+    """The image of a `![alt](data:image/png;base64,...)` metadata entry, decoded."""
+    data = re.fullmatch(r"!\[stories up to [0-9-]+\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown).group(1)
+    return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def test_the_timeline_keeps_a_row_per_story_and_a_column_per_day():
+    days = ["2026-11-16", "2026-11-17", "2026-11-18"]
+    tables = {
+        "2026-11-16": pd.DataFrame({"story_id": ["a", "b"], "size": [3, 2]}),
+        "2026-11-18": pd.DataFrame({"story_id": ["a", "a", "c"], "size": [1, 4, 2]}),
+    }
+    history = timeline.story_history(tables)
+    assert history.to_dict("records") == [
+        {"day": "2026-11-16", "story_id": "a", "items": 3},
+        {"day": "2026-11-16", "story_id": "b", "items": 2},
+        {"day": "2026-11-18", "story_id": "a", "items": 5},
+        {"day": "2026-11-18", "story_id": "c", "items": 2},
+    ]
+    image = Image.open(io.BytesIO(timeline.timeline_png(history, days, "three days")))
+    assert image.format == "PNG" and image.size[0] == 7 * 80
+    assert timeline.story_history({}).empty  # a window without stories still draws
+    assert Image.open(io.BytesIO(timeline.timeline_png(timeline.story_history({}), days, "none"))).format == "PNG"
+
+
 def test_three_days_of_the_sample(workspace, tmp_path):
     workspace.add_sample()
     instance = dg.DagsterInstance.ephemeral()
     for day in DAYS:
-        assert workspace.materialize(day, instance=instance).success
+        result = workspace.materialize(day, instance=instance)
+        assert result.success
     stored = {day: workspace.store.read("stories", day) for day in DAYS}
+
+    # The last day's timeline: a PNG with a row per story of the look-back window (two of the three days seen here).
+    metadata = next(m.metadata for m in result.asset_materializations_for_node("stories"))
+    image = timeline_image(metadata["timeline"].value)
+    stories_seen = {s for frame in stored.values() for s in frame["story_id"]}
+    assert image.format == "PNG" and image.width > 400 and image.height > 0.25 * 80 * len(stories_seen)
 
     # A story that continues keeps its id, and counts its days.
     chip = [story_of(workspace, day, "Norvanta") for day in DAYS]

@@ -1,7 +1,5 @@
 """Step 4, item_embeddings -> umap_coordinates -> clusters: UMAP, HDBSCAN with its second stage, labels, plots."""
 
-import base64
-
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
@@ -13,7 +11,7 @@ from newsletter_pipeline.defs.assets.common import DAILY, timed, vectors_of
 from newsletter_pipeline.defs.checks import check_specs
 from newsletter_pipeline.defs.io_manager import KEEP, OutputStore, Stored, by_day
 from newsletter_pipeline.defs.resources import ClusteringResource
-from newsletter_pipeline.defs.results import checked, markdown, materialized
+from newsletter_pipeline.defs.results import checked, markdown, materialized, png_markdown
 from newsletter_pipeline.storage import code_fingerprint, fingerprint, vectors_to_arrow_column
 
 # What UMAP's result depends on besides its input and settings: a stored result made by other code (the step, this
@@ -83,10 +81,6 @@ def _size_table(summaries: pd.DataFrame, noise: int) -> dg.MetadataValue:
     return markdown([*rows, ("noise", noise, "", "")], ("cluster", "items", "sources", "label"))
 
 
-def _plot_markdown(day: str, png: bytes) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![clusters of {day}](data:image/png;base64,{base64.b64encode(png).decode()})")
-
-
 @dg.asset(**DAILY, kinds={"python", "parquet"}, io_manager_key="store", check_specs=check_specs("clusters"))
 def clusters(
     context: dg.AssetExecutionContext,
@@ -145,7 +139,9 @@ def clusters(
         }
         if len(items):
             title = f"{day}: {result.n_clusters} clusters, {len(items)} items"
-            per_day[day]["plot"] = _plot_markdown(day, plot.cluster_scatter_png(xy, result.labels, summaries, title))
+            per_day[day]["plot"] = png_markdown(
+                f"clusters of {day}", plot.cluster_scatter_png(xy, result.labels, summaries, title)
+            )
     yield from materialized(
         context, "clusters", written, {d: {k: v for k, v in m.items() if v is not None} for d, m in per_day.items()}
     )

@@ -11,8 +11,9 @@ import pyarrow as pa
 from newsletter_pipeline.defs.assets.common import DAILY, vectors_of
 from newsletter_pipeline.defs.io_manager import OutputStore, Stored, by_day
 from newsletter_pipeline.defs.resources import ClusteringResource
-from newsletter_pipeline.defs.results import markdown, materialized
+from newsletter_pipeline.defs.results import markdown, materialized, png_markdown
 from newsletter_pipeline.storage import ParquetStore, vectors_to_arrow_column
+from newsletter_pipeline.stories import timeline
 from newsletter_pipeline.stories import tracking as story_stage
 
 
@@ -127,8 +128,25 @@ def stories(
             "tracked_stories": len(tracked.state),  # that may still continue
             **({"state_from": state_day, "state_stale": stale} if state_day else {}),
             "story_table": _story_table(tracked.stories, summaries),
+            "timeline": _timeline(store.parquet, written, day, params.lookback_days),
         }
     yield from materialized(context, "stories", written, per_day, params=dg.MetadataValue.json(params.model_dump()))
+
+
+def _timeline(stored: ParquetStore, written: dict[str, dict], day: str, lookback_days: int) -> dg.MetadataValue:
+    """The stories of the look-back window up to `day`, as a timeline plot: the days' stories tables, from this run
+    or the store."""
+    window = [
+        (dt.date.fromisoformat(day) - dt.timedelta(days=back)).isoformat() for back in range(lookback_days, -1, -1)
+    ]
+    tables = {
+        d: written[d]["stories"] if d in written else stored.read("stories", d)
+        for d in window
+        if d in written or stored.exists("stories", d)
+    }
+    history = timeline.story_history(tables)
+    title = f"stories of {window[0]} to {day}: {history['story_id'].nunique()} stories"
+    return png_markdown(f"stories up to {day}", timeline.timeline_png(history, window, title))
 
 
 def _previous_state(
