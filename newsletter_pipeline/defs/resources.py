@@ -173,6 +173,16 @@ class ClusteringResource(dg.ConfigurableResource):
     cluster: ClusterParams = Field(default_factory=ClusterParams)
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
     stories: StoryParams = Field(default_factory=StoryParams)
+    recluster_share: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=1.0,
+        description="A day materialized again keeps its stored clusters and places its new items in them (a published "
+        "day holds still), unless more than this share of its items is new since its last full clustering (default "
+        "0.25): a few late items (the usual 1 to 5%) never reshuffle a day readers have seen, while a day that grew by "
+        "a third is clustered afresh. Removed items, other clustering settings and the clusters run config `recluster: "
+        "true` also cluster the day again.",
+    )
     accelerator: str = Field(
         default="auto",
         description="auto (default: cuML's UMAP and HDBSCAN when the gpu extra is installed and CUDA sees a GPU, else "

@@ -1,11 +1,13 @@
 """Step 4, item_embeddings -> umap_coordinates -> clusters: UMAP, HDBSCAN with its second stage, labels, plots."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import Field
 
 from newsletter_pipeline import quality
-from newsletter_pipeline.clustering import cluster, label, plot, reduce
+from newsletter_pipeline.clustering import cluster, hold, label, plot, reduce
 from newsletter_pipeline.defs import checks
 from newsletter_pipeline.defs.assets.common import DAILY, timed, vectors_of
 from newsletter_pipeline.defs.checks import check_specs
@@ -81,9 +83,38 @@ def _size_table(summaries: pd.DataFrame, noise: int) -> dg.MetadataValue:
     return markdown([*rows, ("noise", noise, "", "")], ("cluster", "items", "sources", "label"))
 
 
+class ClustersConfig(dg.Config):
+    """Run config of clusters (launchpad: ops.clusters.config)."""
+
+    recluster: bool = Field(
+        default=False,
+        description="Cluster the day afresh even when it could hold still (its stored clusters kept, late items placed "
+        "in them): after a restore, or to take a day's clusters from its items alone.",
+    )
+
+
+def _held(stored: pd.DataFrame, items: pd.DataFrame, vectors: np.ndarray, assign_similarity: float | None):
+    """The day's stored clusters, probabilities and plot positions kept; new items placed by hold.place_new_items
+    (joining a cluster as a noise item would: at assign_similarity; never when that is off)."""
+    old = stored.set_index("item_id").loc[items["item_id"][items["item_id"].isin(stored["item_id"])]]
+    is_old = items["item_id"].isin(stored["item_id"]).to_numpy()
+    labels = np.full(len(items), cluster.NOISE, dtype=np.int64)
+    probabilities = np.zeros(len(items), dtype=np.float32)
+    xy = np.zeros((len(items), 2), dtype=np.float32)
+    labels[is_old] = old["cluster_id"].to_numpy()
+    probabilities[is_old] = old["probability"].to_numpy()
+    xy[is_old] = old[["x", "y"]].to_numpy()
+    threshold = np.inf if assign_similarity is None else assign_similarity
+    new_labels, similarity, nearest = hold.place_new_items(vectors[is_old], labels[is_old], vectors[~is_old], threshold)
+    labels[~is_old], probabilities[~is_old] = new_labels, similarity
+    xy[~is_old] = xy[is_old][nearest] if is_old.any() else 0.0  # beside the stored item most like it
+    return labels, probabilities, xy
+
+
 @dg.asset(**DAILY, kinds={"python", "parquet"}, io_manager_key="store", check_specs=check_specs("clusters"))
 def clusters(
     context: dg.AssetExecutionContext,
+    config: ClustersConfig,
     raw_items,
     item_embeddings,
     umap_coordinates,
@@ -106,41 +137,68 @@ def clusters(
         reduced_rows = pd.Index(reduced["item_id"]).get_indexer(items["item_id"])
         coords, xy = all_coords[reduced_rows], reduced[["x", "y"]].to_numpy()[reduced_rows]
         timings: dict = {}
+        # The day's stored clustering (its own earlier output) is the state that a re-run with late items keeps.
+        stored = store.parquet.read("clusters", day) if store.parquet.exists("clusters", day) else None
+        settings = fingerprint(clustering.cluster.model_dump(), clustering.reduce.model_dump(), clustering.gpu)
+        decision = hold.decide(
+            None if stored is None else set(stored["item_id"]),
+            set(items["item_id"]),
+            settings_changed=stored is not None and stored.attrs.get("settings") != settings,
+            items_at_full=int(stored.attrs.get("items_at_full", 0)) if stored is not None else 0,
+            recluster_share=clustering.recluster_share,
+            asked=config.recluster,
+        )
         with timed(timings, "cluster_seconds"):
-            result = cluster.cluster_items(
-                vectors, coords, reduced.attrs["method"], **clustering.cluster.model_dump(), gpu=clustering.gpu
-            )
+            if decision.keep:
+                labels, probabilities, xy = _held(stored, items, vectors, clustering.cluster.assign_similarity)
+                method, items_at_full = stored.attrs.get("method", "hdbscan"), int(stored.attrs["items_at_full"])
+                settings_shown = {"method": method, "kept": True}
+            else:
+                result = cluster.cluster_items(
+                    vectors, coords, reduced.attrs["method"], **clustering.cluster.model_dump(), gpu=clustering.gpu
+                )
+                labels, probabilities, method, items_at_full = (
+                    result.labels,
+                    result.probabilities,
+                    result.method,
+                    len(items),
+                )
+                settings_shown = {"method": method, **result.settings}
+        n_clusters = len(set(labels.tolist()) - {cluster.NOISE})
         with timed(timings, "label_seconds"):
-            summaries = label.summarize_clusters(items, vectors, result.labels)
+            summaries = label.summarize_clusters(items, vectors, labels)
         assignments = pd.DataFrame(
             {
                 "item_id": items["item_id"],
                 "source_id": items["source_id"],
-                "cluster_id": result.labels,
-                "probability": result.probabilities,
+                "cluster_id": labels,
+                "probability": probabilities,
                 "x": xy[:, 0],
                 "y": xy[:, 1],
             }
         )
-        written[day] = {"clusters": assignments, "cluster_summaries": summaries}
-        judged[day] = (day_items, vectors, result.method != "hdbscan")
-        noise = int((result.labels == cluster.NOISE).sum())
-        figures = quality.cluster_figures(vectors, result.labels)
+        state = {"settings": settings, "items_at_full": str(items_at_full), "method": method}
+        written[day] = {"clusters": Stored(assignments, state), "cluster_summaries": summaries}
+        judged[day] = (day_items, vectors, method != "hdbscan")
+        noise = int((labels == cluster.NOISE).sum())
+        figures = quality.cluster_figures(vectors, labels)
         per_day[day] = {
             "items": len(day_items),
-            "clusters": result.n_clusters,
+            "clusters": n_clusters,
+            "clustering": "kept" if decision.keep else "full",
+            "clustering_reason": decision.reason,
             "noise_items": noise,
             "noise_share": round(figures["noise_share"], 4),
             "silhouette": None if figures["silhouette"] is None else round(figures["silhouette"], 4),
-            "method": result.method,
+            "method": method,
             **timings,
             "cluster_sizes": _size_table(summaries, noise),
-            "settings": dg.MetadataValue.json({"method": result.method, **result.settings}),
+            "settings": dg.MetadataValue.json(settings_shown),
         }
         if len(items):
-            title = f"{day}: {result.n_clusters} clusters, {len(items)} items"
+            title = f"{day}: {n_clusters} clusters, {len(items)} items"
             per_day[day]["plot"] = png_markdown(
-                f"clusters of {day}", plot.cluster_scatter_png(xy, result.labels, summaries, title)
+                f"clusters of {day}", plot.cluster_scatter_png(xy, labels, summaries, title)
             )
     yield from materialized(
         context, "clusters", written, {d: {k: v for k, v in m.items() if v is not None} for d, m in per_day.items()}
