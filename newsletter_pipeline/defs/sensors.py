@@ -1,4 +1,5 @@
-"""A sensor on the landing locations: a file that is new or changed requests runs for the days it holds."""
+"""The sensors of the flow: the landing locations (a file that is new or changed requests runs for the days it
+holds), and the automation that carries a day's changed stories forward to the days after it."""
 
 import hashlib
 import json
@@ -57,3 +58,15 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) 
     return dg.SensorResult(
         run_requests=requests, cursor=json.dumps({"files": current, "pending": pending}, sort_keys=True)
     )
+
+
+# Evaluates the assets' automation conditions (defs/assets/common.py after_update_of): when a day's stories change
+# (a late item, a re-run), the next day's stories and each day's sheet rows are redone, a day at a time. Runs with
+# the daemon (`make daemon`), like the other sensors; on by default, since ids built on an outdated state would
+# otherwise stay in the sheet.
+stories_follow_sensor = dg.AutomationConditionSensorDefinition(
+    "stories_follow_sensor",
+    target=dg.AssetSelection.assets("stories", "sheet_export"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)

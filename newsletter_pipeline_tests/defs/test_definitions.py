@@ -31,6 +31,7 @@ def test_definitions_list_assets_checks_job_and_schedule():
         "check_failure_alert_sensor",
         "landing_sensor",
         "run_failure_alert_sensor",
+        "stories_follow_sensor",
     ]
     # Every asset is daily, runs a range as one run, and the GPU and sheet steps are in their pools.
     for key in graph.get_all_asset_keys():

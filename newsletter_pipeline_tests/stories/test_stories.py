@@ -22,6 +22,7 @@ from newsletter_pipeline.stories.tracking import (
     cluster_centroids,
     track_stories,
 )
+from newsletter_pipeline_tests.conftest import ASSETS
 
 PARAMS = StoryParams().model_dump()  # threshold 0.6, look-back 7 days
 
@@ -325,3 +326,43 @@ def test_three_days_of_the_sample(workspace, tmp_path):
     result = workspace.materialize(DAYS[2], instance=range_instance, selection=["stories"])
     assert "made with model another-model" in logs_of(range_instance, result)
     assert set(workspace.store.read("stories", DAYS[2])["trend"]) == {"new"}
+
+
+def test_changed_stories_are_carried_forward_a_day_at_a_time(workspace):
+    """A day's stories re-run (a late item, a re-run): the next day's stories and the day's sheet rows are requested
+    by the automation conditions, then the day after, and so on; the daily runs themselves request nothing."""
+    workspace.add_sample()
+    instance = dg.DagsterInstance.ephemeral()
+    defs = dg.Definitions(assets=ASSETS, resources=workspace.resources())
+    cursor = None
+
+    def requested() -> set[tuple[str, str]]:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        return {
+            (key.asset_key.to_user_string(), key.partition_key)
+            for evaluated in result.results
+            for key in evaluated.true_subset.expensively_compute_asset_partitions()
+        }
+
+    assert requested() == set()
+    for day in DAYS:
+        assert workspace.materialize(day, instance=instance).success
+    assert requested() == set()  # each daily run made its day whole
+
+    def run(asset: str, day: str) -> None:
+        assert dg.materialize(
+            ASSETS, selection=[asset], partition_key=day, resources=workspace.resources(), instance=instance
+        ).success
+
+    run("stories", DAYS[0])
+    assert requested() == {("stories", DAYS[1]), ("sheet_export", DAYS[0])}
+    assert requested() == set()  # requested once
+    run("stories", DAYS[1])
+    run("sheet_export", DAYS[0])
+    assert requested() == {("stories", DAYS[2]), ("sheet_export", DAYS[1])}
+    run("stories", DAYS[2])
+    run("sheet_export", DAYS[1])
+    # The last day materialized ends the chain: the day after it has no stories yet and waits for its schedule.
+    assert requested() == {("sheet_export", DAYS[2])}

@@ -25,3 +25,19 @@ def timed(timings: dict, key: str):
 def vectors_of(frame: pd.DataFrame, column: str) -> np.ndarray:
     """A stored table's vector column as a matrix (its dimension is in the file's metadata, `attrs`)."""
     return column_to_vectors(frame[column], int(frame.attrs.get("dimension", 0)))
+
+
+def after_update_of(asset: str) -> dg.AutomationCondition:
+    """Run a day again once `asset` has been updated for the day it depends on, when this day is already
+    materialized (a new day waits for its schedule) and nothing of it is running. A run that updates both (a range
+    run, the daily run) handles the change itself, so it sets off nothing."""
+    return (
+        (
+            dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
+            .allow(dg.AssetSelection.assets(asset))
+            .since_last_handled()
+        )
+        & ~dg.AutomationCondition.missing()
+        & ~dg.AutomationCondition.in_progress()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+    ).with_label(f"{asset} of the day it reads was updated")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from newsletter_pipeline.defs.assets.common import DAILY
+from newsletter_pipeline.defs.assets.common import DAILY, after_update_of
 from newsletter_pipeline.defs.io_manager import by_day
 from newsletter_pipeline.defs.resources import SheetsResource
 from newsletter_pipeline.defs.results import materialized
@@ -17,6 +17,7 @@ from newsletter_pipeline.publishing import export
     kinds={"googlesheets"},
     pool="sheets",
     io_manager_key="store",
+    automation_condition=after_update_of("stories"),  # the rows show the story ids: redone with them
 )
 def sheet_export(context: dg.AssetExecutionContext, raw_items, clusters, stories, sheets: SheetsResource):
     """The day's clusters and items in the sheet layout; a re-run replaces the day's rows. Stores no table."""

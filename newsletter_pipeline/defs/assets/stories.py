@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from newsletter_pipeline.defs.assets.common import DAILY, vectors_of
+from newsletter_pipeline.defs.assets.common import DAILY, after_update_of, vectors_of
 from newsletter_pipeline.defs.io_manager import OutputStore, Stored, by_day
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.defs.results import markdown, materialized, png_markdown
@@ -59,6 +59,9 @@ def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> dg.MetadataV
     ins={"clusters": dg.AssetIn(metadata={"tables": ["clusters", "cluster_summaries"]})},
     kinds={"python", "parquet"},
     io_manager_key="store",
+    # A day's stories changed (a late item, a re-run): the next day's ids built on its state are redone, and so on
+    # forward, without a person (the automation sensor in definitions.py).
+    automation_condition=after_update_of("stories"),
 )
 def stories(
     context: dg.AssetExecutionContext,
