@@ -65,21 +65,41 @@ def merge_similar(embeddings: np.ndarray, labels: np.ndarray, similarity: float)
     return np.array([mapping.get(c, NOISE) for c in labels.tolist()], dtype=np.int64)
 
 
+def nearest_cluster(
+    vectors: np.ndarray, ids: list[int], centroids: np.ndarray, similarity: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each vector, the id of its most similar centroid when at least `similarity`, else NOISE.
+
+    Args:
+        vectors: the items to place, one row each (unit length).
+        ids: the clusters' ids, in the order of `centroids` (unit_centroids gives both).
+        centroids: the clusters' unit centroids, one row each.
+        similarity: the least cosine similarity to join a cluster.
+
+    Returns:
+        The cluster id per vector (NOISE for none), and the similarity by which it joined (NaN for none).
+    """
+    labels = np.full(len(vectors), NOISE, dtype=np.int64)
+    joined = np.full(len(vectors), np.nan, dtype=np.float32)
+    if not ids or not len(vectors):
+        return labels, joined
+    scores = vectors.astype(np.float64) @ centroids.T
+    best = scores.argmax(axis=1)  # ties go to the lower cluster id: deterministic
+    top = scores[np.arange(len(vectors)), best]
+    close = top >= similarity
+    labels[close] = np.asarray(ids)[best[close]]
+    joined[close] = top[close]
+    return labels, joined
+
+
 def assign_noise(embeddings: np.ndarray, labels: np.ndarray, similarity: float) -> tuple[np.ndarray, np.ndarray]:
     """Give each noise item to its most similar cluster centroid when at least `similarity`.
 
     Also returns, per item, the similarity by which it joined (NaN for items not joined this way)."""
-    ids, centroids = unit_centroids(embeddings, labels)
     noise = np.flatnonzero(labels == NOISE)
-    joined = np.full(len(labels), np.nan, dtype=np.float32)
-    if not ids or not len(noise):
-        return labels, joined
-    scores = embeddings[noise].astype(np.float64) @ centroids.T
-    best = scores.argmax(axis=1)  # ties go to the lower cluster id: deterministic
-    close = scores[np.arange(len(noise)), best] >= similarity
-    out = labels.copy()
-    out[noise[close]] = np.asarray(ids)[best[close]]
-    joined[noise[close]] = scores[np.arange(len(noise)), best][close]
+    placed, similarities = nearest_cluster(embeddings[noise], *unit_centroids(embeddings, labels), similarity)
+    out, joined = labels.copy(), np.full(len(labels), np.nan, dtype=np.float32)
+    out[noise], joined[noise] = np.where(placed == NOISE, labels[noise], placed), similarities
     return out, joined
 
 

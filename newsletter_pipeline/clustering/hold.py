@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from newsletter_pipeline.clustering.cluster import NOISE, unit_centroids
+from newsletter_pipeline.clustering.cluster import nearest_cluster, unit_centroids
 
 
 @dataclass(frozen=True)
@@ -85,15 +85,8 @@ def place_new_items(
         (its membership probability; 0 for noise), and the row of the stored item most similar to it (whose plot
         position it takes).
     """
-    ids, centroids = unit_centroids(stored_vectors, stored_labels)
-    labels = np.full(len(new_vectors), NOISE, dtype=np.int64)
-    similarity = np.zeros(len(new_vectors), dtype=np.float32)
-    if ids and len(new_vectors):
-        scores = new_vectors.astype(np.float64) @ centroids.T
-        best = scores.argmax(axis=1)  # ties go to the lower cluster id: deterministic
-        close = scores[np.arange(len(new_vectors)), best] >= min_similarity
-        labels[close] = np.asarray(ids)[best[close]]
-        similarity[close] = scores[np.arange(len(new_vectors)), best][close]
+    labels, joined = nearest_cluster(new_vectors, *unit_centroids(stored_vectors, stored_labels), min_similarity)
+    similarity = np.nan_to_num(joined, nan=0.0)
     nearest = (
         (new_vectors.astype(np.float64) @ stored_vectors.astype(np.float64).T).argmax(axis=1)
         if len(stored_vectors) and len(new_vectors)

@@ -13,7 +13,6 @@ from newsletter_pipeline import config
 from newsletter_pipeline.clustering import gpu
 from newsletter_pipeline.embedding import embed
 from newsletter_pipeline.items.parse import ALIASES
-from newsletter_pipeline.publishing.sheets import SPREADSHEET_KEY
 from newsletter_pipeline.storage import is_s3_uri, split_s3_uri
 
 
@@ -42,6 +41,9 @@ def s3_only(value: str) -> str | None:
 
 
 def spreadsheet_key(value: str) -> str | None:
+    # Imported here: the Sheets client pulls in gspread and google-auth, which a run without a key never needs.
+    from newsletter_pipeline.publishing.sheets import SPREADSHEET_KEY
+
     if SPREADSHEET_KEY.fullmatch(value):
         return None
     return "set the spreadsheet's key alone (the part of its URL after /d/), not a URL"
