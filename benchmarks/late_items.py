@@ -4,10 +4,11 @@ For each day of the quality benchmark's sets (HuffPost weeks, AG News days), a s
 random and the rest clustered with the defaults (what was published); then the late items land and the day is
 materialized again, as the `clusters` asset does it: the stored clusters kept and the late items placed in them
 (clustering.hold), or the whole day clustered again when more than `recluster_share` of it is new. Reported over
-the items both runs have: the ARI between the two assignments and the share of unchanged cluster ids (what a new
-story's id is made of), beside what clustering the whole day again would give. The cost of holding still: the day
-published at 70% of its items and grown by ten increments of 3%, scored against the labels (NMI, ARI) next to one
-full clustering of the same items.
+the items both runs have: the ARI between the two assignments, the share of unchanged cluster ids and the share of
+unchanged story ids (stories.tracking on the day's clusters, no earlier day; a day that holds still keeps its
+items' stories as the `stories` asset does), beside what clustering the whole day again would give. The cost of
+holding still: the day published at 70% of its items and grown by ten increments of 3%, scored against the labels
+(NMI, ARI) next to one full clustering of the same items.
 
     .venv/bin/python -m benchmarks.late_items [--late 0.03] [--repeats 2]
 """
@@ -18,13 +19,15 @@ import argparse
 import sys
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics
 
 from benchmarks.quality import pipeline_labels
 from benchmarks.quality_data import available, load_sets
 from newsletter_pipeline.clustering import hold
-from newsletter_pipeline.defs.params import ClusterParams
+from newsletter_pipeline.defs.params import ClusterParams, StoryParams
 from newsletter_pipeline.defs.resources import ClusteringResource
+from newsletter_pipeline.stories import tracking
 
 FAMILIES = {"huffpost-week": "HuffPost weeks (May 2018)", "agnews-day": "AG News synthetic days"}
 SEED = 42  # the pipeline's UMAP seed
@@ -55,6 +58,16 @@ def materialize(embeddings: np.ndarray, rows: np.ndarray, stored: dict | None) -
     return {"rows": rows, "labels": labels, "items_at_full": stored["items_at_full"], "kept": True}
 
 
+def story_ids(embeddings: np.ndarray, rows: np.ndarray, labels: np.ndarray, kept: dict | None = None) -> dict:
+    """Row -> the story it counts in, as the `stories` asset makes them from the day's clusters (no earlier day:
+    every story starts here, named after its cluster or its item); `kept`, the stories of a day that holds still."""
+    items = pd.DataFrame({"item_id": [f"{r:08d}" for r in rows], "cluster_id": labels, "headline": ""})
+    kept = {f"{r:08d}": story for r, story in (kept or {}).items()}
+    params = StoryParams().model_dump()
+    tracked = tracking.track_items(None, "2018-01-01", items, embeddings[rows], **params, kept=kept)
+    return {int(item_id): story for item_id, story in zip(tracked.items["item_id"], tracked.items["tracked_as"])}
+
+
 def late_run(embeddings: np.ndarray, late: float, holdout_seed: int) -> dict:
     """Publish the day without a random `late` share, then materialize it whole; compare the items both have."""
     n = len(embeddings)
@@ -63,13 +76,20 @@ def late_run(embeddings: np.ndarray, late: float, holdout_seed: int) -> dict:
     published = materialize(embeddings, kept, None)
     after = materialize(embeddings, np.arange(n), published)
     shared = after["labels"][kept]
-    full = pipeline_labels(embeddings, SEED)[kept]
+    everything = pipeline_labels(embeddings, SEED)
+    full = everything[kept]
+    every, stories = np.arange(n), story_ids(embeddings, kept, published["labels"])
+    # The stories asset keeps the earlier items' stories when the day held still (its clusters did).
+    later = story_ids(embeddings, every, after["labels"], stories if after["kept"] else None)
+    again = story_ids(embeddings, every, everything)
     return {
         "kept": after["kept"],
         "ari": metrics.adjusted_rand_score(published["labels"], shared),
         "same_id": float((published["labels"] == shared).mean()),
+        "same_story": float(np.mean([later[r] == stories[r] for r in kept])),
         "full_ari": metrics.adjusted_rand_score(published["labels"], full),
         "full_same_id": float((published["labels"] == full).mean()),
+        "full_same_story": float(np.mean([again[r] == stories[r] for r in kept])),
     }
 
 
@@ -95,10 +115,14 @@ def increments(embeddings: np.ndarray, truth: np.ndarray, steps: int = 10, step:
 
 def _late_row(name: str, items, late: float, figures: list[dict]) -> str:
     aris = [f["ari"] for f in figures]
+
+    def share(key: str) -> str:
+        return f"{np.mean([f[key] for f in figures]):.1%}"
+
     return (
         f"| {name} | {items} | {late:.0%} | {sum(f['kept'] for f in figures)} of {len(figures)} | "
-        f"{np.mean(aris):.3f} ({min(aris):.3f}) | {np.mean([f['same_id'] for f in figures]):.1%} | "
-        f"{np.mean([f['full_ari'] for f in figures]):.3f} | {np.mean([f['full_same_id'] for f in figures]):.1%} |"
+        f"{np.mean(aris):.3f} ({min(aris):.3f}) | {share('same_id')} | {share('same_story')} | "
+        f"{np.mean([f['full_ari'] for f in figures]):.3f} | {share('full_same_id')} | {share('full_same_story')} |"
     )
 
 
@@ -112,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         print("../shared/datasets is absent: the late-items benchmark needs the HuffPost and AG News files")
         return 2
     print(
-        "| set | items | late | held still | ARI, mean (min) | same cluster id | whole day again: ARI | same id |\n"
-        "|---|---|---|---|---|---|---|---|"
+        "| set | items | late | held still | ARI, mean (min) | same cluster id | same story id | whole day again: ARI "
+        "| same id | same story id |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     growth = []
     for family, title in FAMILIES.items():

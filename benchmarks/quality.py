@@ -144,12 +144,37 @@ def _versus(means: dict, results: list[Result], family: str, metric: str, margin
     return measured, pipeline - baseline >= margin
 
 
+# The pipeline's family means (NMI, ARI) of the table of 2026-11-22: later changes may not lose more than
+# REFERENCE_SLACK on any of them (issue 14 kept per-day quality where it was while stories changed).
+REFERENCE_2026_11_22 = {
+    "huffpost-week": (0.366, 0.242),
+    "agnews-day": (0.465, 0.352),
+    "huffpost-held-out": (0.333, 0.159),
+    "agnews-held-out": (0.455, 0.318),
+}
+REFERENCE_SLACK = 0.02
+
+
 def targets(means: dict, results: list[Result], deterministic: bool) -> list[tuple[str, str, bool]]:
-    """The issue's targets on the sets the defaults were tuned on: (target, measured, met)."""
+    """The targets on the sets the defaults were tuned on: (target, measured, met).
+
+    Retired on 2026-11-24 (issue 14), still reported: HuffPost NMI 0.10 above the baseline (HuffPost's coarse
+    categories cap NMI near 0.41 even with the true number of clusters) and seed-to-seed ARI 0.9 (the fixed seed
+    makes a day reproducible; what readers see is measured by benchmarks.late_items)."""
     worst_noise = max(r.figures["noise_max"] for r in results if r.method == "pipeline")
-    seed_ari = min(means[(f, "pipeline")]["seed_ari"] for f in ("huffpost-week", "agnews-day"))
+    lost = {
+        family: max(
+            reference[0] - means[(family, "pipeline")]["nmi"], reference[1] - means[(family, "pipeline")]["ari"]
+        )
+        for family, reference in REFERENCE_2026_11_22.items()
+        if (family, "pipeline") in means
+    }
     return [
-        ("HuffPost weeks: NMI >= baseline + 0.10", *_versus(means, results, "huffpost-week", "nmi", 0.10)),
+        (
+            f"NMI and ARI of every family within {REFERENCE_SLACK} of the 2026-11-22 table",
+            ", ".join(f"{family} {round(-loss, 3) + 0.0:+.3f}" for family, loss in lost.items()) + " (worst change)",
+            all(loss <= REFERENCE_SLACK for loss in lost.values()),
+        ),
         ("HuffPost weeks: ARI >= baseline + 0.05", *_versus(means, results, "huffpost-week", "ari", 0.05)),
         ("AG News days: NMI >= baseline", *_versus(means, results, "agnews-day", "nmi", 0.0)),
         ("AG News days: ARI >= baseline", *_versus(means, results, "agnews-day", "ari", 0.0)),
@@ -159,14 +184,22 @@ def targets(means: dict, results: list[Result], deterministic: bool) -> list[tup
             "identical on every set" if deterministic else "differs",
             deterministic,
         ),
-        ("seed-to-seed ARI >= 0.9", f"{seed_ari:.2f} (lower family mean)", seed_ari >= 0.9),
+    ]
+
+
+def reported(means: dict, results: list[Result]) -> list[tuple[str, str]]:
+    """Figures that were targets once (retired 2026-11-24) and are still worth watching."""
+    seed_ari = min(means[(f, "pipeline")]["seed_ari"] for f in ("huffpost-week", "agnews-day"))
+    return [
+        ("HuffPost weeks: NMI against the baseline", _versus(means, results, "huffpost-week", "nmi", 0.0)[0]),
+        ("seed-to-seed ARI", f"{seed_ari:.2f} (lower family mean)"),
     ]
 
 
 def held_out(means: dict, results: list[Result]) -> list[tuple[str, str, bool]]:
     """The same comparisons on sets the defaults were not tuned on: an estimate free of selection."""
     return [
-        ("HuffPost held out: NMI >= baseline + 0.10", *_versus(means, results, "huffpost-held-out", "nmi", 0.10)),
+        ("HuffPost held out: NMI >= baseline", *_versus(means, results, "huffpost-held-out", "nmi", 0.0)),
         ("HuffPost held out: ARI >= baseline + 0.05", *_versus(means, results, "huffpost-held-out", "ari", 0.05)),
         ("AG News held out: NMI >= baseline", *_versus(means, results, "agnews-held-out", "nmi", 0.0)),
         ("AG News held out: ARI >= baseline", *_versus(means, results, "agnews-held-out", "ari", 0.0)),
@@ -266,9 +299,9 @@ def distribution_table(figures: dict[str, list[dict]]) -> str:
 
 
 def story_table(days: list[LabelledSet]) -> str:
-    """Stories over consecutive real days: how long chains run, how close their matches are, and how pure they stay.
+    """Stories over consecutive real days: how long they run, how close their items' matches are, how pure they stay.
 
-    HuffPost has no story labels; a chain's purity is the share of its items in its most common category, next
+    HuffPost has no story labels; a story's purity is the share of its items in its most common category, next
     to the same figure for single-day clusters. A chain much less pure than a day's cluster has drifted."""
     import pandas as pd
 
@@ -277,17 +310,22 @@ def story_table(days: list[LabelledSet]) -> str:
     state, chains, active, day_purity, similarities = None, {}, {}, [], []
     for labelled in sorted(days, key=lambda s: s.name):
         labels = pipeline_run(labelled, SEEDS[0])
-        assignments = pd.DataFrame(
-            {"item_id": [f"{labelled.name}/{i}" for i in range(len(labels))], "cluster_id": labels}
+        items = pd.DataFrame(
+            {
+                "item_id": [f"{labelled.name}/{i:05d}" for i in range(len(labels))],
+                "cluster_id": labels,
+                "headline": labelled.items["headline"].to_numpy(),
+            }
         )
-        centroids = stories.cluster_centroids(assignments, assignments["item_id"], labelled.embeddings)
-        tracked = stories.track_stories(state, labelled.name, centroids, **StoryParams().model_dump())
+        tracked = stories.track_items(state, labelled.name, items, labelled.embeddings, **StoryParams().model_dump())
         state = tracked.state
-        similarities += tracked.stories["similarity"].dropna().tolist()
-        for row in tracked.stories.itertuples():
-            categories = labelled.labels[labels == row.cluster_id].tolist()
-            chains.setdefault(row.story_id, []).extend(categories)
-            active[row.story_id] = row.days_active
+        similarities += tracked.items["similarity"].dropna().tolist()
+        per_item = items[["item_id"]].merge(tracked.items, on="item_id")  # the day's item order
+        for story, members in per_item.groupby("tracked_as"):
+            chains.setdefault(story, []).extend(labelled.labels[members.index.to_numpy()].tolist())
+            active[story] = active.get(story, 0) + 1
+        for cluster_id in sorted(set(labels.tolist()) - {-1}):
+            categories = labelled.labels[labels == cluster_id].tolist()
             day_purity.append(max(categories.count(c) for c in set(categories)) / len(categories))
     long = [story for story, n in active.items() if n >= 2]
 
@@ -301,7 +339,7 @@ def story_table(days: list[LabelledSet]) -> str:
         ("stories on 2 days or more", len(long)),
         ("longest story, days", max(active.values(), default=0)),
         (
-            "match similarity, min / median",
+            "similarity of an item that continued a story, min / median",
             f"{min(similarities, default=0):.2f} / {np.median(similarities) if similarities else 0:.2f}",
         ),
         ("category purity of a day's cluster, median", f"{np.median(day_purity):.2f}"),
@@ -351,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         + _row(["---"] * 3)
     )
     print("\n".join(_row([name, measured, "yes" if ok else "**no**"]) for name, measured, ok in met) + "\n")
+    print(_row(["reported (targets retired 2026-11-24)", "measured"]) + "\n" + _row(["---"] * 2))
+    print("\n".join(_row(list(row)) for row in reported(means, results)) + "\n")
     print(_row(["held out (not tuned on)", "measured", "met"]) + "\n" + _row(["---"] * 3))
     print(
         "\n".join(_row([name, measured, "yes" if ok else "no"]) for name, measured, ok in held_out(means, results))

@@ -1,9 +1,10 @@
 """Export a day's clusters to the sheet layout: a local workbook, or Google Sheets through gspread.
 
-Layout v3 (docs/sheets.md): one `clusters YYYY-MM` and one `items YYYY-MM` tab per month, each with the header
-row of TABS, plus an `index` tab listing every month's tabs with their row counts and last update. Both sinks
-write the same tabs and rows. A month tab written by layout v2 is upgraded in place when a day of its month is
-exported (PREVIOUS_HEADERS).
+Layout v4 (docs/sheets.md): one `clusters YYYY-MM`, one `items YYYY-MM` and one `stories YYYY-MM` tab per month,
+each with the header row of TABS, plus an `index` tab listing every month's tabs with their row counts and last
+update. The clusters and items tabs hold a row per cluster and item of each day exported; the stories tab is
+rewritten whole at each export, one row per story of the month. Both sinks write the same tabs and rows. A month
+tab written by an earlier layout is upgraded in place when a day of its month is exported (PREVIOUS_HEADERS).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import math
 import os
 import re
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.stories.tracking import STORY_TAB_COLUMNS
 from newsletter_pipeline.text import storable
 
 if TYPE_CHECKING:
@@ -30,9 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The contract with sheet readers: tab names and header rows. Change them only with a new version.
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 # The header row of every month tab of each kind: tab `<kind> <YYYY-MM>`. v3 added the story columns at the end of
-# `clusters`, so a reader that takes v2's columns by position still finds them.
+# `clusters`, v4 the item's story at the end of `items` and the `stories` tab, so a reader that takes an earlier
+# layout's columns by position still finds them.
 SHEET_STORY_COLUMNS = ["story_id", "first_seen", "days_active", "trend"]
 # The clusters tab of layout v2: layout v3 added the story columns after it.
 V2_CLUSTER_COLUMNS = [
@@ -47,23 +50,28 @@ V2_CLUSTER_COLUMNS = [
     "top_headlines",
     "top_links",
 ]
+# The items tab of layout v3: layout v4 added the item's story after it (blank while its story has one item).
+V3_ITEM_COLUMNS = [
+    "day",
+    "item_id",
+    "source_id",
+    "cluster_id",
+    "cluster_label",
+    "probability",
+    "published_at",
+    "source",
+    "headline",
+    "link",
+]
 TABS = {
     "clusters": [*V2_CLUSTER_COLUMNS, *SHEET_STORY_COLUMNS],
-    "items": [
-        "day",
-        "item_id",
-        "source_id",
-        "cluster_id",
-        "cluster_label",
-        "probability",
-        "published_at",
-        "source",
-        "headline",
-        "link",
-    ],
+    "items": [*V3_ITEM_COLUMNS, "story_id"],
+    # One row per story with items in the month (tracking.story_tab), rewritten whole: not keyed by day.
+    "stories": STORY_TAB_COLUMNS,
 }
+WHOLE_TABS = {"stories"}
 # Header rows of earlier layouts that an export upgrades in place: each column is kept by name, new ones are blank.
-PREVIOUS_HEADERS = {"clusters": [V2_CLUSTER_COLUMNS]}
+PREVIOUS_HEADERS = {"clusters": [V2_CLUSTER_COLUMNS], "items": [V3_ITEM_COLUMNS]}
 INDEX_TAB = "index"
 # One row per month tab: which month and kind, its data rows, distinct days, first and last day, when it was last
 # written (UTC) and by which layout version.
@@ -119,11 +127,15 @@ def sheet_tables(
     assignments: pd.DataFrame,
     summaries: pd.DataFrame,
     stories: pd.DataFrame | None = None,
+    story_items: pd.DataFrame | None = None,
+    story_tab: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The day's rows for each tab, in the contract's column order.
 
-    `stories` (the day's `stories` table: cluster_id, size and the story columns) fills the story columns; without
-    it they are blank. Stories made from other clusters than `summaries` (stale) raise ValueError."""
+    `stories` (the day's `stories` table: cluster_id, size and the story columns) fills the clusters' story columns,
+    `story_items` (item_id, story_id) the items'; without them they are blank. `story_tab` (tracking.story_tab) is
+    the month's stories tab, empty without it. Stories made from other clusters than `summaries` (stale) raise
+    ValueError."""
     clusters = summaries.assign(day=day)
     if stories is None:
         clusters = clusters.assign(**{column: None for column in SHEET_STORY_COLUMNS})
@@ -137,7 +149,7 @@ def sheet_tables(
         )
         if (
             len(stories) != len(summaries)
-            or clusters["story_id"].isna().any()
+            or clusters["size_story"].isna().any()
             or (clusters["size"] != clusters["size_story"]).any()
         ):
             raise ValueError(
@@ -149,6 +161,10 @@ def sheet_tables(
     joined = items.merge(
         assignments[["item_id", "cluster_id", "probability"]], on="item_id", how="left", validate="one_to_one"
     )
+    if story_items is None:
+        joined = joined.assign(story_id=None)
+    else:
+        joined = joined.merge(story_items[["item_id", "story_id"]], on="item_id", how="left", validate="one_to_one")
     joined = joined.assign(
         day=day,
         cluster_label=[labels.get(c, NOISE_LABEL) if c != NOISE else NOISE_LABEL for c in joined["cluster_id"]],
@@ -159,7 +175,12 @@ def sheet_tables(
     joined = joined.assign(_noise=joined["cluster_id"] == NOISE).sort_values(
         ["_noise", "cluster_id", "probability", "item_id"], ascending=[True, True, False, True], kind="stable"
     )
-    return {"clusters": clusters.reset_index(drop=True), "items": joined[TABS["items"]].reset_index(drop=True)}
+    stories_tab = pd.DataFrame(columns=TABS["stories"]) if story_tab is None else story_tab[TABS["stories"]]
+    return {
+        "clusters": clusters.reset_index(drop=True),
+        "items": joined[TABS["items"]].reset_index(drop=True),
+        "stories": stories_tab.reset_index(drop=True),
+    }
 
 
 def cell_text(text: str, limit: int = MAX_CELL_CHARS) -> str:
@@ -201,8 +222,7 @@ def replace_day(
     The first column is the key: `day` in a month tab, `month` in the index. A row repeated whole is kept once:
     no two rows of the layout are equal (item_id, cluster_id, month and kind are unique per day or month), and
     a Google Sheets write that took several requests and stopped halfway can leave a copy of other days' rows."""
-    existing = [row for row in existing if any(cell not in ("", None) for cell in row)]  # a new tab reads as [[]]
-    existing = upgraded(existing, header, tab)
+    existing = upgraded(_filled(existing), header, tab)
     kept, seen = [], set()
     for row in existing[1:]:
         whole = tuple(_normal(row, len(header)))
@@ -211,6 +231,23 @@ def replace_day(
             kept.append(row)
     # Stable sort on the day column only: rows within a day keep their order.
     return [header, *sorted(kept + new_rows, key=lambda row: str(row[0]))]
+
+
+def _filled(rows: list[list]) -> list[list]:
+    """The rows that hold a value: a new tab reads as [[]]."""
+    return [row for row in rows if any(cell not in ("", None) for cell in row)]
+
+
+def _story_days(tab: pd.DataFrame) -> list[str]:
+    """The days a stories tab covers, in order: each story's days from the first of its series to its last seen."""
+    days = set()
+    for last, series in zip(tab["last_seen"], tab["items_per_day"], strict=True):
+        end = datetime.fromisoformat(str(last))
+        counts = str(series).split(",")
+        days |= {
+            (end - timedelta(days=len(counts) - 1 - n)).date().isoformat() for n, c in enumerate(counts) if c != "0"
+        }
+    return sorted(days)
 
 
 def upgraded(rows: list[list], header: list[str], tab: str | None = None) -> list[list]:
@@ -241,9 +278,14 @@ def day_rows(
     tabs, listed = {}, []
     for kind, header in TABS.items():
         title = tab_name(kind, month)
-        rows = replace_day(existing.get(title, []), header, day, table_rows(tables[kind]), tab=title)
+        if kind in WHOLE_TABS:
+            upgraded(_filled(existing.get(title, [])), header, title)  # a tab of another header is refused here too
+            rows = [header, *table_rows(tables[kind])]
+            days = _story_days(tables[kind])
+        else:
+            rows = replace_day(existing.get(title, []), header, day, table_rows(tables[kind]), tab=title)
+            days = sorted({str(row[0]) for row in rows[1:]})
         tabs[title] = rows
-        days = sorted({str(row[0]) for row in rows[1:]})
         listed.append(
             [
                 month,
@@ -268,8 +310,8 @@ def joined(tabs: dict[str, list[list]]) -> dict[str, list[list]]:
     out = {kind: [header] for kind, header in TABS.items()}
     for title in sorted((t for t in tabs if t != INDEX_TAB and layout_key(t)), key=layout_key):
         kind = _MONTH_TAB.fullmatch(title)["kind"]
-        rows = [row for row in tabs[title] if any(c not in ("", None) for c in row)]
-        out[kind].extend(upgraded(rows, TABS[kind], title)[1:])  # a month not exported since v2 has v2's header
+        rows = _filled(tabs[title])
+        out[kind].extend(upgraded(rows, TABS[kind], title)[1:])  # a month not exported since v2 or v3 has their header
     return out
 
 

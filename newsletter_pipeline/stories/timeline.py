@@ -9,31 +9,11 @@ import pandas as pd
 MAX_ROWS = 30  # more rows than this make labels unreadable: the stories seen most recently are kept
 
 
-def story_history(days: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The items each story had on each day, from the days' `stories` tables.
-
-    Args:
-        days: day -> that day's stories table (story_id and size per cluster), in any order.
-
-    Returns:
-        One row per story and day it was seen: day, story_id, items.
-    """
-    frames = [
-        frame.groupby("story_id", as_index=False)["size"].sum().assign(day=day)
-        for day, frame in days.items()
-        if len(frame)
-    ]
-    if not frames:
-        return pd.DataFrame({"day": pd.Series(dtype=str), "story_id": pd.Series(dtype=str), "items": []})
-    history = pd.concat(frames, ignore_index=True).rename(columns={"size": "items"})
-    return history[["day", "story_id", "items"]].sort_values(["day", "story_id"]).reset_index(drop=True)
-
-
 def timeline_png(history: pd.DataFrame, days: list[str], title: str) -> bytes:
     """A row per story (newest first seen at the top), a marker on each day it was seen, sized by its items.
 
     Args:
-        history: story_history's table.
+        history: One row per story and day it was seen: story_id, day, items (tracking.daily_counts).
         days: the days across, oldest first (days without stories keep their column).
         title: the plot's title.
 

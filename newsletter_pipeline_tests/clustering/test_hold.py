@@ -66,6 +66,7 @@ def test_a_late_item_keeps_the_day_and_its_stories(workspace):
     assert first.success and clustering_of(first)["clustering"] == "full"
     before = workspace.store.read("clusters", DAY).set_index("item_id")
     stories_before = workspace.store.read("stories", DAY)
+    items_before = workspace.store.read("story_items", DAY).set_index("item_id")
 
     land(workspace, published + [late])
     again = workspace.materialize(DAY)
@@ -84,6 +85,19 @@ def test_a_late_item_keeps_the_day_and_its_stories(workspace):
     stories_after = workspace.store.read("stories", DAY)
     assert dict(zip(stories_after["cluster_id"], stories_after["story_id"], strict=True)) == dict(
         zip(stories_before["cluster_id"], stories_before["story_id"], strict=True)
+    )
+    # Item by item too: every published item keeps the story it had, and the metadata says the stories were kept.
+    items_after = workspace.store.read("story_items", DAY).set_index("item_id")
+    assert len(items_after) == len(items_before) + 1
+    pd.testing.assert_frame_equal(
+        items_after.loc[items_before.index, ["cluster_id", "tracked_as"]], items_before[["cluster_id", "tracked_as"]]
+    )
+    pd.testing.assert_series_equal(items_after.loc[items_before.index, "story_id"], items_before["story_id"])
+    story_metadata = next(m.metadata for m in again.asset_materializations_for_node("stories"))
+    assert story_metadata["tracking"].value == "kept"
+    assert (
+        story_metadata["tracking_reason"].value
+        == f"{len(items_before)} items keep their stories; 1 new tracked around them"
     )
 
 

@@ -69,8 +69,17 @@ def test_a_sample_day_end_to_end(workspace):
     assert clustered["clusters"].value >= 4 and clustered["method"].value == "hdbscan"
     assert header_of(clustered["cluster_sizes"].value) == ["cluster", "items", "sources", "label"]
     assert "data:image/png;base64," in clustered["plot"].value
-    told = metadata_of(result, "stories")  # the first day: every cluster starts a story
-    assert told["stories"].value == told["new"].value == clustered["clusters"].value and told["continuing"].value == 0
+    told = metadata_of(result, "stories")  # the first day: nothing to continue, stories start here
+    assert (told["tracking"].value, told["tracking_reason"].value) == ("full", "the day's first stories")
+    assert told["items_continuing"].value == 0
+    assert told["items_in_new_stories"].value + told["items_without_story"].value == 36
+    # Each cluster's cohesive items start its story; the cluster of odd items (a museum, a mayoral race, a tennis
+    # final, a marathon) starts none that readers see, and its items wait as candidates like the unclustered ones.
+    shown = workspace.store.read("stories", DAY)
+    assert clustered["clusters"].value == 6 and told["stories"].value == shown["story_id"].nunique() == 5
+    odd = shown[shown["story_id"].isna()]["cluster_id"].tolist()
+    headlines = workspace.store.read("raw_items", DAY).merge(workspace.store.read("clusters", DAY), on="item_id")
+    assert len(odd) == 1 and headlines[headlines["cluster_id"] == odd[0]]["headline"].str.contains("Museum").any()
     assert header_of(told["story_table"].value)[:3] == ["story", "cluster", "label"]
 
     # Anyone can read the per-item assignment from the Parquet files.

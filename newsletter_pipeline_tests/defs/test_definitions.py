@@ -47,6 +47,7 @@ def test_definitions_list_assets_checks_job_and_schedule():
         dg.AssetKey("stories"),
     }
     assert graph.get(dg.AssetKey("stories")).parent_keys == {
+        dg.AssetKey("raw_items"),  # the headlines: a story's title
         dg.AssetKey("item_embeddings"),
         dg.AssetKey("clusters"),
         dg.AssetKey("stories"),

@@ -32,6 +32,7 @@ TABLES = [
     "clusters",
     "cluster_summaries",
     "stories",
+    "story_items",
     "story_state",
 ]
 # The index tab records when it was written: not part of the outputs.

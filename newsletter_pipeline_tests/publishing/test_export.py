@@ -10,6 +10,18 @@ from newsletter_pipeline.clustering.cluster import NOISE
 from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.conftest import REPO
 
+V3_ITEMS = [
+    "day",
+    "item_id",
+    "source_id",
+    "cluster_id",
+    "cluster_label",
+    "probability",
+    "published_at",
+    "source",
+    "headline",
+    "link",
+]
 V2_CLUSTERS = [
     "day",
     "cluster_id",
@@ -66,13 +78,21 @@ def day_tables(day: str, n_items: int = 3) -> dict[str, pd.DataFrame]:
             }
         ]
     )
-    return export.sheet_tables(day, items, assignments, summaries, stories)
+    story_items = pd.DataFrame({"item_id": ids, "story_id": ["2026-11-02#4"] * (n_items - 1) + [None]})
+    # The month's stories tab as tracking.story_tab makes it: items_per_day runs from the story's first day with
+    # items in the month (at most three days back here) to `day`.
+    per_day = ["2", "0", "1", str(n_items - 1)][-min(4, int(day[8:])) :]
+    story_tab = pd.DataFrame(
+        [["2026-11-02#4", "Headline 0", "2026-11-02", day, 3, ",".join(per_day), "growing"]],
+        columns=export.TABS["stories"],
+    )
+    return export.sheet_tables(day, items, assignments, summaries, stories, story_items, story_tab)
 
 
 def test_layout_contract_is_pinned():
     # Sheet readers depend on these exact tabs and header rows: change them only with a new LAYOUT_VERSION
     # (and a note of what changed in docs/sheets.md).
-    assert export.LAYOUT_VERSION == 3
+    assert export.LAYOUT_VERSION == 4
     assert export.TABS == {
         "clusters": [
             "day",
@@ -101,10 +121,12 @@ def test_layout_contract_is_pinned():
             "source",
             "headline",
             "link",
+            "story_id",
         ],
+        "stories": ["story_id", "title", "first_seen", "last_seen", "days_active", "items_per_day", "trend"],
     }
-    # The one earlier header an export upgrades in place.
-    assert export.PREVIOUS_HEADERS == {"clusters": [V2_CLUSTERS]}
+    # The earlier headers an export upgrades in place.
+    assert export.PREVIOUS_HEADERS == {"clusters": [V2_CLUSTERS], "items": [V3_ITEMS]}
     assert export.INDEX_TAB == "index"
     assert export.INDEX_HEADER == [
         "month",
@@ -117,19 +139,36 @@ def test_layout_contract_is_pinned():
         "updated_at",
         "layout_version",
     ]
-    assert [export.tab_name(kind, "2026-11-16") for kind in export.TABS] == ["clusters 2026-11", "items 2026-11"]
+    assert [export.tab_name(kind, "2026-11-16") for kind in export.TABS] == [
+        "clusters 2026-11",
+        "items 2026-11",
+        "stories 2026-11",
+    ]
 
 
 def test_tab_names_and_order():
     assert export.month_of("2026-11-16") == "2026-11" and export.tab_name("items", "2026-12") == "items 2026-12"
     with pytest.raises(ValueError, match="not a YYYY-MM-DD date"):
         export.month_of("16/11/2026")
-    titles = ["items 2026-12", "clusters 2027-01", "index", "clusters 2026-12", "Sheet1", "clusters", "items 2026-11"]
+    titles = [
+        "items 2026-12",
+        "stories 2026-12",
+        "clusters 2027-01",
+        "index",
+        "stories 2026-11",
+        "clusters 2026-12",
+        "Sheet1",
+        "clusters",
+        "stories",
+        "items 2026-11",
+    ]
     assert sorted((t for t in titles if export.layout_key(t)), key=export.layout_key) == [
         "index",
         "items 2026-11",
+        "stories 2026-11",
         "clusters 2026-12",
         "items 2026-12",
+        "stories 2026-12",
         "clusters 2027-01",
     ]
     assert (
@@ -138,6 +177,7 @@ def test_tab_names_and_order():
     assert (
         export.header_of("index") == export.INDEX_HEADER and export.header_of("items 2027-01") == export.TABS["items"]
     )
+    assert export.header_of("stories 2027-01") == export.TABS["stories"]
 
 
 def test_sheet_tables_follow_the_layout():
@@ -203,11 +243,20 @@ def test_rerunning_a_day_replaces_its_rows_and_keeps_other_days(tmp_path):
     export.write_workbook(path, "2026-11-16", day_tables("2026-11-16", 3))
     totals = export.write_workbook(path, "2026-11-17", day_tables("2026-11-17", 2))
     book = export.read_workbook(path)
-    assert list(book) == ["index", "clusters 2026-11", "items 2026-11"]
-    assert [book[tab][0] for tab in book] == [export.INDEX_HEADER, export.TABS["clusters"], export.TABS["items"]]
+    assert list(book) == ["index", "clusters 2026-11", "items 2026-11", "stories 2026-11"]
+    assert [book[tab][0] for tab in book] == [
+        export.INDEX_HEADER,
+        export.TABS["clusters"],
+        export.TABS["items"],
+        export.TABS["stories"],
+    ]
     item_days = [row[0] for row in book["items 2026-11"][1:]]
     assert item_days == ["2026-11-16"] * 3 + ["2026-11-17"] * 2  # days in order, the re-run day not duplicated
-    assert totals == {"clusters 2026-11": 2, "items 2026-11": 5}
+    assert totals == {"clusters 2026-11": 2, "items 2026-11": 5, "stories 2026-11": 1}
+    # The stories tab is the one of the last export, whole: not one row per day.
+    assert book["stories 2026-11"][1:] == [
+        ["2026-11-02#4", "Headline 0", "2026-11-02", "2026-11-17", 3, "2,0,1,1", "growing"]
+    ]
     assert book["items 2026-11"][1][1] == "2026-11-16-0"
     assert [p.name for p in path.parent.iterdir() if p.suffix == ".tmp"] == []
 
@@ -219,26 +268,43 @@ def test_months_get_their_own_tabs_and_the_index_lists_them(tmp_path):
     export.write_workbook(path, "2026-12-01", day_tables("2026-12-01", 4), now=later)
     export.write_workbook(path, "2026-11-30", day_tables("2026-11-30", 2), now=later)  # a late day of the earlier month
     book = export.read_workbook(path)
-    assert list(book) == ["index", "clusters 2026-11", "items 2026-11", "clusters 2026-12", "items 2026-12"]
+    assert list(book) == [
+        "index",
+        "clusters 2026-11",
+        "items 2026-11",
+        "stories 2026-11",
+        "clusters 2026-12",
+        "items 2026-12",
+        "stories 2026-12",
+    ]
     # Every tab starts with its pinned header row.
     assert {tab: rows[0] for tab, rows in book.items()} == {
         "index": export.INDEX_HEADER,
         "clusters 2026-11": export.TABS["clusters"],
         "items 2026-11": export.TABS["items"],
+        "stories 2026-11": export.TABS["stories"],
         "clusters 2026-12": export.TABS["clusters"],
         "items 2026-12": export.TABS["items"],
+        "stories 2026-12": export.TABS["stories"],
     }
+    # A stories tab's days are those with items of its stories: the 27th, 29th and 30th ("2,0,1,1" up to the 30th).
     assert book["index"][1:] == [
-        ["2026-11", "clusters", "clusters 2026-11", 2, 2, "2026-11-16", "2026-11-30", "2026-12-02T06:30:00Z", 3],
-        ["2026-11", "items", "items 2026-11", 5, 2, "2026-11-16", "2026-11-30", "2026-12-02T06:30:00Z", 3],
-        ["2026-12", "clusters", "clusters 2026-12", 1, 1, "2026-12-01", "2026-12-01", "2026-12-02T06:30:00Z", 3],
-        ["2026-12", "items", "items 2026-12", 4, 1, "2026-12-01", "2026-12-01", "2026-12-02T06:30:00Z", 3],
+        ["2026-11", "clusters", "clusters 2026-11", 2, 2, "2026-11-16", "2026-11-30", "2026-12-02T06:30:00Z", 4],
+        ["2026-11", "items", "items 2026-11", 5, 2, "2026-11-16", "2026-11-30", "2026-12-02T06:30:00Z", 4],
+        ["2026-11", "stories", "stories 2026-11", 1, 3, "2026-11-27", "2026-11-30", "2026-12-02T06:30:00Z", 4],
+        ["2026-12", "clusters", "clusters 2026-12", 1, 1, "2026-12-01", "2026-12-01", "2026-12-02T06:30:00Z", 4],
+        ["2026-12", "items", "items 2026-12", 4, 1, "2026-12-01", "2026-12-01", "2026-12-02T06:30:00Z", 4],
+        ["2026-12", "stories", "stories 2026-12", 1, 1, "2026-12-01", "2026-12-01", "2026-12-02T06:30:00Z", 4],
+    ]
+    assert book["stories 2026-12"][1:] == [
+        ["2026-11-02#4", "Headline 0", "2026-11-02", "2026-12-01", 3, "3", "growing"]
     ]
     assert [row[0] for row in book["items 2026-12"][1:]] == ["2026-12-01"] * 4
     # Readers that want every day at once join the months.
     joined = export.read_layout(path)
     assert [row[0] for row in joined["items"][1:]] == ["2026-11-16"] * 3 + ["2026-11-30"] * 2 + ["2026-12-01"] * 4
     assert joined["clusters"][0] == export.TABS["clusters"] and len(joined["clusters"]) == 1 + 3
+    assert [row[3] for row in joined["stories"][1:]] == ["2026-11-30", "2026-12-01"]  # each month's, in month order
 
 
 def test_an_empty_day_still_lists_its_month(tmp_path):
@@ -248,11 +314,13 @@ def test_an_empty_day_still_lists_its_month(tmp_path):
     assert export.write_workbook(path, "2026-11-09", empty, now=datetime(2026, 11, 10, tzinfo=UTC)) == {
         "clusters 2026-11": 0,
         "items 2026-11": 0,
+        "stories 2026-11": 0,
     }
     book = export.read_workbook(path)
     assert book["items 2026-11"] == [export.TABS["items"]]
+    assert book["stories 2026-11"] == [export.TABS["stories"]]  # rewritten whole: the earlier story row is gone
     assert book["index"][1:] == [
-        ["2026-11", kind, f"{kind} 2026-11", 0, 0, "", "", "2026-11-10T00:00:00Z", 3] for kind in export.TABS
+        ["2026-11", kind, f"{kind} 2026-11", 0, 0, "", "", "2026-11-10T00:00:00Z", 4] for kind in export.TABS
     ]
 
 
@@ -264,7 +332,7 @@ def test_a_workbook_with_another_layout_is_not_overwritten(tmp_path):
     book.active.title = "clusters 2026-11"
     book.active.append(["day", "something else"])
     book.save(path)
-    with pytest.raises(ValueError, match=r"tab 'clusters 2026-11': header row .* differs from the layout v3 header"):
+    with pytest.raises(ValueError, match=r"tab 'clusters 2026-11': header row .* differs from the layout v4 header"):
         export.write_workbook(path, "2026-11-16", day_tables("2026-11-16"))
     assert export.read_workbook(path)["clusters 2026-11"] == [["day", "something else"]]
 
@@ -280,7 +348,7 @@ def test_v1_tabs_are_left_alone(tmp_path):
     book.save(path)
     export.write_workbook(path, "2026-11-16", day_tables("2026-11-16"))
     book = export.read_workbook(path)
-    assert list(book) == ["clusters", "index", "clusters 2026-11", "items 2026-11"]
+    assert list(book) == ["clusters", "index", "clusters 2026-11", "items 2026-11", "stories 2026-11"]
     assert book["clusters"] == [V2_CLUSTERS, ["2026-11-15", 0, "old", "", "", "", "", "", "", ""]]
 
 
@@ -300,11 +368,11 @@ def test_a_v2_month_tab_is_upgraded_in_place(tmp_path):
     book.save(path)
     export.write_workbook(path, "2026-11-16", day_tables("2026-11-16"))
     book = export.read_workbook(path)
-    # The month written gets the v3 header; its other days keep every v2 value by name, with blank story columns.
+    # The month written gets the v4 header; its other days keep every v2 value by name, with blank story columns.
     assert book["clusters 2026-11"][0] == export.TABS["clusters"]
     assert book["clusters 2026-11"][1] == [*old, "", "", "", ""]
     assert book["clusters 2026-11"][2][-4:] == ["2026-11-02#4", "2026-11-02", 3, "growing"]
-    # A month not written keeps its v2 tab until one of its days is exported; readers get both under the v3 header.
+    # A month not written keeps its v2 tab until one of its days is exported; readers get both under the v4 header.
     assert book["clusters 2026-12"][0] == V2_CLUSTERS
     joined = export.read_layout(path)["clusters"]
     assert joined[0] == export.TABS["clusters"] and [row[0] for row in joined[1:]] == [
@@ -313,6 +381,38 @@ def test_a_v2_month_tab_is_upgraded_in_place(tmp_path):
         "2026-12-01",
     ]
     assert joined[3] == ["2026-12-01", *old[1:], "", "", "", ""]
+
+
+def test_a_v3_items_tab_gains_the_story_column_and_the_month_its_stories_tab(tmp_path):
+    from openpyxl import Workbook
+
+    path = tmp_path / "book.xlsx"
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "items 2026-11"
+    sheet.append(V3_ITEMS)
+    old = ["2026-11-15", "old-1", "", 0, "old / label", 0.9, "2026-11-15T08:00:00+00:00", "A", "Old", "https://x.test"]
+    sheet.append(old)
+    book.save(path)
+    export.write_workbook(path, "2026-11-16", day_tables("2026-11-16"))
+    book = export.read_workbook(path)
+    assert list(book) == ["index", "clusters 2026-11", "items 2026-11", "stories 2026-11"]
+    items = book["items 2026-11"]
+    # The earlier day keeps its values by name with a blank story; the day written has its items' stories.
+    assert items[0] == export.TABS["items"] and items[1] == [*old, ""]
+    assert [row[-1] for row in items[2:]] == ["2026-11-02#4", "2026-11-02#4", ""]
+    assert book["stories 2026-11"] == [
+        export.TABS["stories"],
+        ["2026-11-02#4", "Headline 0", "2026-11-02", "2026-11-16", 3, "2,0,1,2", "growing"],
+    ]
+    # The stories tab is rewritten whole at each export, not per day.
+    export.write_workbook(path, "2026-11-17", day_tables("2026-11-17", n_items=5))
+    stories = export.read_workbook(path)["stories 2026-11"]
+    assert stories[1:] == [["2026-11-02#4", "Headline 0", "2026-11-02", "2026-11-17", 3, "2,0,1,4", "growing"]]
+    index = {row[2]: row for row in export.read_workbook(path)["index"][1:]}
+    # Its index row: one story; its days are those with items (the 14th, 16th and 17th here).
+    assert index["stories 2026-11"][:7] == ["2026-11", "stories", "stories 2026-11", 1, 3, "2026-11-14", "2026-11-17"]
+    assert {row[-1] for row in index.values()} == {4}
 
 
 def test_upgrading_maps_columns_by_name(monkeypatch):
@@ -326,7 +426,7 @@ def test_upgrading_maps_columns_by_name(monkeypatch):
         ["d2", "", "", "k2"],
     ]
     assert export.upgraded([header, ["d1", 1, "", "k"]], header) == [header, ["d1", 1, "", "k"]]
-    with pytest.raises(ValueError, match="differs from the layout v3 header"):
+    with pytest.raises(ValueError, match="differs from the layout v4 header"):
         export.upgraded([["day", "id"], ["d1", 1]], header, "tab")
 
 

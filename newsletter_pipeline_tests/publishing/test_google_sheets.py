@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import google.auth.exceptions
@@ -25,7 +25,7 @@ from newsletter_pipeline_tests.sheets_fake import FakeSheets, formatted, make_cl
 KEY = "1FakeSpreadsheetKey"
 A, B, C = "2024-03-01", "2024-03-02", "2024-03-03"
 APRIL, FEBRUARY = "2024-04-01", "2024-02-29"
-MARCH_TABS = [export.tab_name("clusters", A), export.tab_name("items", A)]
+MARCH_TABS = [export.tab_name(kind, A) for kind in export.TABS]  # clusters, items, stories
 NOW = datetime(2024, 3, 4, 12, 30, tzinfo=UTC)
 TABS_ITEMS = export.TABS["items"]
 # Probabilities that render differently as Python text and as sheet text (1.0 -> "1"), and one that export rounds.
@@ -47,9 +47,7 @@ def day_tables(day: str, n: int, headline: str | None = None, pad: int = 0) -> d
                 headline if headline and i == 0 else f"Headline {i} of {day}, naïve café" + " ±" * pad for i in range(n)
             ],
             "short_description": "",
-            "link": [
-                f"https://example.com/{day}/{i}" if i != 1 else None for i in range(n)
-            ],  # link is the last column: a trailing empty cell
+            "link": [f"https://example.com/{day}/{i}" if i != 1 else None for i in range(n)],  # an empty cell
             "authors": "",
             "category": "news",
             "origin": [f"brief.jsonl:{i + 1}" for i in range(n)],
@@ -93,7 +91,28 @@ def day_tables(day: str, n: int, headline: str | None = None, pad: int = 0) -> d
             "trend": "growing",
         }
     )
-    return export.sheet_tables(day, items, assignments, summaries, stories)
+    # story_id is the items tab's last column: the noise item's is a trailing empty cell.
+    story_items = pd.DataFrame(
+        {"item_id": items["item_id"], "story_id": [None if c == NOISE else f"2024-02-28#{c}" for c in clusters]}
+    )
+    # The month's stories tab, one story (cluster 0's) as tracking.story_tab shows it: items_per_day runs from its
+    # first day with items in the month to `day` (one item a day before, its cluster's size on `day`).
+    start = max(date.fromisoformat(f"{day[:7]}-01"), date(2024, 2, 28))
+    per_day = ["1"] * (date.fromisoformat(day) - start).days + [str(s) for s in summaries["size"].head(1)]
+    story_tab = pd.DataFrame(
+        [
+            ["2024-02-28#0", title, "2024-02-28", day, 2, ",".join(per_day), "growing"]
+            for title in summaries["title"].head(1)
+        ],
+        columns=export.TABS["stories"],
+    )
+    return export.sheet_tables(day, items, assignments, summaries, stories, story_items, story_tab)
+
+
+def story_days(day: str) -> list[str]:
+    """The days with items of day_tables(day)'s stories tab: from the story's first day in the month to `day`."""
+    start = max(date.fromisoformat(f"{day[:7]}-01"), date(2024, 2, 28))
+    return [date.fromordinal(d).isoformat() for d in range(start.toordinal(), date.fromisoformat(day).toordinal() + 1)]
 
 
 def shown(table: pd.DataFrame) -> list[list[str]]:
@@ -151,7 +170,7 @@ def fake() -> FakeSheets:
     return fake
 
 
-# --- layout v3: month tabs and the index ---------------------------------------------------------------------
+# --- layout v4: month tabs and the index ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("order", [(A, B), (B, A)], ids=["A-then-B", "B-then-A"])
@@ -162,7 +181,11 @@ def test_days_share_their_month_tab_under_the_header(fake, order):
     sheet = spreadsheet(fake)
     for kind, header in export.TABS.items():
         tab = export.tab_name(kind, A)
-        rows = [header, *shown(written[A][kind]), *shown(written[B][kind])]  # days in order, whatever the write order
+        if kind in export.WHOLE_TABS:  # the stories tab: the last export's, whole
+            rows = [header, *shown(written[order[-1]][kind])]
+        else:
+            rows = [header, *shown(written[A][kind]), *shown(written[B][kind])]  # days in order, whatever the order
+        assert len(rows) > 1
         assert sheet.worksheet(tab).get_all_values() == rows
         assert totals[tab] == len(rows) - 1
         assert (fake.sheet(KEY, tab).rows, fake.sheet(KEY, tab).cols) == (len(rows), len(header))
@@ -183,22 +206,30 @@ def test_each_month_has_its_tabs_and_the_index_lists_them(fake):
         "index",
         "clusters 2024-02",
         "items 2024-02",
+        "stories 2024-02",
         "clusters 2024-03",
         "items 2024-03",
+        "stories 2024-03",
         "clusters 2024-04",
         "items 2024-04",
+        "stories 2024-04",
     ]
+    assert story_days(FEBRUARY) == ["2024-02-28", FEBRUARY] and story_days(B) == [A, B]
     assert fake.values(KEY, "index") == [
         export.INDEX_HEADER,
         index_row(FEBRUARY, "clusters", 2, [FEBRUARY], later),
         index_row(FEBRUARY, "items", 4, [FEBRUARY], later),
+        index_row(FEBRUARY, "stories", 1, story_days(FEBRUARY), later),
         index_row(A, "clusters", 4, [A, B], later),
         index_row(A, "items", 11, [A, B], later),
+        index_row(A, "stories", 1, story_days(B), later),  # March's stories tab is B's, its last export
         index_row(APRIL, "clusters", 2, [APRIL], later),
         index_row(APRIL, "items", 3, [APRIL], later),
+        index_row(APRIL, "stories", 1, [APRIL], later),
     ]
     assert [row[0] for row in fake.values(KEY, "items 2024-04")[1:]] == [APRIL] * 3
     assert {row[0] for row in fake.values(KEY, "items 2024-03")[1:]} == {A, B}
+    assert fake.values(KEY, "stories 2024-03") == [export.TABS["stories"], *stored(day_tables(B, 6)["stories"])]
 
 
 def test_every_tab_starts_with_its_pinned_header_row(fake):
@@ -234,9 +265,12 @@ def test_every_tab_starts_with_its_pinned_header_row(fake):
             "source",
             "headline",
             "link",
+            "story_id",
         ],
+        "stories 2024-03": ["story_id", "title", "first_seen", "last_seen", "days_active", "items_per_day", "trend"],
         "clusters 2024-04": export.TABS["clusters"],
         "items 2024-04": export.TABS["items"],
+        "stories 2024-04": export.TABS["stories"],
     }
 
 
@@ -246,7 +280,11 @@ def test_rewriting_a_day_with_fewer_rows_replaces_them(fake):
     sheet = spreadsheet(fake)
     for kind, header in export.TABS.items():
         tab = export.tab_name(kind, A)
-        rows = [header, *shown(day_tables(A, 2)[kind]), *shown(day_tables(B, 4)[kind])]
+        if kind in export.WHOLE_TABS:  # the stories tab: the last export's, whole
+            rows = [header, *shown(day_tables(A, 2)[kind])]
+        else:
+            rows = [header, *shown(day_tables(A, 2)[kind]), *shown(day_tables(B, 4)[kind])]
+        assert len(rows) > 1
         assert sheet.worksheet(tab).get_all_values() == rows
         # The grid shrank with the rows: nothing stale is left below them.
         assert fake.sheet(KEY, tab).rows == len(rows)
@@ -258,7 +296,9 @@ def test_rerunning_a_day_is_idempotent(fake):
         export.write_google_sheet(spreadsheet(fake), day, day_tables(day, n), now=NOW)
     before = tab_values(fake)
     fake.log.clear()
-    export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
+    # Re-exporting an earlier day passes the month's latest stories tab (sheet_export's month_stories): B's here.
+    again = day_tables(A, 5) | {"stories": day_tables(B, 4)["stories"]}
+    export.write_google_sheet(spreadsheet(fake), A, again, now=NOW)
     assert tab_values(fake) == before
     # Nothing changed, so nothing but the reads went out.
     assert [(e.method, e.path.rsplit("/", 1)[-1]) for e in fake.log] == [
@@ -276,7 +316,15 @@ def test_google_sheet_and_workbook_share_one_layout(fake, tmp_path):
             workbook, day, tables, now=NOW
         )
     book, sheet = export.read_workbook(workbook), spreadsheet(fake)
-    assert list(book) == ["index", "clusters 2024-03", "items 2024-03", "clusters 2024-04", "items 2024-04"]
+    assert list(book) == [
+        "index",
+        "clusters 2024-03",
+        "items 2024-03",
+        "stories 2024-03",
+        "clusters 2024-04",
+        "items 2024-04",
+        "stories 2024-04",
+    ]
     assert [w.title for w in sheet.worksheets()] == ["Sheet1", *book]
     for tab in book:
         assert sheet.worksheet(tab).get_all_values() == [[formatted(v) for v in row] for row in book[tab]]
@@ -286,6 +334,13 @@ def test_google_sheet_and_workbook_share_one_layout(fake, tmp_path):
         *export.table_rows(day_tables(B, 4)["items"]),
         *export.table_rows(day_tables(APRIL, 2)["items"]),
     ]
+    # Each month's stories tab is its last export's (A's for March), one story row each.
+    assert export.joined(book)["stories"] == [
+        export.TABS["stories"],
+        *export.table_rows(day_tables(A, 3)["stories"]),
+        *export.table_rows(day_tables(APRIL, 2)["stories"]),
+    ]
+    assert len(export.joined(book)["stories"]) == 1 + 2
 
 
 def test_a_cell_over_the_limit_is_cut_the_same_way_in_both_sinks(fake, tmp_path):
@@ -325,9 +380,9 @@ def test_both_sinks_hold_only_storable_text(fake, tmp_path):
     assert items[2][TABS_ITEMS.index("source")] == "Morning Brief"
     assert clusters[1][export.TABS["clusters"].index("title")] == "Storm Odile"
     book = export.read_workbook(workbook)
-    assert [book[tab][1:3] for tab in MARCH_TABS] == [
+    assert [book[tab][1:3] for tab in MARCH_TABS[:2]] == [
         [r + [""] * (len(book[tab][0]) - len(r)) for r in rows[1:3]]
-        for tab, rows in zip(MARCH_TABS, (clusters, items), strict=True)
+        for tab, rows in zip(MARCH_TABS[:2], (clusters, items), strict=True)
     ]
 
 
@@ -341,7 +396,8 @@ def test_one_values_request_per_tab_write(fake):
     assert first == [
         ("GET", ""),
         ("GET", ""),
-        ("POST", ":batchUpdate"),  # open, list tabs, add the 3 tabs at their size
+        ("POST", ":batchUpdate"),  # open, list tabs, add the 4 tabs at their size
+        ("POST", "/values:batchUpdate"),
         ("POST", "/values:batchUpdate"),
         ("POST", "/values:batchUpdate"),
         ("POST", "/values:batchUpdate"),
@@ -356,12 +412,14 @@ def test_one_values_request_per_tab_write(fake):
         ("POST", ":batchUpdate"),  # read, grow
         ("POST", "/values:batchUpdate"),
         ("POST", "/values:batchUpdate"),
+        ("POST", "/values:batchUpdate"),  # the stories tab, rewritten whole
         ("POST", "/values:batchUpdate"),
     ]
     writes = fake.requests_to("POST", "values:batchUpdate")
-    assert [[d["range"].split("!")[0] for d in e.body["data"]] for e in writes[-3:]] == [
+    assert [[d["range"].split("!")[0] for d in e.body["data"]] for e in writes[-4:]] == [
         ["'clusters 2024-03'"],
         ["'items 2024-03'"],
+        ["'stories 2024-03'"],
         ["'index'"],
     ]
     assert all(e.status == 200 for e in fake.log)
@@ -396,7 +454,7 @@ def test_a_split_write_that_fails_halfway_keeps_every_other_day(fake, first, aga
         503, method="POST", path="values:batchUpdate", body_contains="'items 2024-03'", times=2
     )  # the second: both attempts fail
     with pytest.raises(
-        sheets.SheetsUnavailable, match=r"values\.batchUpdate of 'items 2024-03'!A\d+:J\d+ failed 2 times"
+        sheets.SheetsUnavailable, match=r"values\.batchUpdate of 'items 2024-03'!A\d+:K\d+ failed 2 times"
     ) as caught:
         export.write_google_sheet(
             retrying(fake, max_attempts=2), A, day_tables(A, again), now=NOW, max_request_bytes=4000
@@ -433,11 +491,12 @@ def test_a_day_past_the_cell_limit_writes_nothing_and_says_what_to_do(fake):
     export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 5), now=NOW)
     before = tab_values(fake)
     fake.log.clear()
-    # Sheet1 is 1000 x 26 = 26,000 cells, March's tabs and the index 117 more; April's tabs would pass 26,200.
+    # Sheet1 is 1000 x 26 = 26,000 cells; March's tabs and the index 158 more (clusters 3 x 14, items 6 x 11,
+    # stories 2 x 7, index 4 x 9); April's tabs (42 + 66 + 14) and 3 index rows (27) would take it to 26,307.
     with pytest.raises(
-        export.SheetsFull, match=r"26,2\d\d cells, over Google's limit of 26,200.*NEWSLETTER_SPREADSHEET_KEY"
+        export.SheetsFull, match=r"26,307 cells, over Google's limit of 26,300.*NEWSLETTER_SPREADSHEET_KEY"
     ):
-        export.write_google_sheet(spreadsheet(fake), APRIL, day_tables(APRIL, 5), now=NOW, max_cells=26_200)
+        export.write_google_sheet(spreadsheet(fake), APRIL, day_tables(APRIL, 5), now=NOW, max_cells=26_300)
     assert tab_values(fake) == before
     assert all(e.method == "GET" for e in fake.log)
 
@@ -561,8 +620,8 @@ def test_resource_writes_through_gspread_with_timeout_and_retries(fake, on_fake,
     resource = SheetsResource(
         spreadsheet_key=KEY, service_account_json=json.dumps(service_account_key), base_delay_seconds=0
     )
-    assert resource.write(A, day_tables(A, 5)) == {"clusters 2024-03": 2, "items 2024-03": 5}
-    assert resource.write(B, day_tables(B, 4)) == {"clusters 2024-03": 4, "items 2024-03": 9}
+    assert resource.write(A, day_tables(A, 5)) == {"clusters 2024-03": 2, "items 2024-03": 5, "stories 2024-03": 1}
+    assert resource.write(B, day_tables(B, 4)) == {"clusters 2024-03": 4, "items 2024-03": 9, "stories 2024-03": 1}
     assert [c.service_account_email for c in on_fake] == [service_account_key["client_email"]] * 2
     assert on_fake[0].scopes == sheets.SCOPES
     assert {entry.timeout for entry in fake.log} == {60}  # never the default of waiting forever
@@ -874,7 +933,7 @@ def test_a_tab_with_another_header_is_not_overwritten(fake):
         [["day", "something else"]], "A1", value_input_option="RAW"
     )
     fake.log.clear()
-    with pytest.raises(ValueError, match="tab 'items 2024-03': header row .* differs from the layout v3 header"):
+    with pytest.raises(ValueError, match="tab 'items 2024-03': header row .* differs from the layout v4 header"):
         export.write_google_sheet(spreadsheet(fake), A, day_tables(A, 3), now=NOW)
     assert fake.values(KEY, "items 2024-03") == [["day", "something else"]]
     assert all(e.method == "GET" for e in fake.log)
@@ -888,7 +947,7 @@ def test_a_v2_clusters_tab_is_upgraded_in_place(fake):
     for title in ("clusters 2024-03", "clusters 2024-02"):
         book.add_worksheet(title, rows=len(old_rows), cols=len(v2)).update(old_rows, "A1", value_input_option="RAW")
     export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 4), now=NOW)
-    # March: v3 header, A's rows keep every value under its name with blank story columns, then B's rows.
+    # March: v4 header, A's rows keep every value under its name with blank story columns, then B's rows.
     expected = [
         export.TABS["clusters"],
         *stored(day_tables(A, 5)["clusters"].assign(**dict.fromkeys(export.SHEET_STORY_COLUMNS, ""))),
@@ -901,15 +960,40 @@ def test_a_v2_clusters_tab_is_upgraded_in_place(fake):
     )
     # February was not written: still v2.
     assert fake.values(KEY, "clusters 2024-02")[0] == v2
-    # A tab whose header is neither v3's nor v2's still stops the export.
+    # A tab whose header is neither v4's nor v2's still stops the export.
     spreadsheet(fake).worksheet("clusters 2024-02").update([["headline"]], "D1", value_input_option="RAW")  # was: title
-    with pytest.raises(ValueError, match="tab 'clusters 2024-02': header row .* differs from the layout v3 header"):
+    with pytest.raises(ValueError, match="tab 'clusters 2024-02': header row .* differs from the layout v4 header"):
         export.write_google_sheet(spreadsheet(fake), FEBRUARY, day_tables(FEBRUARY, 3), now=NOW)
+
+
+def test_a_v3_items_tab_gains_the_story_column_in_place(fake):
+    # What layout v3 left: March's items tab without story_id (Sheets leaves out the rows' trailing empty cells).
+    v3 = export.PREVIOUS_HEADERS["items"][0]
+    old_rows = [v3, *[row[: len(v3)] for row in export.table_rows(day_tables(A, 5)["items"])]]
+    spreadsheet(fake).add_worksheet("items 2024-03", rows=len(old_rows), cols=len(v3)).update(
+        old_rows, "A1", value_input_option="RAW"
+    )
+    export.write_google_sheet(spreadsheet(fake), B, day_tables(B, 4), now=NOW)
+    # v4 header; A's rows keep every value under its name with a blank story_id, then B's rows with their stories.
+    expected = [TABS_ITEMS, *stored(day_tables(A, 5)["items"].assign(story_id=""), day_tables(B, 4)["items"])]
+    assert fake.values(KEY, "items 2024-03") == expected
+    # The story_id cells: blank for A's rows and for B's noise item (trailing empty cells, left out), set for B's others.
+    assert [row[len(v3) :] for row in expected[1:]] == [[]] * 5 + [["2024-02-28#0"]] * 2 + [["2024-02-28#1"], []]
+    assert (fake.sheet(KEY, "items 2024-03").rows, fake.sheet(KEY, "items 2024-03").cols) == (
+        len(expected),
+        len(TABS_ITEMS),
+    )
+    # The month gains its stories tab, in its place after items.
+    assert [s.title for s in fake.books[KEY].sheets] == ["Sheet1", "index", *MARCH_TABS]
+    assert fake.values(KEY, "stories 2024-03") == [export.TABS["stories"], *stored(day_tables(B, 4)["stories"])]
 
 
 def test_workbook_keeps_a_leading_equals_sign_as_text(tmp_path):
     export.write_workbook(
         tmp_path / "clusters.xlsx", A, day_tables(A, 3, headline='=HYPERLINK("https://evil.example")')
     )
-    items = load_workbook(tmp_path / "clusters.xlsx")["items 2024-03"]
-    assert items.cell(row=2, column=TABS_ITEMS.index("headline") + 1).data_type == "s"
+    book = load_workbook(tmp_path / "clusters.xlsx")
+    assert book["items 2024-03"].cell(row=2, column=TABS_ITEMS.index("headline") + 1).data_type == "s"
+    # The headline is also the title of its story.
+    title = book["stories 2024-03"].cell(row=2, column=export.TABS["stories"].index("title") + 1)
+    assert title.value == '=HYPERLINK("https://evil.example")' and title.data_type == "s"

@@ -1,7 +1,8 @@
-"""Stories across days: matching clusters to earlier days' stories, and the self-dependent `stories` asset on the sample."""
+"""Stories across days: items continuing earlier days' stories, the stories tab, and the `stories` asset."""
 
 import base64
 import io
+import json
 import re
 
 import dagster as dg
@@ -17,14 +18,18 @@ from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.publishing import export
 from newsletter_pipeline.stories import timeline
 from newsletter_pipeline.stories.tracking import (
+    ITEM_COLUMNS,
     STATE_COLUMNS,
     STORY_COLUMNS,
-    cluster_centroids,
-    track_stories,
+    STORY_TAB_COLUMNS,
+    daily_counts,
+    story_tab,
+    track_items,
+    upgrade_state,
 )
 from newsletter_pipeline_tests.conftest import ASSETS
 
-PARAMS = StoryParams().model_dump()  # threshold 0.6, look-back 7 days
+PARAMS = StoryParams().model_dump()  # an item continues a story at 0.55, cohesion 0.65, look-back 7 days
 
 
 def unit(*values: float) -> np.ndarray:
@@ -32,164 +37,198 @@ def unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def day_clusters(*clusters: tuple[int, int, np.ndarray]) -> pd.DataFrame:
-    """Today's clusters as track_stories takes them: (cluster_id, size, centroid)."""
-    return pd.DataFrame(
-        [{"cluster_id": c, "size": s, "centroid": v} for c, s, v in clusters],
-        columns=["cluster_id", "size", "centroid"],
-    )
-
-
-def by_cluster(tracked) -> dict[int, dict]:
-    return {row["cluster_id"]: row for row in tracked.stories.to_dict("records")}
-
-
-# Two orthogonal directions: two unrelated stories; cosine similarity of unit(1, t) and (1, 0) is 1/sqrt(1 + t^2).
+# Orthogonal directions: unrelated stories. unit(1, t, 0) is at 1/sqrt(1 + t^2) from STORM.
 STORM, CHIP, OTHER = unit(1, 0, 0), unit(0, 1, 0), unit(0, 0, 1)
 
 
-def test_the_first_day_starts_a_story_per_cluster():
-    tracked = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP)), **PARAMS)
-    assert list(tracked.stories.columns) == STORY_COLUMNS and list(tracked.state.columns) == STATE_COLUMNS
-    assert tracked.stories["story_id"].tolist() == ["2026-11-16#0", "2026-11-16#1"]
-    assert set(tracked.stories["trend"]) == {"new"} and tracked.stories["days_active"].tolist() == [1, 1]
-    assert tracked.stories["previous_size"].isna().all() and tracked.stories["similarity"].isna().all()
-    assert tracked.state[
-        ["story_id", "first_seen", "last_seen", "days_active", "last_size", "last_cluster_id"]
-    ].values.tolist() == [
-        ["2026-11-16#0", "2026-11-16", "2026-11-16", 1, 5, 0],
-        ["2026-11-16#1", "2026-11-16", "2026-11-16", 1, 3, 1],
+def day_items(day: str, *items: tuple[int, np.ndarray]) -> tuple[pd.DataFrame, np.ndarray]:
+    """A day's items as track_items takes them: (cluster_id, vector) each; ids and headlines made from the day."""
+    frame = pd.DataFrame(
+        {
+            "item_id": [f"{day[-2:]}{n:02d}aaaaaa" for n in range(len(items))],
+            "cluster_id": [c for c, _ in items],
+            "headline": [f"headline {n} of {day}" for n in range(len(items))],
+        }
+    )
+    return frame, np.stack([v for _, v in items]) if items else np.zeros((0, 3), dtype=np.float32)
+
+
+def track(state, day: str, *items: tuple[int, np.ndarray], **params):
+    frame, vectors = day_items(day, *items)
+    return track_items(state, day, frame, vectors, **{**PARAMS, **params})
+
+
+def stories_of(tracked) -> list:
+    """Each item's story id as readers see it, None for a blank."""
+    return [None if pd.isna(s) else s for s in tracked.items["story_id"]]
+
+
+def test_the_first_day_starts_a_story_per_cluster_and_hides_single_items():
+    tracked = track(None, "2026-11-16", (0, STORM), (0, STORM), (1, CHIP), (1, CHIP), (NOISE, OTHER))
+    assert list(tracked.stories.columns) == STORY_COLUMNS and list(tracked.items.columns) == ITEM_COLUMNS
+    assert list(tracked.state.columns) == STATE_COLUMNS
+    assert stories_of(tracked) == ["2026-11-16#0", "2026-11-16#0", "2026-11-16#1", "2026-11-16#1", None]
+    # The unclustered item starts a candidate: tracked, but its id is not shown until a second item joins it.
+    assert tracked.items["tracked_as"].iloc[4] == "2026-11-16~1604aaaaaa"
+    assert tracked.stories[["cluster_id", "story_id", "trend", "size", "days_active"]].values.tolist() == [
+        [0, "2026-11-16#0", "new", 2, 1],
+        [1, "2026-11-16#1", "new", 2, 1],
     ]
+    assert tracked.items["similarity"].isna().all()  # nothing continued
+    state = tracked.state.set_index("story_id")
+    assert state.loc["2026-11-16#0", ["items", "last_size", "days_active"]].tolist() == [2, 2, 1]
+    assert json.loads(state.loc["2026-11-16#0", "counts"]) == {"2026-11-16": 2}
 
 
-def test_a_similar_cluster_continues_its_story_and_a_different_one_is_new():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP)), **PARAMS)
-    # The storm is cluster 2 today; cluster 0 is something else.
-    second = track_stories(first.state, "2026-11-17", day_clusters((0, 4, OTHER), (2, 8, unit(1, 0.3, 0))), **PARAMS)
-    rows = by_cluster(second)
-    assert (
-        rows[2]["story_id"] == "2026-11-16#0" and rows[2]["first_seen"] == "2026-11-16" and rows[2]["days_active"] == 2
-    )
-    assert rows[2]["trend"] == "growing" and rows[2]["previous_size"] == 5 and rows[2]["previous_day"] == "2026-11-16"
-    assert rows[2]["similarity"] == pytest.approx(1 / np.sqrt(1.09), abs=1e-4)
-    assert rows[0]["story_id"] == "2026-11-17#0" and rows[0]["trend"] == "new" and rows[0]["first_seen"] == "2026-11-17"
-    # The state holds every story that may still continue, the continued one with today's size and, as its
-    # centroid, the mean of its two days' centroids (an anchor that does not drift with each day's cluster).
-    state = second.state.set_index("story_id")
-    assert sorted(state.index) == ["2026-11-16#0", "2026-11-16#1", "2026-11-17#0"]
-    assert state.loc["2026-11-16#0", ["last_seen", "days_active", "last_size", "last_cluster_id"]].tolist() == [
-        "2026-11-17",
-        2,
-        8,
-        2,
+def test_one_item_a_day_follows_a_story_over_three_days():
+    """The issue's case: a story that appears once a day, as a single unclustered item, is followed."""
+    first = track(None, "2026-11-16", (0, CHIP), (0, CHIP), (NOISE, STORM))
+    candidate = first.items["tracked_as"].iloc[2]
+    assert stories_of(first)[2] is None
+    second = track(first.state, "2026-11-17", (NOISE, unit(1, 0.3, 0)), (0, OTHER), (0, OTHER))
+    # The second item makes it a story: its id is shown from that day on.
+    assert second.items["story_id"].iloc[0] == candidate and second.items["similarity"].iloc[0] > 0.9
+    third = track(second.state, "2026-11-18", (NOISE, unit(1, -0.3, 0)))
+    assert third.items["story_id"].tolist() == [candidate]
+    state = third.state.set_index("story_id")
+    assert state.loc[candidate, ["first_seen", "last_seen", "days_active", "items"]].tolist() == [
+        "2026-11-16",
+        "2026-11-18",
+        3,
+        3,
     ]
-    np.testing.assert_allclose(
-        state.loc["2026-11-16#0", "centroid"], unit(*(np.array(STORM) + unit(1, 0.3, 0))), rtol=1e-6
+    assert json.loads(state.loc[candidate, "counts"]) == {"2026-11-16": 1, "2026-11-17": 1, "2026-11-18": 1}
+
+
+def test_items_of_a_cluster_may_continue_different_stories():
+    first = track(None, "2026-11-16", (0, STORM), (0, STORM), (1, CHIP), (1, CHIP))
+    # Today's cluster 5 holds a storm item and a chip item (a topic cluster): each continues its own story.
+    second = track(first.state, "2026-11-17", (5, unit(1, 0.2, 0)), (5, unit(0.2, 1, 0)), (5, unit(1, 0.1, 0)))
+    assert stories_of(second) == ["2026-11-16#0", "2026-11-16#1", "2026-11-16#0"]
+    # The cluster's row names the story most of its items are in.
+    row = second.stories.iloc[0]
+    assert (row["cluster_id"], row["story_id"], row["size"], row["story_size"]) == (5, "2026-11-16#0", 3, 2)
+    assert (row["trend"], row["previous_size"], row["previous_day"], row["days_active"]) == (
+        "steady",
+        2,
+        "2026-11-16",
+        2,
     )
-    assert state.loc["2026-11-16#1", "last_seen"] == "2026-11-16"  # not seen today, kept
-
-
-def test_trend_compares_with_the_last_size():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 5, CHIP), (2, 5, OTHER)), **PARAMS)
-    second = track_stories(
-        first.state, "2026-11-17", day_clusters((0, 7, STORM), (1, 5, CHIP), (2, 2, OTHER)), **PARAMS
-    )
-    assert second.stories["trend"].tolist() == ["growing", "steady", "shrinking"]
-    assert second.stories["previous_size"].tolist() == [5, 5, 5] and second.stories["size"].tolist() == [7, 5, 2]
-
-
-def test_matching_is_one_to_one_most_similar_first():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 5, CHIP)), **PARAMS)
-    # Both of today's clusters resemble the storm; the closer one continues it, the other starts a story even
-    # though it passes the threshold. A cluster between both stories takes the one it is closer to.
-    second = track_stories(
-        first.state,
-        "2026-11-17",
-        day_clusters((0, 3, unit(1, 0.5, 0)), (1, 3, unit(1, 0.1, 0)), (2, 3, unit(0.3, 1, 0))),
-        **PARAMS,
-    )
-    assert second.stories.set_index("cluster_id")["story_id"].to_dict() == {
-        0: "2026-11-17#0",
-        1: "2026-11-16#0",
-        2: "2026-11-16#1",
-    }
-
-
-def test_equal_similarities_go_to_the_lower_cluster_id_then_the_lower_story_id():
-    first = track_stories(None, "2026-11-16", day_clusters((3, 5, STORM), (7, 5, STORM)), **PARAMS)
-    second = track_stories(first.state, "2026-11-17", day_clusters((4, 2, STORM), (1, 2, STORM)), **PARAMS)
-    assert second.stories.set_index("cluster_id")["story_id"].to_dict() == {1: "2026-11-16#3", 4: "2026-11-16#7"}
 
 
 def test_the_threshold_decides():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), **PARAMS)
-    today = day_clusters((0, 5, unit(1, 1.2, 0)))  # similarity 1/sqrt(2.44) = 0.64
-    assert track_stories(first.state, "2026-11-17", today, **StoryParams(match_threshold=0.64).model_dump()).stories[
-        "trend"
-    ].tolist() == ["steady"]
-    assert track_stories(first.state, "2026-11-17", today, **StoryParams(match_threshold=0.65).model_dump()).stories[
-        "trend"
-    ].tolist() == ["new"]
-
-
-def test_a_story_unseen_for_longer_than_the_look_back_is_dropped():
-    params = StoryParams(lookback_days=3).model_dump()
-    state = track_stories(None, "2026-11-10", day_clusters((0, 5, STORM)), **params).state
-    # Seen again after exactly the look-back: it continues.
-    assert track_stories(state, "2026-11-13", day_clusters((0, 5, STORM)), **params).stories["story_id"].tolist() == [
-        "2026-11-10#0"
-    ]
-    # One day more: a new story.
-    assert track_stories(state, "2026-11-14", day_clusters((0, 5, STORM)), **params).stories["story_id"].tolist() == [
-        "2026-11-14#0"
-    ]
-    # The state keeps a story while it may still continue the next day, then drops it.
-    for day, kept in [("2026-11-11", True), ("2026-11-12", True), ("2026-11-13", False)]:
-        state_after = track_stories(state, day, day_clusters(), **params).state
-        assert (state_after["story_id"].tolist() == ["2026-11-10#0"]) == kept, day
-
-
-def test_an_empty_day_carries_the_state_forward():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), **PARAMS)
-    empty = track_stories(first.state, "2026-11-17", day_clusters(), **PARAMS)
-    assert empty.stories.empty and list(empty.stories.columns) == STORY_COLUMNS
-    pd.testing.assert_frame_equal(empty.state.drop(columns="centroid"), first.state.drop(columns="centroid"))
-    third = by_cluster(track_stories(empty.state, "2026-11-18", day_clusters((0, 6, STORM)), **PARAMS))[0]
-    # days_active counts the days the story was seen, not the days since it began.
-    assert (third["story_id"], third["days_active"], third["previous_day"], third["trend"]) == (
-        "2026-11-16#0",
-        2,
-        "2026-11-16",
-        "growing",
+    first = track(None, "2026-11-16", (0, STORM), (0, STORM))
+    # cos = 1/sqrt(1 + t^2): t = 1.5 gives 0.5547, t = 1.52 gives 0.5497
+    assert track(first.state, "2026-11-17", (NOISE, unit(1, 1.5, 0))).items["tracked_as"].iloc[0] == "2026-11-16#0"
+    assert track(first.state, "2026-11-17", (NOISE, unit(1, 1.52, 0))).items["tracked_as"].iloc[0] != "2026-11-16#0"
+    assert (
+        track(first.state, "2026-11-17", (NOISE, unit(1, 1.5, 0)), match_threshold=0.56).items["tracked_as"].iloc[0]
+        != "2026-11-16#0"
     )
-    assert track_stories(None, "2026-11-16", day_clusters(), **PARAMS).state.empty
+
+
+def test_a_loose_cluster_item_starts_a_story_of_its_own():
+    # Cluster 2: three close items and one far from their centroid (below the cohesion threshold).
+    tracked = track(None, "2026-11-16", (2, STORM), (2, STORM), (2, unit(1, 0.1, 0)), (2, unit(0.2, 1, 0)))
+    assert stories_of(tracked)[:3] == ["2026-11-16#2"] * 3
+    assert tracked.items["tracked_as"].iloc[3] == "2026-11-16~1603aaaaaa" and stories_of(tracked)[3] is None
+    everything = track(
+        None, "2026-11-16", (2, STORM), (2, STORM), (2, unit(1, 0.1, 0)), (2, unit(0.2, 1, 0)), cohesion_threshold=0
+    )
+    assert stories_of(everything) == ["2026-11-16#2"] * 4
+
+
+def test_a_story_unseen_for_longer_than_the_look_back_no_longer_continues():
+    state = track(None, "2026-11-10", (0, STORM), (0, STORM), lookback_days=3).state
+    assert track(state, "2026-11-13", (NOISE, STORM), lookback_days=3).items["story_id"].tolist() == ["2026-11-10#0"]
+    later = track(state, "2026-11-14", (NOISE, STORM), lookback_days=3)
+    assert later.items["tracked_as"].tolist() == ["2026-11-14~1400aaaaaa"]
+    # A shown story stays in the state for the stories tab (KEEP_DAYS), a candidate only while it may continue.
+    assert "2026-11-10#0" in set(later.state["story_id"])
+    candidate = track(None, "2026-11-10", (NOISE, CHIP), lookback_days=3).state
+    for day in ("2026-11-11", "2026-11-12", "2026-11-13"):
+        candidate = track(candidate, day, lookback_days=3).state
+    assert candidate.empty
 
 
 def test_the_same_input_gives_the_same_stories_in_any_row_order():
-    first = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM), (1, 3, CHIP), (2, 2, OTHER)), **PARAMS)
-    today = day_clusters((0, 4, unit(1, 0.2, 0.1)), (1, 9, unit(0.1, 1, 0)), (2, 1, unit(1, 1, 1)))
-    once = track_stories(first.state, "2026-11-17", today, **PARAMS)
-    shuffled = track_stories(first.state.iloc[::-1], "2026-11-17", today.iloc[[2, 0, 1]], **PARAMS)
-    pd.testing.assert_frame_equal(once.stories, shuffled.stories)
-    pd.testing.assert_frame_equal(once.state.drop(columns="centroid"), shuffled.state.drop(columns="centroid"))
+    first = track(None, "2026-11-16", (0, STORM), (0, STORM), (1, CHIP), (1, CHIP), (NOISE, OTHER))
+    frame, vectors = day_items("2026-11-17", (3, STORM), (3, unit(1, 0.1, 0)), (NOISE, unit(0, 0.2, 1)), (4, CHIP))
+    once = track_items(first.state, "2026-11-17", frame, vectors, **PARAMS)
+    order = [3, 1, 0, 2]
+    shuffled = track_items(first.state.iloc[::-1], "2026-11-17", frame.iloc[order], vectors[order], **PARAMS)
+    for a, b in [(once.items, shuffled.items), (once.stories, shuffled.stories), (once.state, shuffled.state)]:
+        pd.testing.assert_frame_equal(
+            a.drop(columns="centroid", errors="ignore"), b.drop(columns="centroid", errors="ignore")
+        )
+    assert once.items["story_id"].iloc[2] == "2026-11-16~1604aaaaaa"  # the candidate of the 16th, shown now
+
+
+def test_kept_items_keep_their_stories_and_new_ones_are_tracked_around_them():
+    """A day that holds still: its earlier items keep the stories readers saw, whatever a new item would change."""
+    first = track(None, "2026-11-16", (0, STORM), (0, STORM))
+    items = [(4, unit(0, 1, 0.2)), (4, unit(0, 1, -0.2)), (4, unit(0, 1, 1)), (NOISE, unit(1, 0.1, 0))]
+    published = track(first.state, "2026-11-17", *items[:3])
+    assert [None if pd.isna(s) else s for s in published.items["story_id"]] == ["2026-11-17#4"] * 3
+    kept = dict(zip(published.items["item_id"], published.items["tracked_as"], strict=True))
+    # A late item far from the cluster's centroid would pull it away: without `kept`, the third item is cut off.
+    late = (4, unit(0, 0.3, -1))  # the third item's cosine to the centroid drops from 0.86 to 0.65
+    frame, vectors = day_items("2026-11-17", *items, late)
+    afresh = track_items(first.state, "2026-11-17", frame, vectors, **PARAMS)
+    held = track_items(first.state, "2026-11-17", frame, vectors, **PARAMS, kept=kept)
+    assert afresh.items["tracked_as"].iloc[2] != "2026-11-17#4"
+    assert held.items["tracked_as"].tolist()[:3] == ["2026-11-17#4"] * 3
+    # The new items: the noise one continues the storm story, the loose one starts a candidate of its own.
+    assert held.items["tracked_as"].iloc[3] == "2026-11-16#0" and held.items["similarity"].iloc[3] > 0.99
+    assert held.items["tracked_as"].iloc[4] == "2026-11-17~1704aaaaaa"
+    # Nothing new: keeping changes nothing.
+    again = track(first.state, "2026-11-17", *items[:3], kept=kept)
+    pd.testing.assert_frame_equal(again.items, published.items)
 
 
 def test_a_state_of_the_same_or_a_later_day_is_refused():
-    state = track_stories(None, "2026-11-16", day_clusters((0, 5, STORM)), **PARAMS).state
-    with pytest.raises(ValueError, match="seen on or after 2026-11-16"):
-        track_stories(state, "2026-11-16", day_clusters((0, 5, STORM)), **PARAMS)
+    state = track(None, "2026-11-16", (0, STORM), (0, STORM)).state
+    with pytest.raises(ValueError, match="on or after 2026-11-16"):
+        track(state, "2026-11-16", (0, STORM))
 
 
-def test_cluster_centroids_are_normalized_means_without_noise():
-    assignments = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "cluster_id": [1, NOISE, 1, 0]})
-    # The embeddings come in another order than the assignments: they are joined on item_id.
-    vectors = np.array([[1, 0], [0, 1], [0, 1], [0.6, 0.8]], dtype=np.float32)
-    centroids = cluster_centroids(assignments, pd.Series(["d", "c", "b", "a"]), vectors)
-    assert centroids["cluster_id"].tolist() == [0, 1] and centroids["size"].tolist() == [1, 2]
-    np.testing.assert_allclose(centroids["centroid"][0], [1, 0])
-    np.testing.assert_allclose(centroids["centroid"][1], unit(0.3, 0.9), rtol=1e-6)  # mean of a and c, normalized
-    with pytest.raises(ValueError, match="no embedding"):
-        cluster_centroids(assignments, pd.Series(["a", "b"]), vectors[:2])
+def test_a_state_written_before_item_tracking_still_continues():
+    """A story state written by the cluster-level tracking (no items, title or counts) is read as it is."""
+    old = pd.DataFrame(
+        {
+            "story_id": ["2026-11-15#0"],
+            "first_seen": ["2026-11-14"],
+            "last_seen": ["2026-11-15"],
+            "days_active": [2],
+            "last_size": [3],
+            "last_cluster_id": [0],
+            "centroid": [STORM],
+        }
+    )
+    assert upgrade_state(old)[["items", "title", "counts"]].values.tolist() == [[6, "", '{"2026-11-15": 3}']]
+    tracked = track(old, "2026-11-16", (NOISE, STORM))
+    assert tracked.items["story_id"].tolist() == ["2026-11-15#0"]
+    assert tracked.state["items"].tolist() == [7]
+
+
+def test_the_stories_tab_lists_the_month_story_by_story():
+    state = track(None, "2026-11-02", (0, STORM), (0, STORM), (0, STORM), (NOISE, CHIP)).state
+    state = track(state, "2026-11-03", (0, STORM), (0, unit(1, 0.1, 0)), (1, OTHER), (1, OTHER)).state
+    state = track(state, "2026-11-05", (NOISE, unit(1, 0.05, 0)), (NOISE, unit(0.1, 1, 0))).state
+    tab = story_tab(state, "2026-11-01", "2026-11-30")
+    assert list(tab.columns) == STORY_TAB_COLUMNS
+    assert tab.values.tolist() == [
+        # latest first; the title is the headline of the latest day's item nearest the story's centroid
+        ["2026-11-02#0", "headline 0 of 2026-11-05", "2026-11-02", "2026-11-05", 3, "3,2,0,1", "shrinking"],
+        ["2026-11-02~0203aaaaaa", "headline 1 of 2026-11-05", "2026-11-02", "2026-11-05", 2, "1,0,0,1", "steady"],
+        ["2026-11-03#1", "headline 2 of 2026-11-03", "2026-11-03", "2026-11-03", 1, "2", "new"],
+    ]
+    # A window shows only its days; a story's trend still compares with the day it was seen before.
+    assert story_tab(state, "2026-11-04", "2026-11-30")["items_per_day"].tolist() == ["1", "1"]
+    assert daily_counts(state, "2026-11-03", "2026-11-03").values.tolist() == [
+        ["2026-11-02#0", "2026-11-03", 2],
+        ["2026-11-03#1", "2026-11-03", 2],
+    ]
 
 
 # --- the asset, on three consecutive days of the sample ---------------------------------------------------------
@@ -212,7 +251,6 @@ def logs_of(instance: dg.DagsterInstance, result) -> str:
     return "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
 
 
-@pytest.mark.slow
 def timeline_image(markdown: str) -> Image.Image:
     """The image of a `![alt](data:image/png;base64,...)` metadata entry, decoded."""
     data = re.fullmatch(r"!\[stories up to [0-9-]+\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", markdown).group(1)
@@ -221,23 +259,23 @@ def timeline_image(markdown: str) -> Image.Image:
 
 def test_the_timeline_keeps_a_row_per_story_and_a_column_per_day():
     days = ["2026-11-16", "2026-11-17", "2026-11-18"]
-    tables = {
-        "2026-11-16": pd.DataFrame({"story_id": ["a", "b"], "size": [3, 2]}),
-        "2026-11-18": pd.DataFrame({"story_id": ["a", "a", "c"], "size": [1, 4, 2]}),
-    }
-    history = timeline.story_history(tables)
+    state = track(None, "2026-11-16", (0, STORM), (0, STORM), (0, STORM), (1, CHIP), (1, CHIP)).state
+    state = track(state, "2026-11-18", (NOISE, STORM), (2, OTHER), (2, OTHER)).state
+    history = daily_counts(state, days[0], days[-1])
     assert history.to_dict("records") == [
-        {"day": "2026-11-16", "story_id": "a", "items": 3},
-        {"day": "2026-11-16", "story_id": "b", "items": 2},
-        {"day": "2026-11-18", "story_id": "a", "items": 5},
-        {"day": "2026-11-18", "story_id": "c", "items": 2},
+        {"story_id": "2026-11-16#0", "day": "2026-11-16", "items": 3},
+        {"story_id": "2026-11-16#1", "day": "2026-11-16", "items": 2},
+        {"story_id": "2026-11-16#0", "day": "2026-11-18", "items": 1},
+        {"story_id": "2026-11-18#2", "day": "2026-11-18", "items": 2},
     ]
     image = Image.open(io.BytesIO(timeline.timeline_png(history, days, "three days")))
     assert image.format == "PNG" and image.size[0] == 7 * 80
-    assert timeline.story_history({}).empty  # a window without stories still draws
-    assert Image.open(io.BytesIO(timeline.timeline_png(timeline.story_history({}), days, "none"))).format == "PNG"
+    empty = daily_counts(state.iloc[:0], days[0], days[-1])
+    assert empty.empty  # a window without stories still draws
+    assert Image.open(io.BytesIO(timeline.timeline_png(empty, days, "none"))).format == "PNG"
 
 
+@pytest.mark.slow
 def test_three_days_of_the_sample(workspace, tmp_path):
     workspace.add_sample()
     instance = dg.DagsterInstance.ephemeral()
@@ -245,6 +283,7 @@ def test_three_days_of_the_sample(workspace, tmp_path):
         result = workspace.materialize(day, instance=instance)
         assert result.success
     stored = {day: workspace.store.read("stories", day) for day in DAYS}
+    stored_items = {day: workspace.store.read("story_items", day) for day in DAYS}
 
     # The last day's timeline: a PNG with a row per story of the look-back window (two of the three days seen here).
     metadata = next(m.metadata for m in result.asset_materializations_for_node("stories"))
@@ -286,6 +325,23 @@ def test_three_days_of_the_sample(workspace, tmp_path):
         chip[2]["trend"],
     )
 
+    # Every item has its story row; the items tab shows each item's story, and the month's stories tab lists the
+    # stories whole, rewritten from the latest state.
+    layout = export.read_layout(workspace.workbook)
+    for day in DAYS:
+        per_item = workspace.store.read("story_items", day)
+        assert sorted(per_item["item_id"]) == sorted(workspace.store.read("raw_items", day)["item_id"])
+    header = layout["items"][0]
+    shown_items = {row[header.index("item_id")]: row[header.index("story_id")] for row in layout["items"][1:]}
+    last = workspace.store.read("story_items", DAYS[2])
+    assert {i: "" if pd.isna(s) else s for i, s in zip(last["item_id"], last["story_id"], strict=True)} == {
+        i: shown_items[i] for i in last["item_id"]
+    }
+    assert layout["stories"][0] == export.TABS["stories"] and len(layout["stories"]) > 2
+    chip_row = next(row for row in layout["stories"][1:] if row[0] == chip[0]["story_id"])
+    assert chip_row[2:5] == ["2026-11-18", "2026-11-20", 3] and len(chip_row[5].split(",")) == 3
+    assert "Norvanta" in chip_row[1]
+
     # Re-running the middle day gives the same ids, and leaves the next day's stories as they were.
     assert workspace.materialize(DAYS[1], instance=instance).success
     pd.testing.assert_frame_equal(workspace.store.read("stories", DAYS[1]), stored[DAYS[1]])
@@ -317,6 +373,7 @@ def test_three_days_of_the_sample(workspace, tmp_path):
     assert range_instance.get_materialized_partitions(dg.AssetKey("stories")) == set(DAYS)
     for day in DAYS:
         pd.testing.assert_frame_equal(workspace.store.read("stories", day), stored[day])
+        pd.testing.assert_frame_equal(workspace.store.read("story_items", day), stored_items[day])
 
     # A state made with another embedding model does not compare with today's centroids: every cluster starts a story.
     state_file = workspace.outputs / "story_state" / f"{DAYS[1]}.parquet"

@@ -1,38 +1,70 @@
 """Step 6, raw_items + clusters + stories -> sheet_export: the day's rows in the sheet."""
 
+import calendar
+
 import dagster as dg
+import pandas as pd
 
 from newsletter_pipeline.defs.assets.common import DAILY, after_update_of
-from newsletter_pipeline.defs.io_manager import by_day
+from newsletter_pipeline.defs.io_manager import OutputStore, by_day
 from newsletter_pipeline.defs.resources import SheetsResource
 from newsletter_pipeline.defs.results import materialized
 from newsletter_pipeline.publishing import export
+from newsletter_pipeline.storage import ParquetStore
+from newsletter_pipeline.stories import tracking
+
+
+def month_stories(stored: ParquetStore, day: str) -> pd.DataFrame:
+    """The stories tab of `day`'s month: from the latest story state of the month (a later day's, when one has been
+    made: re-exporting an earlier day does not take the tab back in time)."""
+    month = day[:7]
+    latest = max(d for d in [day, *stored.days("story_state")] if d[:7] == month and d >= day)
+    state = stored.read("story_state", latest)
+    last = f"{month}-{calendar.monthrange(int(month[:4]), int(month[5:]))[1]:02d}"
+    return tracking.story_tab(state, f"{month}-01", last)
 
 
 # The `sheets` pool (limit 1 in dagster.yaml) serializes exports: a tab is rewritten whole, and two runs
 # writing different days at once would otherwise lose one run's rows.
 @dg.asset(
     **DAILY,
-    ins={"clusters": dg.AssetIn(metadata={"tables": ["clusters", "cluster_summaries"]})},
+    ins={
+        "clusters": dg.AssetIn(metadata={"tables": ["clusters", "cluster_summaries"]}),
+        "stories": dg.AssetIn(metadata={"tables": ["stories", "story_items"]}),
+    },
     kinds={"googlesheets"},
     pool="sheets",
     io_manager_key="store",
     automation_condition=after_update_of("stories"),  # the rows show the story ids: redone with them
 )
-def sheet_export(context: dg.AssetExecutionContext, raw_items, clusters, stories, sheets: SheetsResource):
-    """The day's clusters and items in the sheet layout; a re-run replaces the day's rows. Stores no table."""
+def sheet_export(
+    context: dg.AssetExecutionContext,
+    raw_items,
+    clusters,
+    stories,
+    sheets: SheetsResource,
+    store: dg.ResourceParam[OutputStore],
+):
+    """The day's clusters and items in the sheet layout, and its month's stories tab rewritten; a re-run replaces
+    the day's rows. Stores no table."""
     sheets.validate()  # missing or malformed credentials fail here, naming the variable, before any work
     stories_by_day, clusters_by_day, per_day = by_day(context, stories), by_day(context, clusters), {}
     for day, day_items in by_day(context, raw_items).items():
-        day_clusters = clusters_by_day[day]
+        day_clusters, day_stories = clusters_by_day[day], stories_by_day[day]
         tables = export.sheet_tables(
-            day, day_items, day_clusters["clusters"], day_clusters["cluster_summaries"], stories_by_day[day]
+            day,
+            day_items,
+            day_clusters["clusters"],
+            day_clusters["cluster_summaries"],
+            day_stories["stories"],
+            day_stories["story_items"],
+            month_stories(store.parquet, day),
         )
         totals = sheets.write(day, tables)
-        per_day[day] = {"cluster_rows": len(tables["clusters"]), "item_rows": len(tables["items"])}
+        per_day[day] = {kind + "_rows": len(table) for kind, table in tables.items()}
         context.log.info(
-            f"{day}: wrote {len(tables['clusters'])} cluster rows and {len(tables['items'])} item rows; sheet totals "
-            f"{totals}"
+            f"{day}: wrote {len(tables['clusters'])} cluster rows, {len(tables['items'])} item rows and "
+            f"{len(tables['stories'])} story rows for {day[:7]}; sheet totals {totals}"
         )
     yield from materialized(
         context, "sheet_export", None, per_day, destination=sheets.destination, layout_version=export.LAYOUT_VERSION

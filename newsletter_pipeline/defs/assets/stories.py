@@ -1,7 +1,8 @@
-"""Step 5, clusters -> stories: each cluster matched to the stories of earlier days."""
+"""Step 5, clusters -> stories: each item of the day continues a story of earlier days or starts one."""
 
 import datetime as dt
 import hashlib
+import json
 
 import dagster as dg
 import numpy as np
@@ -30,8 +31,10 @@ def _state_table(state: pd.DataFrame, dimension: int) -> pa.Table:
         "first_seen": pa.string(),
         "last_seen": pa.string(),
         "days_active": pa.int64(),
+        "items": pa.int64(),
         "last_size": pa.int64(),
-        "last_cluster_id": pa.int64(),
+        "title": pa.string(),
+        "counts": pa.string(),
     }
     centroids = np.stack(state["centroid"].to_numpy()) if len(state) else np.zeros((0, dimension), dtype=np.float32)
     return pa.table(
@@ -44,9 +47,10 @@ def _state_table(state: pd.DataFrame, dimension: int) -> pa.Table:
 
 def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> dg.MetadataValue:
     rows = stories.merge(summaries[["cluster_id", "label"]], on="cluster_id", how="left")
-    columns = ["story_id", "cluster_id", "label", "first_seen", "days_active", "trend", "size"]
+    columns = ["story_id", "cluster_id", "label", "first_seen", "days_active", "trend", "size", "story_size"]
     return markdown(
-        rows[columns].itertuples(index=False), ("story", "cluster", "label", "first seen", "days", "trend", "items")
+        rows[columns].itertuples(index=False),
+        ("story", "cluster", "label", "first seen", "days", "trend", "cluster items", "story items"),
     )
 
 
@@ -56,7 +60,9 @@ def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> dg.MetadataV
 @dg.asset(
     **DAILY,
     deps=[dg.AssetDep("stories", partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
-    ins={"clusters": dg.AssetIn(metadata={"tables": ["clusters", "cluster_summaries"]})},
+    ins={
+        "clusters": dg.AssetIn(metadata={"tables": ["clusters", "cluster_summaries"]}),
+    },
     kinds={"python", "parquet"},
     io_manager_key="store",
     # A day's stories changed (a late item, a re-run): the next day's ids built on its state are redone, and so on
@@ -65,89 +71,149 @@ def _story_table(stories: pd.DataFrame, summaries: pd.DataFrame) -> dg.MetadataV
 )
 def stories(
     context: dg.AssetExecutionContext,
+    raw_items,
     item_embeddings,
     clusters,
     clustering: ClusteringResource,
     store: dg.ResourceParam[OutputStore],
 ):
-    """Each cluster's persistent story, matched to the stories of earlier days by centroid similarity; its side table
-    `story_state` holds the stories that may still continue, which the next day reads."""
+    """Each cluster's persistent story (the story most of its items are in); side tables: `story_items`, each item's
+    story, and `story_state`, the stories that may continue or that the stories tab lists, which the next day reads."""
     params = clustering.stories
-    embedded_by_day, written, per_day = by_day(context, item_embeddings), {}, {}
+    embedded_by_day, items_by_day = by_day(context, item_embeddings), by_day(context, raw_items)
+    written, per_day = {}, {}
     # In order: each day reads the state the day before wrote.
     for day, day_clusters in by_day(context, clusters).items():
         embedded = embedded_by_day[day]
         vectors = vectors_of(embedded, "embedding")
-        # The latest story state in the look-back window before the day: written by this run, else stored earlier.
-        state_day, state = _previous_state(store.parquet, written, day, params.lookback_days)
-        state_metadata = {} if state is None else dict(state.attrs)
-        yesterday = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
-        if state_day is None:
-            context.log.info(
-                f"{day}: no story state in the {params.lookback_days} days before; every cluster starts a story"
-            )
-        elif state_metadata.get("model") != embedded.attrs.get("model"):
-            context.log.warning(
-                f"{day}: the story state of {state_day} was made with model {state_metadata.get('model')}, today's "
-                f"embeddings with {embedded.attrs.get('model')}; their centroids do not compare, so every cluster "
-                "starts a story"
-            )
-            state = None
-        elif state_day != yesterday:
-            context.log.warning(
-                f"{day}: no story state for {yesterday}; continuing from {state_day}'s. Materialize stories for the "
-                f"days in between, in order, for ids that do not depend on the gap"
-            )
-        stale = (
-            state_day is not None
-            and store.parquet.exists("clusters", state_day)
-            and state_metadata.get("clusters_digest") != _clusters_digest(store.parquet.read("clusters", state_day))
-        )
-        if stale:
-            # The earlier day was clustered again after its stories were made (a late item, a re-run): ids still
-            # continue from the state as it was, which may no longer match that day's sheet rows.
-            context.log.warning(
-                f"{day}: the story state of {state_day} was made from clusters that have changed since; materialize "
-                f"stories from {state_day} on, in order (one range run), to bring the ids up to date"
-            )
+        state_day, state, stale = _continued_state(context, store.parquet, written, day, embedded, params.lookback_days)
         assignments, summaries = day_clusters["clusters"], day_clusters["cluster_summaries"]
-        today = story_stage.cluster_centroids(assignments, embedded["item_id"], vectors)
-        tracked = story_stage.track_stories(state, day, today, **params.model_dump())
+        headlines = items_by_day[day][["item_id", "headline"]]
+        today = assignments[["item_id", "cluster_id"]].merge(headlines, on="item_id", how="left", validate="one_to_one")
+        rows = pd.Index(embedded["item_id"]).get_indexer(today["item_id"])
+        if (rows < 0).any():
+            missing = today["item_id"][rows < 0].head(3).tolist()
+            raise ValueError(f"{day}: {int((rows < 0).sum())} clustered items have no embedding (e.g. {missing})")
+        # What this day's stories are made from: a day that holds still keeps the stories its items had.
+        made_from = {
+            "previous_state": f"{state_day}/{_state_digest(state)}" if state is not None else "none",
+            "story_params": json.dumps(params.model_dump(), sort_keys=True),
+        }
+        kept, tracking, reason = _held_stories(store.parquet, day, today, made_from)
+        tracked = story_stage.track_items(
+            state, day, today.fillna({"headline": ""}), vectors[rows], **params.model_dump(), kept=kept
+        )
         dimension = vectors.shape[1]
         metadata = {
             "model": embedded.attrs.get("model", ""),
             "dimension": str(dimension),
             "clusters_digest": _clusters_digest(assignments),
+            **made_from,
         }
         written[day] = {
             "stories": tracked.stories,
+            "story_items": tracked.items,
             "story_state": Stored(_state_table(tracked.state, dimension), metadata),
         }
-        new = int((tracked.stories["trend"] == "new").sum())
+        per_item, continued = tracked.items, tracked.items["similarity"].notna()
         per_day[day] = {
-            "stories": len(tracked.stories),
-            "new": new,
-            "continuing": len(tracked.stories) - new,
-            "tracked_stories": len(tracked.state),  # that may still continue
+            "tracking": tracking,  # "kept" (the day holds still) or "full"
+            "tracking_reason": reason,
+            "stories": int(per_item["story_id"].nunique()),  # shown to readers: two items or more
+            "items_continuing": int(continued.sum()),  # joined a story of an earlier day
+            "items_in_new_stories": int((~continued & per_item["story_id"].notna()).sum()),
+            "items_without_story": int(per_item["story_id"].isna().sum()),  # a candidate's first item
+            "tracked_stories": len(tracked.state),
             **({"state_from": state_day, "state_stale": stale} if state_day else {}),
             "story_table": _story_table(tracked.stories, summaries),
-            "timeline": _timeline(store.parquet, written, day, params.lookback_days),
+            "timeline": _timeline(tracked.state, day, params.lookback_days),
         }
     yield from materialized(context, "stories", written, per_day, params=dg.MetadataValue.json(params.model_dump()))
 
 
-def _timeline(stored: ParquetStore, written: dict[str, dict], day: str, lookback_days: int) -> dg.MetadataValue:
-    """The stories of the look-back window up to `day`, as a timeline plot: the days' stories tables, from this run
-    or the store."""
+def _continued_state(
+    context: dg.AssetExecutionContext,
+    stored: ParquetStore,
+    written: dict[str, dict],
+    day: str,
+    embedded: pd.DataFrame,
+    lookback_days: int,
+) -> tuple[str | None, pd.DataFrame | None, bool]:
+    """The story state the day continues (its day, the state, whether it is stale), saying so when it is not
+    yesterday's, was made with another model (then None: every item starts a story) or from changed clusters."""
+    state_day, state = _previous_state(stored, written, day, lookback_days)
+    state_metadata = {} if state is None else dict(state.attrs)
+    yesterday = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+    if state_day is None:
+        context.log.info(f"{day}: no story state in the {lookback_days} days before; every item starts a story")
+    elif state_metadata.get("model") != embedded.attrs.get("model"):
+        context.log.warning(
+            f"{day}: the story state of {state_day} was made with model {state_metadata.get('model')}, today's "
+            f"embeddings with {embedded.attrs.get('model')}; their centroids do not compare, so every item starts a "
+            "story"
+        )
+        state = None
+    elif state_day != yesterday:
+        context.log.warning(
+            f"{day}: no story state for {yesterday}; continuing from {state_day}'s. Materialize stories for the "
+            f"days in between, in order, for ids that do not depend on the gap"
+        )
+    stale = (
+        state_day is not None
+        and stored.exists("clusters", state_day)
+        and state_metadata.get("clusters_digest") != _clusters_digest(stored.read("clusters", state_day))
+    )
+    if stale:
+        # The earlier day was clustered again after its stories were made (a late item, a re-run): ids still
+        # continue from the state as it was, which may no longer match that day's sheet rows.
+        context.log.warning(
+            f"{day}: the story state of {state_day} was made from clusters that have changed since; materialize "
+            f"stories from {state_day} on, in order (one range run), to bring the ids up to date"
+        )
+    return state_day, state, stale
+
+
+def _state_digest(state: pd.DataFrame) -> str:
+    """A fingerprint of a story state: its stories, their items and centroids."""
+    state = story_stage.upgrade_state(state)
+    digest = hashlib.sha256(state[["story_id", "last_seen", "items", "counts"]].to_csv(index=False).encode())
+    if len(state):
+        digest.update(np.stack(state["centroid"].to_numpy()).astype(np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _held_stories(
+    stored: ParquetStore, day: str, today: pd.DataFrame, made_from: dict[str, str]
+) -> tuple[dict[str, str], str, str]:
+    """The stories the day's earlier items keep (item_id -> story), the path ("kept" or "full") and why.
+
+    A day materialized again holds its items' stories, as `clusters` holds their clusters, when it continues the
+    same state with the same settings and each earlier item is still there in the same cluster; new items are
+    tracked around them. Otherwise every item is tracked afresh, a function of the items and the state alone."""
+    if not (stored.exists("story_items", day) and stored.exists("story_state", day)):
+        return {}, "full", "the day's first stories"
+    before = stored.read_metadata("story_state", day)
+    if before.get("previous_state") != made_from["previous_state"]:
+        return {}, "full", "the story state of the days before has changed since"
+    if before.get("story_params") != made_from["story_params"]:
+        return {}, "full", "the story settings have changed"
+    earlier = stored.read("story_items", day)
+    now = today.set_index("item_id")["cluster_id"]
+    if not earlier["item_id"].isin(now.index).all():
+        return {}, "full", "items were removed"
+    if (now.loc[earlier["item_id"]].to_numpy() != earlier["cluster_id"].to_numpy()).any():
+        return {}, "full", "the day was clustered again"
+    new = len(now) - len(earlier)
+    kept = dict(zip(earlier["item_id"], earlier["tracked_as"], strict=True))
+    return kept, "kept", f"{len(kept)} items keep their stories; {new} new tracked around them"
+
+
+def _timeline(state: pd.DataFrame, day: str, lookback_days: int) -> dg.MetadataValue:
+    """The shown stories of the look-back window up to `day`, from the day's state, as a timeline plot."""
     window = [
         (dt.date.fromisoformat(day) - dt.timedelta(days=back)).isoformat() for back in range(lookback_days, -1, -1)
     ]
-    tables = {
-        d: written[d]["stories"] if d in written else stored.read("stories", d)
-        for d in window
-        if d in written or stored.exists("stories", d)
-    }
-    history = timeline.story_history(tables)
+    history = story_stage.daily_counts(state, window[0], day)
     title = f"stories of {window[0]} to {day}: {history['story_id'].nunique()} stories"
     return png_markdown(f"stories up to {day}", timeline.timeline_png(history, window, title))
 
