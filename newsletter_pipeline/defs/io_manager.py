@@ -95,9 +95,19 @@ class OutputStore(dg.ConfigurableIOManager):
         tables = (context.definition_metadata or {}).get("tables")
         store = self.parquet
 
+        def read(table: str, day: str) -> pd.DataFrame:
+            if table != asset and not store.exists(table, day):
+                # A side table an older version of the asset did not write (story_items before layout v4).
+                raise FileNotFoundError(
+                    f"{store.path(table, day)} does not exist: it is written by the '{asset}' asset, and its stored "
+                    f"output for {day} is older than that table. Materialize '{asset}' for {day} again (with the "
+                    f"assets after it: --select '{asset}*')"
+                )
+            return store.read(table, day)
+
         def load(day: str) -> pd.DataFrame | dict[str, pd.DataFrame]:
             if tables:
-                return {table: store.read(table, day) for table in tables}
+                return {table: read(table, day) for table in tables}
             return store.read(asset, day)
 
         days = list(context.asset_partition_keys)

@@ -191,7 +191,8 @@ class StoryParams(dg.Config):
         ge=1,
         description=(
             "Days a story may go unseen and still continue (default 7: a weekly newsletter, or a story that pauses "
-            "over a weekend, picks up where it left); a story not seen for more days is dropped from the state. 1 "
-            "matches yesterday's stories only."
+            "over a weekend, picks up where it left); a story not seen for more days no longer continues (a story "
+            "readers have seen stays in the state for the month's stories tab: 31 days, or the look-back if longer). "
+            "1 matches yesterday's stories only."
         ),
     )

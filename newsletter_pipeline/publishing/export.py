@@ -134,8 +134,11 @@ def sheet_tables(
 
     `stories` (the day's `stories` table: cluster_id, size and the story columns) fills the clusters' story columns,
     `story_items` (item_id, story_id) the items'; without them they are blank. `story_tab` (tracking.story_tab) is
-    the month's stories tab, empty without it. Stories made from other clusters than `summaries` (stale) raise
-    ValueError."""
+    the month's stories tab, empty without it; a story it lists is shown in the day's rows too, although it was
+    still a candidate when the day's stories were made (its second item came later). Stories made from other
+    clusters than `summaries` (stale) raise ValueError."""
+    if story_tab is not None:
+        stories, story_items = (_shown(table, set(story_tab["story_id"])) for table in (stories, story_items))
     clusters = summaries.assign(day=day)
     if stories is None:
         clusters = clusters.assign(**{column: None for column in SHEET_STORY_COLUMNS})
@@ -181,6 +184,13 @@ def sheet_tables(
         "items": joined[TABS["items"]].reset_index(drop=True),
         "stories": stories_tab.reset_index(drop=True),
     }
+
+
+def _shown(table: pd.DataFrame | None, listed: set[str]) -> pd.DataFrame | None:
+    """`table` (stories or story_items) with the ids of the stories the month's tab lists filled in."""
+    if table is None or "tracked_as" not in table:
+        return table
+    return table.assign(story_id=table["tracked_as"].where(table["tracked_as"].isin(listed), table["story_id"]))
 
 
 def cell_text(text: str, limit: int = MAX_CELL_CHARS) -> str:

@@ -30,11 +30,13 @@ import pandas as pd
 
 from newsletter_pipeline.clustering.cluster import NOISE
 
-# Today's story of each cluster, one row per cluster: the story most of its items are in (`story_id` blank while
-# that story is a candidate), the cluster's size, and the story's items today and on its previous day.
+# Today's story of each cluster, one row per cluster: the story most of its items are in (`tracked_as`; `story_id`
+# the same, blank while that story is a candidate), the cluster's size, and the story's items today and on its
+# previous day.
 STORY_COLUMNS = [
     "cluster_id",
     "story_id",
+    "tracked_as",
     "first_seen",
     "days_active",
     "trend",
@@ -61,8 +63,9 @@ STATE_COLUMNS = [
     "centroid",
 ]
 TRENDS = ("new", "growing", "shrinking", "steady")
-KEEP_DAYS = 31  # a shown story stays in the state this long after it was last seen: the stories tab's month
+KEEP_DAYS = 31  # a shown story stays in the state this long after it was last seen (at least): the stories tab's month
 SHOWN_FROM = 2  # items a story holds before readers see its id
+SCORE_ROWS = 2_048  # items scored against every story at once
 
 
 @dataclass(frozen=True)
@@ -129,9 +132,9 @@ def track_items(
         {
             "item_id": items["item_id"],
             "cluster_id": items["cluster_id"].astype("int64"),
-            "story_id": [s if s in shown else None for s in tracked_as],
-            "tracked_as": tracked_as,
-            "similarity": similarity,
+            "story_id": pd.Series([s if s in shown else None for s in tracked_as], dtype="str"),
+            "tracked_as": pd.Series(tracked_as, dtype="str"),
+            "similarity": pd.Series(similarity, dtype="float64"),
         },
         columns=ITEM_COLUMNS,
     )
@@ -144,17 +147,19 @@ def _continue(
     """Each item's story among `live` (None when none is close enough; a kept item's own) and its similarity to it."""
     tracked_as, similarity = [None] * len(vectors), [np.nan] * len(vectors)
     if len(vectors) and len(live):
-        scores = vectors @ _units(np.stack(live["centroid"].to_numpy())).T
-        best = scores.argmax(axis=1)  # ties go to the lower story id: `live` is sorted
-        column_of = {story: n for n, story in enumerate(live["story_id"])}
-        for row, column in enumerate(best):
-            if item_ids.iat[row] in kept:  # its story stays, and its similarity to it when it continued one
-                column = column_of.get(kept[item_ids.iat[row]])
-            elif scores[row, column] < match_threshold:
-                column = None
-            if column is not None:
-                tracked_as[row] = live["story_id"].iat[column]
-                similarity[row] = round(float(scores[row, column]), 4)
+        centroids, stories = _units(np.stack(live["centroid"].to_numpy())), live["story_id"].tolist()
+        column_of = {story: n for n, story in enumerate(stories)}
+        for start in range(0, len(vectors), SCORE_ROWS):  # in blocks: items x stories may not fit in memory at once
+            scores = vectors[start : start + SCORE_ROWS] @ centroids.T
+            best = scores.argmax(axis=1)  # ties go to the lower story id: `live` is sorted
+            for offset, column in enumerate(best):
+                row = start + offset
+                if item_ids.iat[row] in kept:  # its story stays, and its similarity to it when it continued one
+                    column = column_of.get(kept[item_ids.iat[row]])
+                elif scores[offset, column] < match_threshold:
+                    column = None
+                if column is not None:
+                    tracked_as[row], similarity[row] = stories[column], round(float(scores[offset, column]), 4)
     for row, item_id in enumerate(item_ids):
         tracked_as[row] = kept.get(item_id, tracked_as[row])
     return tracked_as, similarity
@@ -213,18 +218,24 @@ def _next_state(
             }
         )
     # Earlier stories stay while they may continue (a candidate) or while the stories tab lists them (a shown one).
+    retain = max(KEEP_DAYS, lookback_days + 1)
     waiting = state[~state["story_id"].isin(by_story)]
     gap = np.array([_days_between(last, day) for last in waiting["last_seen"]], dtype=np.int64)
-    keep = np.where(waiting["items"].to_numpy() >= SHOWN_FROM, KEEP_DAYS, lookback_days)
+    keep = np.where(waiting["items"].to_numpy() >= SHOWN_FROM, retain, lookback_days)
     waiting = waiting[gap < keep]
     out = pd.concat([frame for frame in (pd.DataFrame(rows), waiting) if len(frame)] or [_empty_state()])
-    first_kept = (dt.date.fromisoformat(day) - dt.timedelta(days=KEEP_DAYS - 1)).isoformat()
-    out["counts"] = [
-        json.dumps({d: n for d, n in sorted((c if isinstance(c, dict) else json.loads(c)).items()) if d >= first_kept})
-        for c in out["counts"]
-    ]
+    first_kept = (dt.date.fromisoformat(day) - dt.timedelta(days=retain - 1)).isoformat()
+    out["counts"] = [_recent(c if isinstance(c, dict) else json.loads(c), first_kept) for c in out["counts"]]
     out = out.sort_values("story_id").reset_index(drop=True)
     return out.astype({"days_active": "int64", "items": "int64", "last_size": "int64"})[STATE_COLUMNS]
+
+
+def _recent(counts: dict[str, int], first_kept: str) -> str:
+    """A story's items per day from `first_kept` on, as JSON, with the latest day before it kept as well: the
+    trend of a story's first day in a window compares with the day it was seen before."""
+    days = sorted(counts)
+    older = [d for d in days if d < first_kept][-1:]
+    return json.dumps({d: counts[d] for d in older + [d for d in days if d >= first_kept]})
 
 
 def _cluster_rows(per_item: pd.DataFrame, live: pd.DataFrame, state: pd.DataFrame, day: str) -> pd.DataFrame:
@@ -240,6 +251,7 @@ def _cluster_rows(per_item: pd.DataFrame, live: pd.DataFrame, state: pd.DataFram
             {
                 "cluster_id": int(cluster_id),
                 "story_id": story if now["items"] >= SHOWN_FROM else None,
+                "tracked_as": story,
                 "first_seen": now["first_seen"],
                 "days_active": int(now["days_active"]),
                 "trend": trend(int(now["last_size"]), None if old is None else int(old["last_size"])),
@@ -252,6 +264,10 @@ def _cluster_rows(per_item: pd.DataFrame, live: pd.DataFrame, state: pd.DataFram
         )
     return pd.DataFrame(rows, columns=STORY_COLUMNS).astype(
         {
+            "story_id": "str",
+            "tracked_as": "str",
+            "first_seen": "str",
+            "previous_day": "str",
             "cluster_id": "int64",
             "days_active": "int64",
             "size": "int64",

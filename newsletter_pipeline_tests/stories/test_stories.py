@@ -192,6 +192,67 @@ def test_a_state_of_the_same_or_a_later_day_is_refused():
         track(state, "2026-11-16", (0, STORM))
 
 
+def test_a_story_from_last_month_keeps_its_trend_and_a_long_look_back_keeps_shown_stories():
+    # Seen on 09-28 (2 items) and 10-02 (1), then quiet through October: the October tab still compares 10-02
+    # with 09-28, although 09-28 is more than KEEP_DAYS before the month's last state.
+    state = track(None, "2026-09-28", (0, STORM), (0, STORM)).state
+    state = track(state, "2026-10-02", (NOISE, STORM)).state
+    for day in ("2026-10-20", "2026-10-31"):
+        state = track(state, day, (NOISE, CHIP)).state
+    row = story_tab(state, "2026-10-01", "2026-10-31").set_index("story_id").loc["2026-09-28#0"]
+    assert (row["items_per_day"], row["trend"], row["days_active"]) == ("1", "shrinking", 2)
+    # A look-back longer than the tab's month: a shown story may still continue after 40 days.
+    state = track(None, "2026-10-01", (0, STORM), (0, STORM), lookback_days=40).state
+    state = track(state, "2026-11-02", (NOISE, CHIP), lookback_days=40).state
+    later = track(state, "2026-11-05", (NOISE, STORM), lookback_days=40)
+    assert later.items["story_id"].tolist() == ["2026-10-01#0"]
+
+
+def test_ids_are_text_columns_whatever_the_day():
+    """Blank ids stay text in Parquet: a day of candidates only, or of no items, writes the same column types."""
+    for tracked in (track(None, "2026-11-16", (NOISE, STORM)), track(None, "2026-11-16")):
+        for table, columns in ((tracked.items, ["story_id", "tracked_as"]), (tracked.stories, ["story_id"])):
+            assert all(pd.api.types.is_string_dtype(table[c]) for c in columns)
+
+
+def test_a_candidate_listed_in_the_month_tab_gets_its_id_in_earlier_rows():
+    first = track(None, "2026-11-16", (0, CHIP), (0, CHIP), (NOISE, STORM))
+    second = track(first.state, "2026-11-17", (NOISE, STORM))
+    items = pd.DataFrame(
+        {
+            "item_id": first.items["item_id"],
+            "source_id": None,
+            "published_at": pd.to_datetime(["2026-11-16T08:00:00Z"] * 3, utc=True),
+            "source": "Brief",
+            "headline": ["a", "b", "c"],
+            "link": ["https://x.test/a", "https://x.test/b", "https://x.test/c"],
+        }
+    )
+    assignments = first.items[["item_id", "cluster_id"]].assign(probability=1.0)
+    summaries = pd.DataFrame([{"cluster_id": 0, "label": "chip", "size": 2}]).reindex(
+        columns=[
+            "cluster_id",
+            "label",
+            "title",
+            "keywords",
+            "size",
+            "n_sources",
+            "sources",
+            "top_headlines",
+            "top_links",
+        ]
+    )
+    candidate = first.items["tracked_as"].iloc[2]
+    assert pd.isna(first.items["story_id"].iloc[2])  # what the 16th's stories say
+    tab = story_tab(second.state, "2026-11-01", "2026-11-30")
+    rows = export.sheet_tables("2026-11-16", items, assignments, summaries, first.stories, first.items, tab)
+    # Exported again once the story has its second item: the 16th's row shows it.
+    shown = dict(zip(rows["items"]["item_id"], rows["items"]["story_id"], strict=True))
+    assert shown[first.items["item_id"].iloc[2]] == candidate and candidate in set(tab["story_id"])
+    before = export.sheet_tables("2026-11-16", items, assignments, summaries, first.stories, first.items)
+    assert pd.isna(dict(zip(before["items"]["item_id"], before["items"]["story_id"]))[first.items["item_id"].iloc[2]])
+
+
 def test_a_state_written_before_item_tracking_still_continues():
     """A story state written by the cluster-level tracking (no items, title or counts) is read as it is."""
     old = pd.DataFrame(
@@ -383,6 +444,11 @@ def test_three_days_of_the_sample(workspace, tmp_path):
     result = workspace.materialize(DAYS[2], instance=range_instance, selection=["stories"])
     assert "made with model another-model" in logs_of(range_instance, result)
     assert set(workspace.store.read("stories", DAYS[2])["trend"]) == {"new"}
+
+    # Stories made before the per-item table existed: exporting the day names the asset to run again.
+    (workspace.outputs / "story_items" / f"{DAYS[0]}.parquet").unlink()
+    with pytest.raises(Exception, match="written by the 'stories' asset.*Materialize 'stories' for 2026-11-18 again"):
+        workspace.materialize(DAYS[0], instance=range_instance, selection=["sheet_export"])
 
 
 def test_changed_stories_are_carried_forward_a_day_at_a_time(workspace):

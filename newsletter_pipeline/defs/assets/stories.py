@@ -98,6 +98,7 @@ def stories(
         made_from = {
             "previous_state": f"{state_day}/{_state_digest(state)}" if state is not None else "none",
             "story_params": json.dumps(params.model_dump(), sort_keys=True),
+            "model": embedded.attrs.get("model", ""),
         }
         kept, tracking, reason = _held_stories(store.parquet, day, today, made_from)
         tracked = story_stage.track_items(
@@ -105,7 +106,6 @@ def stories(
         )
         dimension = vectors.shape[1]
         metadata = {
-            "model": embedded.attrs.get("model", ""),
             "dimension": str(dimension),
             "clusters_digest": _clusters_digest(assignments),
             **made_from,
@@ -197,6 +197,8 @@ def _held_stories(
         return {}, "full", "the story state of the days before has changed since"
     if before.get("story_params") != made_from["story_params"]:
         return {}, "full", "the story settings have changed"
+    if before.get("model") != made_from["model"]:
+        return {}, "full", "the embedding model has changed"
     earlier = stored.read("story_items", day)
     now = today.set_index("item_id")["cluster_id"]
     if not earlier["item_id"].isin(now.index).all():
