@@ -6,6 +6,13 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(abspath .dagster_home)
 # The bundled sample data covers these days.
 SAMPLE_RANGE := 2026-11-16...2026-11-20
+# Quiet by default: a line per day and step (items, embedded and cached texts, clusters, stories, seconds) instead
+# of Dagster's DEBUG events, Python's warnings, the model's loading bar and pip's notices. `make demo VERBOSE=1`
+# brings them all back.
+VERBOSE ?=
+PIP := $(BIN)/pip $(if $(VERBOSE),,--quiet --quiet)
+RUN_ENV := $(if $(VERBOSE),,PYTHONWARNINGS=ignore HF_HUB_DISABLE_PROGRESS_BARS=1)
+RUN_LOGS := $(if $(VERBOSE),,--config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}')
 
 .PHONY: setup demo test lint ui daemon clean bench
 
@@ -13,9 +20,9 @@ SAMPLE_RANGE := 2026-11-16...2026-11-20
 # instead of several GB of CUDA packages.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[test]'
 	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -28,8 +35,9 @@ setup: $(BIN)/.installed $(DAGSTER_HOME)/dagster.yaml
 demo: setup
 	mkdir -p data/landing
 	cp data/sample/* data/landing/
-	$(BIN)/dagster asset materialize -m newsletter_pipeline.definitions --select '*' --partition-range $(SAMPLE_RANGE)
-	$(BIN)/python -m newsletter_pipeline.summary
+	$(RUN_ENV) $(BIN)/dagster asset materialize -m newsletter_pipeline.definitions --select '*' \
+		--partition-range $(SAMPLE_RANGE) $(RUN_LOGS)
+	$(RUN_ENV) $(BIN)/python -m newsletter_pipeline.summary
 
 test: setup
 	$(BIN)/pytest
@@ -47,7 +55,7 @@ ui: setup
 
 # The speed benchmark (benchmarks/README.md): also installs BERTopic, for its comparison row.
 bench: setup
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(PIP) install -e '.[test,bench]'
 	$(BIN)/python -m benchmarks.speed
 
 clean:

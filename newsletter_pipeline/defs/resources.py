@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import dagster as dg
@@ -152,9 +152,11 @@ class EmbeddingResource(dg.ConfigurableResource):
         loads it)."""
         return embed.variant_name(self.backend, self.device, self.fp16_on_cuda)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], report: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Unit-length vectors of `texts`; `report(done, total)` hears of the progress of a long input."""
         encoder = self.loaded()
-        return encoder.encode(texts, self.batch_size or embed.default_batch_size(encoder.device))
+        batch_size = self.batch_size or embed.default_batch_size(encoder.device)
+        return embed.encode_with_progress(encoder, texts, batch_size, report)
 
     def embedding_cache(self, store: ParquetStore) -> embed_cache.EmbeddingCache | None:
         """This model's cache under the output root, or None when caching is off."""

@@ -21,12 +21,53 @@ def materialized(
 ) -> Iterator[dg.Output]:
     """Yield the asset's output (`value`, which the IO manager stores) with its metadata; on a range run, log each
     day's metadata as an observation against the day."""
+    for line in progress(asset, per_day, run_metadata):
+        context.log.info(line)
     if len(per_day) == 1:
         yield dg.Output(value, metadata={**next(iter(per_day.values())), **run_metadata})
     else:
         yield dg.Output(value, metadata={**_range_summary(per_day), **run_metadata})
         for day, metadata in per_day.items():
             context.log_event(dg.AssetObservation(asset_key=dg.AssetKey(asset), partition=day, metadata=metadata))
+
+
+# The figures a person follows a run by, in this order: a line per day and asset at INFO (the CLI's and `make demo`'s
+# progress view), the rest stays in the metadata. sheet_export logs its own line, with the sheet's totals.
+PROGRESS = (
+    "records",
+    "items",
+    "duplicates",
+    "quarantined",
+    "texts_encoded",
+    "cache_hits",
+    "clusters",
+    "noise_share",
+    "clustering",
+    "stories",
+    "items_continuing",
+    "embed_seconds",
+    "umap_seconds",
+    "cluster_seconds",
+)
+
+
+def progress(asset: str, per_day: dict[str, dict], run_metadata: dict) -> list[str]:
+    """One line per day of what `asset` made of it (`2026-11-16 clusters: items 36, clusters 6, ...`), then one for
+    the figures of the whole run (embedding is done for the run at once)."""
+
+    def figures(metadata: dict) -> str:
+        shown = [(key, metadata[key]) for key in PROGRESS if isinstance(metadata.get(key), (int, float, str))]
+        return ", ".join(
+            f"{key.replace('_', ' ')} {value:.1%}"
+            if key.endswith("share")
+            else f"{key.replace('_', ' ')} {value:.1f}"
+            if key.endswith("seconds")
+            else f"{key.replace('_', ' ')} {value}"
+            for key, value in shown
+        )
+
+    lines = [f"{day} {asset}: {figures(metadata)}" for day, metadata in per_day.items() if figures(metadata)]
+    return lines + ([f"{asset}: {figures(run_metadata)}"] if figures(run_metadata) else [])
 
 
 def checked(

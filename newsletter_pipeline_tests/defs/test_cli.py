@@ -17,8 +17,8 @@ from newsletter_pipeline_tests.conftest import REPO, SAMPLE, SAMPLE_DAYS
 DAYS = SAMPLE_DAYS[:3]
 
 
-def run_dagster(tmp_path: Path, monkeypatch, *args: str) -> Path:
-    """Run the dagster CLI on the sample data with a fresh instance; returns the data folder."""
+def run_dagster(tmp_path: Path, monkeypatch, *args: str) -> tuple[Path, str]:
+    """Run the dagster CLI on the sample data with a fresh instance; returns the data folder and what it printed."""
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
@@ -34,14 +34,30 @@ def run_dagster(tmp_path: Path, monkeypatch, *args: str) -> Path:
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return data
+    return data, done.stdout + done.stderr
 
 
 @pytest.mark.slow
 def test_cli_backfill_of_a_three_day_range(tmp_path, monkeypatch):
-    data = run_dagster(
-        tmp_path, monkeypatch, "asset", "materialize", "--select", "*", "--partition-range", f"{DAYS[0]}...{DAYS[-1]}"
+    # As `make demo` runs it: the console at INFO.
+    quiet = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
+    data, printed = run_dagster(
+        tmp_path,
+        monkeypatch,
+        "asset",
+        "materialize",
+        "--select",
+        "*",
+        "--partition-range",
+        f"{DAYS[0]}...{DAYS[-1]}",
+        "--config-json",
+        quiet,
     )
+    # A line per day and step, and none of Dagster's DEBUG events.
+    assert " - DEBUG - " not in printed and "STEP_START" not in printed
+    for day in DAYS:
+        assert f"{day} raw_items: records " in printed and f"{day} clusters: items " in printed
+    assert "item_embeddings: texts encoded " in printed
 
     # Every day of the range has its own files and its own rows in the workbook.
     for day in DAYS:

@@ -294,3 +294,16 @@ def test_a_lookup_finds_texts_of_any_day_among_many_segments(store: ParquetStore
     # Everything found among the newest segments: the older ones are not read.
     recent = fresh.lookup(embed_cache.text_keys(saved[days[-1]][0]))
     assert recent.hits == 3 and recent.segments_read == embed_cache.READ_AHEAD
+
+
+def test_a_long_input_reports_its_progress_and_gives_the_same_vectors(embedder, monkeypatch):
+    monkeypatch.setattr(embed, "PROGRESS_STEP", 16)  # a "long day" of 40 texts: three steps
+    texts = [f"Headline number {n} about the storm, the summit or the chip" for n in range(40)]
+    reports = []
+    stepped = embedder.embed(texts, report=lambda done, total: reports.append((done, total)))
+    assert reports == [(16, 40), (32, 40), (40, 40)]
+    whole = embedder.embed(texts)  # no report: one call
+    assert stepped.shape == whole.shape == (40, embedder.dimension)
+    assert np.min(np.sum(stepped * whole, axis=1)) > 0.9999  # the same vectors, whatever the steps
+    assert embedder.embed(texts[:10], report=lambda done, total: reports.append((done, total))).shape == (10, 384)
+    assert len(reports) == 3  # a short input is one call and reports nothing

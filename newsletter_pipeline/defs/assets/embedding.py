@@ -1,5 +1,7 @@
 """Step 3, raw_items -> item_embeddings: one sentence vector per item, from the cache or the model."""
 
+import time
+
 import dagster as dg
 import pyarrow as pa
 
@@ -32,7 +34,16 @@ def item_embeddings(
     # Every day of the run in one pass: the model is loaded once and the texts no day has seen go in large batches.
     with timed(timings, "embed_seconds"):
         all_texts = [text for day_texts in texts.values() for text in day_texts]
-        vectors, cache_figures = embed_cache.embed_with_cache(cache, all_texts, list(items), embedder.embed)
+        started = time.monotonic()
+
+        def report(done: int, total: int) -> None:  # a long day: a line in the run log every PROGRESS_STEP texts
+            elapsed = time.monotonic() - started
+            left = elapsed * (total - done) / done
+            context.log.info(f"embedding: {done:,} of {total:,} new texts, {elapsed:.0f} s, about {left:.0f} s left")
+
+        vectors, cache_figures = embed_cache.embed_with_cache(
+            cache, all_texts, list(items), lambda new: embedder.embed(new, report)
+        )
     # The dimension comes from the vectors, or from the model on an empty run, so every day's file has the same schema.
     dimension = vectors.shape[1] if len(vectors) else embedder.dimension
     vectors = vectors.reshape(len(vectors), dimension)

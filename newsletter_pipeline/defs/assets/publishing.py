@@ -13,6 +13,8 @@ from newsletter_pipeline.publishing import export
 from newsletter_pipeline.storage import ParquetStore
 from newsletter_pipeline.stories import tracking
 
+ROW_KIND = {"clusters": "cluster", "items": "item", "stories": "story"}  # metadata: cluster_rows, item_rows, story_rows
+
 
 def month_stories(stored: ParquetStore, day: str) -> pd.DataFrame:
     """The stories tab of `day`'s month: from the latest story state of the month (a later day's, when one has been
@@ -61,7 +63,7 @@ def sheet_export(
             month_stories(store.parquet, day),
         )
         totals = sheets.write(day, tables)
-        per_day[day] = {kind + "_rows": len(table) for kind, table in tables.items()}
+        per_day[day] = {f"{ROW_KIND[kind]}_rows": len(table) for kind, table in tables.items()}
         context.log.info(
             f"{day}: wrote {len(tables['clusters'])} cluster rows, {len(tables['items'])} item rows and "
             f"{len(tables['stories'])} story rows for {day[:7]}; sheet totals {totals}"
