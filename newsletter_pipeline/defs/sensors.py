@@ -22,8 +22,9 @@ def _days_in(file: LandingFile, landing: LandingFolder) -> list[str]:
 @dg.sensor(job=daily_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
 def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) -> dg.SensorResult:
     """Re-materialize the days whose landing files changed, so late items reach their day."""
-    # The cursor remembers each file's content hash and days (a removed file re-runs its days too), and the
-    # days that changed before they were partitions (today's items), to request once they are.
+    # The cursor remembers each file's content hash, stamp (size and time, or ETag) and days (a removed file re-runs
+    # its days too), and the days that changed before they were partitions (today's items), to request once they
+    # are. A file whose stamp is unchanged is not read: a tick costs a listing, not a year of files.
     state = json.loads(context.cursor) if context.cursor else {}
     seen: dict[str, dict] = state.get("files", {})
     current: dict[str, dict] = {}
@@ -31,6 +32,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) 
     # A location that is missing or cannot be listed fails the tick, which then requests nothing: listed as empty,
     # every file would count as removed and every day it has seen would re-run without its items.
     for file in landing.files():
+        earlier = seen.get(file.name, {})
+        if file.stamp is not None and earlier.get("stamp") == file.stamp:
+            current[file.name] = earlier  # same size and time (or ETag): not read again, however many files
+            continue
         try:
             digest = hashlib.sha256(file.load()).hexdigest()
         except OSError as error:  # gone between listing and reading, or unreadable: look again next tick
@@ -38,10 +43,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder) 
             if file.name in seen:
                 current[file.name] = seen[file.name]
             continue
-        if seen.get(file.name, {}).get("sha256") == digest:
-            current[file.name] = seen[file.name]
+        if earlier.get("sha256") == digest:  # touched, not changed: its days stand
+            current[file.name] = {**earlier, "stamp": file.stamp}
             continue
-        current[file.name] = {"sha256": digest, "days": _days_in(file, landing)}
+        current[file.name] = {"sha256": digest, "stamp": file.stamp, "days": _days_in(file, landing)}
         days |= set(current[file.name]["days"]) | set(seen.get(file.name, {}).get("days", []))
     for name in set(seen) - set(current):
         days |= set(seen[name]["days"])

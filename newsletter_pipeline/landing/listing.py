@@ -63,6 +63,9 @@ class LandingFile:
     name: str
     load: Callable[[], bytes]
     refusal: str | None = None
+    # What changes when the content may have, known from the listing without reading the file: size and
+    # modification time on disk, ETag and size on S3. None: unknown, read it.
+    stamp: str | None = None
 
     @property
     def suffix(self) -> str | None:
@@ -73,6 +76,10 @@ class LandingFile:
     def default_source(self) -> str:
         """A file without a source field names its newsletter: morning_brief.jsonl(.gz) -> 'morning brief'."""
         return PurePosixPath(self.name.removesuffix(".gz")).stem.replace("_", " ").replace("-", " ").strip()
+
+
+def _stamp(stat: os.stat_result) -> str:
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _not_read(name: str) -> Skipped:
@@ -104,7 +111,7 @@ def _link(path: Path, root: Path) -> LandingFile | Skipped | None:
         )
     if format_of(path.name) is None:
         return _not_read(str(path))
-    return LandingFile(str(path), target.read_bytes)
+    return LandingFile(str(path), target.read_bytes, stamp=_stamp(target.stat()))
 
 
 def local_listing(folder: str | Path) -> Listing:
@@ -143,7 +150,7 @@ def local_listing(folder: str | Path) -> Listing:
             elif format_of(path.name) is None:
                 listing.skipped.append(_not_read(str(path)))
             else:
-                listing.files.append(LandingFile(str(path), path.read_bytes))
+                listing.files.append(LandingFile(str(path), path.read_bytes, stamp=_stamp(entry.stat())))
 
     walk(root)
     listing.files.sort(key=lambda file: file.name)
@@ -191,7 +198,9 @@ def s3_listing(client: Any, bucket: str, prefix: str = "") -> Listing:
         if format_of(name) is None:
             listing.skipped.append(_not_read(name))
         else:
-            listing.files.append(LandingFile(name, functools.partial(_read_object, client, bucket, entry["Key"])))
+            load = functools.partial(_read_object, client, bucket, entry["Key"])
+            stamp = f"{entry['ETag']}:{entry['Size']}" if entry.get("ETag") else None
+            listing.files.append(LandingFile(name, load, stamp=stamp))
     return listing
 
 

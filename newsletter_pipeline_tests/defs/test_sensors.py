@@ -2,7 +2,10 @@
 
 import datetime as dt
 import json
+import os
 import shutil
+import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -52,3 +55,26 @@ def test_a_day_that_is_not_a_partition_yet_is_requested_once_it_is(tmp_path):
     assert first.run_requests == [] and json.loads(first.cursor)["pending"] == [today]
     # Nothing changes in the landing folder; the day stays pending until it is a partition.
     assert json.loads(tick(tmp_path, first.cursor).cursor)["pending"] == [today]
+
+
+def test_a_tick_reads_only_the_files_whose_size_or_time_changed(tmp_path, monkeypatch):
+    shutil.copytree(SAMPLE, tmp_path / "landing")
+    first = tick(tmp_path / "landing")
+    reads = []
+    real_read = Path.read_bytes
+
+    def counted(path: Path) -> bytes:
+        reads.append(path.name)
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", counted)
+    # Nothing changed: the listing's sizes and times say so, and no file is read.
+    unchanged = tick(tmp_path / "landing", first.cursor)
+    assert unchanged.run_requests == [] and reads == []
+    # A file touched, not changed: read once to see that its content is the same; nothing requested.
+    touched = sorted((tmp_path / "landing").iterdir())[0]
+    os.utime(touched, ns=(time.time_ns(), time.time_ns() + 10**9))
+    again = tick(tmp_path / "landing", unchanged.cursor)
+    assert again.run_requests == [] and reads == [touched.name]
+    reads.clear()
+    assert tick(tmp_path / "landing", again.cursor).run_requests == [] and reads == []  # its new time is kept
