@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.clustering.label import SUMMARY_COLUMNS
 from newsletter_pipeline.defs.params import ClusterParams, StoryParams
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.publishing import export
@@ -229,19 +230,7 @@ def test_a_candidate_listed_in_the_month_tab_gets_its_id_in_earlier_rows():
         }
     )
     assignments = first.items[["item_id", "cluster_id"]].assign(probability=1.0)
-    summaries = pd.DataFrame([{"cluster_id": 0, "label": "chip", "size": 2}]).reindex(
-        columns=[
-            "cluster_id",
-            "label",
-            "title",
-            "keywords",
-            "size",
-            "n_sources",
-            "sources",
-            "top_headlines",
-            "top_links",
-        ]
-    )
+    summaries = pd.DataFrame([{"cluster_id": 0, "label": "chip", "size": 2}]).reindex(columns=SUMMARY_COLUMNS)
     candidate = first.items["tracked_as"].iloc[2]
     assert pd.isna(first.items["story_id"].iloc[2])  # what the 16th's stories say
     tab = story_tab(second.state, "2026-11-01", "2026-11-30")
