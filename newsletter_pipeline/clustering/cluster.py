@@ -44,13 +44,18 @@ def renumber_by_size(labels: np.ndarray) -> np.ndarray:
     return np.array([mapping.get(c, NOISE) for c in labels.tolist()], dtype=np.int64)
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (a zero row stays zero), in the rows' dtype."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
 def unit_centroids(embeddings: np.ndarray, labels: np.ndarray) -> tuple[list[int], np.ndarray]:
     """The clusters' ids in order and their centroids (mean embeddings scaled to unit length), one row each."""
     ids = sorted(set(labels.tolist()) - {NOISE})
     if not ids:
         return [], np.zeros((0, embeddings.shape[1]), dtype=np.float64)
     centroids = np.stack([embeddings[labels == c].astype(np.float64).mean(axis=0) for c in ids])
-    return ids, centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return ids, unit_rows(centroids)
 
 
 def merge_similar(embeddings: np.ndarray, labels: np.ndarray, similarity: float) -> np.ndarray:

@@ -57,17 +57,15 @@ def progress(asset: str, per_day: dict[str, dict], run_metadata: dict) -> list[s
 
     def figures(metadata: dict) -> str:
         shown = [(key, metadata[key]) for key in PROGRESS if isinstance(metadata.get(key), (int, float, str))]
-        return ", ".join(
-            f"{key.replace('_', ' ')} {value:.1%}"
-            if key.endswith("share")
-            else f"{key.replace('_', ' ')} {value:.1f}"
-            if key.endswith("seconds")
-            else f"{key.replace('_', ' ')} {value}"
-            for key, value in shown
-        )
+        return ", ".join(f"{key.replace('_', ' ')} {_figure(key, value)}" for key, value in shown)
 
-    lines = [f"{day} {asset}: {figures(metadata)}" for day, metadata in per_day.items() if figures(metadata)]
-    return lines + ([f"{asset}: {figures(run_metadata)}"] if figures(run_metadata) else [])
+    labelled = [*((f"{day} {asset}", figures(m)) for day, m in per_day.items()), (asset, figures(run_metadata))]
+    return [f"{label}: {text}" for label, text in labelled if text]
+
+
+def _figure(key: str, value) -> str:
+    """A share as a percentage, seconds to a tenth, anything else as it is."""
+    return f"{value:.1%}" if key.endswith("share") else f"{value:.1f}" if key.endswith("seconds") else str(value)
 
 
 def checked(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from newsletter_pipeline.clustering.cluster import NOISE
+from newsletter_pipeline.clustering.cluster import NOISE, unit_rows
 
 # Today's story of each cluster, one row per cluster: the story most of its items are in (`tracked_as`; `story_id`
 # the same, blank while that story is a candidate), the cluster's size, and the story's items today and on its
@@ -120,12 +120,12 @@ def track_items(
         raise ValueError("the day's items repeat an item_id")
     order = np.argsort(items["item_id"].to_numpy(), kind="stable")
     items = items.iloc[order].reset_index(drop=True)
-    vectors = _units(np.asarray(vectors, dtype=np.float32)[order])
+    vectors = unit_rows(np.asarray(vectors, dtype=np.float32)[order])
     gap = np.array([_days_between(last, day) for last in state["last_seen"]], dtype=np.int64)
     live = state[gap <= lookback_days].sort_values("story_id").reset_index(drop=True)
 
     tracked_as, similarity = _continue(vectors, live, match_threshold, items["item_id"], kept or {})
-    _start(items, vectors, tracked_as, day, cohesion_threshold, kept or {})
+    _start(items, vectors, tracked_as, day, cohesion_threshold)
     state = _next_state(state, items, vectors, tracked_as, day, lookback_days)
     shown = set(state.loc[state["items"] >= SHOWN_FROM, "story_id"])
     per_item = pd.DataFrame(
@@ -138,7 +138,7 @@ def track_items(
         },
         columns=ITEM_COLUMNS,
     )
-    return Tracked(_cluster_rows(per_item, live, state, day), per_item, state)
+    return Tracked(_cluster_rows(per_item, live, state), per_item, state)
 
 
 def _continue(
@@ -147,27 +147,25 @@ def _continue(
     """Each item's story among `live` (None when none is close enough; a kept item's own) and its similarity to it."""
     tracked_as, similarity = [None] * len(vectors), [np.nan] * len(vectors)
     if len(vectors) and len(live):
-        centroids, stories = _units(np.stack(live["centroid"].to_numpy())), live["story_id"].tolist()
+        centroids, stories = unit_rows(np.stack(live["centroid"].to_numpy())), live["story_id"].tolist()
         column_of = {story: n for n, story in enumerate(stories)}
         for start in range(0, len(vectors), SCORE_ROWS):  # in blocks: items x stories may not fit in memory at once
             scores = vectors[start : start + SCORE_ROWS] @ centroids.T
             best = scores.argmax(axis=1)  # ties go to the lower story id: `live` is sorted
             for offset, column in enumerate(best):
                 row = start + offset
-                if item_ids.iat[row] in kept:  # its story stays, and its similarity to it when it continued one
+                if item_ids.iat[row] in kept:  # its story stays (below), and its similarity to it if it continued one
                     column = column_of.get(kept[item_ids.iat[row]])
                 elif scores[offset, column] < match_threshold:
                     column = None
                 if column is not None:
                     tracked_as[row], similarity[row] = stories[column], round(float(scores[offset, column]), 4)
-    for row, item_id in enumerate(item_ids):
+    for row, item_id in enumerate(item_ids):  # a kept item's story may be one begun that day: not among `live`
         tracked_as[row] = kept.get(item_id, tracked_as[row])
     return tracked_as, similarity
 
 
-def _start(
-    items: pd.DataFrame, vectors: np.ndarray, tracked_as: list, day: str, cohesion_threshold: float, kept: dict
-) -> None:
+def _start(items: pd.DataFrame, vectors: np.ndarray, tracked_as: list, day: str, cohesion_threshold: float) -> None:
     """New stories, in place: a cluster's cohesive items that continue nothing start its story together, every other
     such item a candidate of its own. On a day that holds still, the cluster's story may already be there (begun by
     its kept items): its new items are measured against the kept ones, which stay as they are."""
@@ -176,9 +174,9 @@ def _start(
         own = story_id(day, cluster_id)
         members = np.flatnonzero(clusters == cluster_id)
         rows = [r for r in members if tracked_as[r] is None]
-        begun = [r for r in members if items["item_id"].iat[r] in kept and tracked_as[r] == own]
+        begun = [r for r in members if tracked_as[r] == own]  # only a kept item can hold today's own story yet
         if rows:
-            centroid = _units(vectors[begun or rows].mean(axis=0, keepdims=True))[0]
+            centroid = unit_rows(vectors[begun or rows].mean(axis=0, keepdims=True))[0]
             for r in rows:
                 if float(vectors[r] @ centroid) >= cohesion_threshold:
                     tracked_as[r] = own
@@ -201,7 +199,7 @@ def _next_state(
         total = vectors[members].sum(axis=0) + (0 if old is None else np.asarray(old["centroid"]) * count)
         centroid = (total / (count + len(members))).astype(np.float32)
         # The title: the headline of today's item nearest the story's centroid (ties to the lower item id).
-        nearest = members[int(np.argmax(vectors[members] @ _units(centroid[None])[0]))]
+        nearest = members[int(np.argmax(vectors[members] @ unit_rows(centroid[None])[0]))]
         counts = {} if old is None else json.loads(old["counts"])
         counts[day] = len(members)
         rows.append(
@@ -238,7 +236,7 @@ def _recent(counts: dict[str, int], first_kept: str) -> str:
     return json.dumps({d: counts[d] for d in older + [d for d in days if d >= first_kept]})
 
 
-def _cluster_rows(per_item: pd.DataFrame, live: pd.DataFrame, state: pd.DataFrame, day: str) -> pd.DataFrame:
+def _cluster_rows(per_item: pd.DataFrame, live: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
     """One row per cluster: the story most of its items are in (ties to the lower story id)."""
     before, after = live.set_index("story_id"), state.set_index("story_id")
     rows = []
@@ -308,9 +306,11 @@ def story_tab(state: pd.DataFrame, first_day: str, last_day: str) -> pd.DataFram
     Columns (STORY_TAB_COLUMNS): story_id, title, first_seen, last_seen, days_active, items_per_day (the items of
     each day from its first day in the window to its last, e.g. `3,5,0,2`) and trend (its last day in the window
     against the day it was seen before, in the window or not)."""
-    state = upgrade_state(state).set_index("story_id")
+    state = upgrade_state(state)
+    history = daily_counts(state, first_day, last_day)
+    state = state.set_index("story_id")
     rows = []
-    for story, counts in daily_counts(state.reset_index(), first_day, last_day).groupby("story_id", sort=True):
+    for story, counts in history.groupby("story_id", sort=True):
         first, last = counts["day"].iloc[0], counts["day"].iloc[-1]
         by_day = dict(zip(counts["day"], counts["items"], strict=True))
         span = [
@@ -344,11 +344,6 @@ def upgrade_state(state: pd.DataFrame) -> pd.DataFrame:
     if "counts" not in state:
         state["counts"] = [json.dumps({d: int(n)}) for d, n in zip(state["last_seen"], state["last_size"], strict=True)]
     return state[STATE_COLUMNS]
-
-
-def _units(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
 
 
 def _days_between(earlier: str, later: str) -> int:

@@ -16,11 +16,10 @@ from newsletter_pipeline.stories import tracking
 ROW_KIND = {"clusters": "cluster", "items": "item", "stories": "story"}  # metadata: cluster_rows, item_rows, story_rows
 
 
-def month_stories(stored: ParquetStore, day: str) -> pd.DataFrame:
-    """The stories tab of `day`'s month: from the latest story state of the month (a later day's, when one has been
-    made: re-exporting an earlier day does not take the tab back in time)."""
-    month = day[:7]
-    latest = max(d for d in [day, *stored.days("story_state")] if d[:7] == month and d >= day)
+def month_stories(stored: ParquetStore, month: str) -> pd.DataFrame:
+    """The stories tab of `month` (YYYY-MM), from its latest story state: a later day's than the one exported when
+    there is one, so re-exporting an earlier day does not take the tab back in time."""
+    latest = max(d for d in stored.days("story_state") if d[:7] == month)
     state = stored.read("story_state", latest)
     last = f"{month}-{calendar.monthrange(int(month[:4]), int(month[5:]))[1]:02d}"
     return tracking.story_tab(state, f"{month}-01", last)
@@ -51,6 +50,8 @@ def sheet_export(
     the day's rows. Stores no table."""
     sheets.validate()  # missing or malformed credentials fail here, naming the variable, before any work
     stories_by_day, clusters_by_day, per_day = by_day(context, stories), by_day(context, clusters), {}
+    # Each month's stories tab once, not once a day: every day of a month shows the same tab.
+    tabs = {month: month_stories(store.parquet, month) for month in sorted({day[:7] for day in context.partition_keys})}
     for day, day_items in by_day(context, raw_items).items():
         day_clusters, day_stories = clusters_by_day[day], stories_by_day[day]
         tables = export.sheet_tables(
@@ -60,7 +61,7 @@ def sheet_export(
             day_clusters["cluster_summaries"],
             day_stories["stories"],
             day_stories["story_items"],
-            month_stories(store.parquet, day),
+            tabs[day[:7]],
         )
         totals = sheets.write(day, tables)
         per_day[day] = {f"{ROW_KIND[kind]}_rows": len(table) for kind, table in tables.items()}
