@@ -288,6 +288,96 @@ def backends(repeats: int) -> list[str]:
     return lines
 
 
+def layouts(records: list[dict], sizes: list[int], out: Path) -> list[str]:
+    """The plot's 2-D layout: a second full UMAP run (before 2026-11-24) against the pass the pipeline now makes from
+    its clustering layout and graph (reduce.plot_layout_from), and PCA of the clustering layout (free, for scale).
+
+    Readability, measured: of each clustered item's 10 nearest neighbours in the picture, the share in its own
+    cluster, and in its own HuffPost category; trustworthiness (scikit-learn, 10 neighbours, cosine on the
+    embeddings; 3,000 items). The pictures go to `out` to be looked at."""
+    from sklearn.manifold import trustworthiness
+
+    from benchmarks import quality_data
+    from newsletter_pipeline.clustering import cluster, plot, reduce
+    from newsletter_pipeline.defs.params import ClusterParams, ReduceParams
+    from newsletter_pipeline.embedding import embed
+    from newsletter_pipeline.items.parse import normalize_record
+
+    params = ReduceParams()
+    reduce.reduce_embeddings(np.random.RandomState(0).rand(64, 8).astype(np.float32), **params.model_dump())  # numba
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "| items | layout | s | clustered neighbours in own cluster | in own category | trustworthiness |",
+        "|---|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        chosen = records[:size]
+        vectors = quality_data.cached_embeddings(
+            embed.item_texts(_frame([normalize_record(r, "huffpost", str(i)) for i, r in enumerate(chosen)]))
+        )
+        categories = np.array([r["category"] for r in chosen])
+        knn = None
+        if reduce.UMAP_SMALL_DATA <= size <= reduce.EXACT_KNN_MAX_ITEMS:
+            knn = reduce.exact_cosine_knn(vectors, params.n_neighbors)
+        umap_kw = {"n_neighbors": params.n_neighbors, "metric": params.metric, "random_state": params.random_state}
+        layout, graph = reduce._umap(
+            vectors, n_components=params.n_components, min_dist=params.min_dist, knn=knn, **umap_kw
+        )
+        labels = cluster.cluster_items(vectors, layout, "umap", **ClusterParams().model_dump()).labels
+        clustered = labels != cluster.NOISE
+        sample = np.random.RandomState(0).choice(size, min(size, 3000), replace=False)
+        summaries = _frame_of(sorted(set(labels[clustered].tolist())))
+        from_layout = {
+            "graph": graph,
+            "layout": layout,
+            "min_dist": params.plot_min_dist,
+            "random_state": params.random_state,
+        }
+        candidates = (
+            (
+                "second full UMAP run (before)",
+                reduce._umap,
+                (vectors,),
+                {"n_components": 2, "min_dist": params.plot_min_dist, "knn": knn, **umap_kw},
+            ),
+            (
+                f"from the clustering layout, {params.plot_epochs} epochs (now)",
+                reduce.plot_layout_from,
+                (),
+                {**from_layout, "epochs": params.plot_epochs},
+            ),
+            ("from the clustering layout, 200 epochs", reduce.plot_layout_from, (), {**from_layout, "epochs": 200}),
+            ("PCA of the clustering layout", reduce.plot_layout_small, (layout,), {}),
+        )
+        for index, (name, make, args, kwargs) in enumerate(candidates):
+            start = time.perf_counter()
+            xy = make(*args, **kwargs)
+            seconds = time.perf_counter() - start
+            xy = xy[0] if isinstance(xy, tuple) else xy  # _umap gives (layout, graph)
+            trust = trustworthiness(vectors[sample], xy[sample], n_neighbors=10, metric="cosine")
+            lines.append(
+                f"| {size:,} | {name} | {seconds:.2f} | {_neighbours_alike(xy[clustered], labels[clustered]):.3f} | "
+                f"{_neighbours_alike(xy[clustered], categories[clustered]):.3f} | {trust:.3f} |"
+            )
+            picture = plot.cluster_scatter_png(xy, labels, summaries, f"{name}, {size:,} items")
+            (out / f"layout-{size}-{index}.png").write_bytes(picture)
+    lines.append(f"\nPictures: {out}")
+    return lines
+
+
+def _neighbours_alike(xy: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    from sklearn.neighbors import NearestNeighbors
+
+    nearest = NearestNeighbors(n_neighbors=k + 1).fit(xy).kneighbors(xy, return_distance=False)[:, 1:]
+    return float((labels[nearest] == labels[:, None]).mean())
+
+
+def _frame_of(cluster_ids: list[int]):
+    import pandas as pd
+
+    return pd.DataFrame({"cluster_id": cluster_ids, "label": [""] * len(cluster_ids)})
+
+
 def _frame(rows):
     import pandas as pd
 
@@ -566,7 +656,9 @@ def _dagster_dev_seconds(work: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--only", default="throughput,backends,day,bertopic,backfill,cache,startup", help="comma-separated sections"
+        "--only",
+        default="throughput,backends,layouts,day,bertopic,backfill,cache,startup",
+        help="comma-separated sections",
     )
     parser.add_argument("--sizes", default="500,2000,10000")
     parser.add_argument("--repeats", type=int, default=3)
@@ -597,6 +689,10 @@ def main() -> None:
             ("throughput", lambda: throughput(records, args.repeats)),
             ("day", lambda: days(records, sizes, args.repeats, work, args.backend)),
             ("backends", lambda: backends(args.repeats)),
+            (
+                "layouts",
+                lambda: layouts(records, [s for s in sizes if s >= 2000] or sizes, REPO / "test-artifacts" / "layouts"),
+            ),
             ("bertopic", lambda: bertopic(records, sizes, args.repeats, work)),
             ("backfill", lambda: backfill(records, work)),
             ("cache", lambda: cache_lookup(work, args.repeats)),

@@ -1,4 +1,4 @@
-"""Reduce embeddings with UMAP: a few dimensions for clustering, two for plots."""
+"""Reduce embeddings with UMAP: a few dimensions for clustering, and from that layout two for plots."""
 
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def _umap(
     random_state: int,
     knn=None,
     gpu: bool = False,
-) -> np.ndarray:
+):
+    """UMAP's layout and its fuzzy neighbour graph (None from cuML, which does not keep one)."""
     settings = {
         "n_neighbors": min(n_neighbors, len(embeddings) - 1),
         "n_components": n_components,
@@ -102,17 +103,47 @@ def _umap(
     if gpu:
         from cuml.manifold import UMAP
 
-        return np.asarray(UMAP(**settings, output_type="numpy").fit_transform(embeddings), dtype=np.float32)
+        return np.asarray(UMAP(**settings, output_type="numpy").fit_transform(embeddings), dtype=np.float32), None
     umap = _import_umap()
     # A fixed random_state already forces one thread; saying so silences UMAP's warning about it.
-    # UMAP may write into the neighbour arrays (disconnected points), and both layouts use them: each gets a copy.
-    model = umap.UMAP(
-        **settings, n_jobs=1, **({"precomputed_knn": (knn[0].copy(), knn[1].copy(), None)} if knn is not None else {})
-    )
+    model = umap.UMAP(**settings, n_jobs=1, **({"precomputed_knn": (*knn, None)} if knn is not None else {}))
     with warnings.catch_warnings():
         # "no transform without a search index": the pipeline never calls transform.
         warnings.filterwarnings("ignore", message=r".*precomputed_knn\[2\].*")
-        return model.fit_transform(embeddings).astype(np.float32)
+        layout = model.fit_transform(embeddings).astype(np.float32)
+    return layout, model.graph_
+
+
+def plot_layout_from(graph, layout: np.ndarray, *, min_dist: float, epochs: int, random_state: int) -> np.ndarray:
+    """A 2-D layout for the plot from the clustering layout's own UMAP graph, started from the PCA of that layout.
+
+    A second full UMAP run for the plot cost as much as the clustering layout (5.2 s of 10.6 s at 2,000 items); this
+    pass skips its neighbour search, graph and spectral start and runs `epochs` of UMAP's optimisation (0.3 s):
+    benchmarks/README.md ("One layout") compares the pictures. Deterministic: one thread, a seeded generator.
+    """
+    from umap.umap_ import find_ab_params, simplicial_set_embedding
+
+    _import_umap()
+    a, b = find_ab_params(1.0, min_dist)
+    xy, _ = simplicial_set_embedding(
+        data=None,  # only the "spectral" start reads it; this one starts from an array
+        graph=graph.copy(),  # the optimiser prunes the graph's weakest edges in place
+        n_components=2,
+        initial_alpha=1.0,
+        a=a,
+        b=b,
+        gamma=1.0,
+        negative_sample_rate=5,
+        n_epochs=epochs,
+        init=plot_layout_small(layout).astype(np.float64),
+        random_state=np.random.RandomState(random_state),
+        metric="euclidean",
+        metric_kwds={},
+        densmap=False,
+        densmap_kwds={},
+        output_dens=False,
+    )
+    return xy.astype(np.float32)
 
 
 def plot_layout_small(embeddings: np.ndarray) -> np.ndarray:
@@ -136,12 +167,13 @@ def reduce_embeddings(
     min_dist: float,
     metric: str,
     plot_min_dist: float,
+    plot_epochs: int,
     random_state: int,
     min_items: int,
     with_plot: bool = True,
     gpu: bool = False,
 ) -> Reduction:
-    """UMAP to `n_components` dimensions for clustering and to 2 for plots; a day of fewer than `min_items` skips UMAP.
+    """UMAP to `n_components` dimensions for clustering, then 2 for plots; a day of fewer than `min_items` skips UMAP.
 
     Args:
         embeddings: one row per item.
@@ -150,11 +182,13 @@ def reduce_embeddings(
         min_dist: how tightly UMAP packs points in those coordinates.
         metric: the distance between embeddings (cosine).
         plot_min_dist: min_dist of the 2-D layout for plots.
+        plot_epochs: optimisation epochs of the 2-D layout, which starts from the clustering layout and its graph.
         random_state: UMAP's seed; fixed, so a day gives the same coordinates again.
         min_items: below this many items (or n_components + 2) the cluster coordinates are the embeddings themselves
             and the plot layout is PCA (method "small-day").
         with_plot: False leaves `plot` empty (n x 0), for callers that only cluster.
         gpu: run cuML's UMAP (clustering/gpu.py decides when); its layouts differ from umap-learn's, so clusters do too.
+            cuML keeps no graph to start the plot from, so there the plot is a second (fast, GPU) UMAP run.
 
     Returns:
         The Reduction: coordinates for clustering and for the plot, and which method and library made them.
@@ -166,10 +200,13 @@ def reduce_embeddings(
         return Reduction(cluster=embeddings.astype(np.float32), plot=plot_layout_small(embeddings), method="small-day")
     knn = None
     if not gpu and metric == "cosine" and UMAP_SMALL_DATA <= n <= EXACT_KNN_MAX_ITEMS:
-        knn = exact_cosine_knn(embeddings, min(n_neighbors, n - 1))  # once, for both layouts
+        knn = exact_cosine_knn(embeddings, min(n_neighbors, n - 1))
     umap = {"n_neighbors": n_neighbors, "metric": metric, "random_state": random_state, "knn": knn, "gpu": gpu}
-    cluster = _umap(embeddings, n_components=n_components, min_dist=min_dist, **umap)
-    plot = (
-        _umap(embeddings, n_components=2, min_dist=plot_min_dist, **umap) if with_plot else np.zeros((n, 0), np.float32)
-    )
+    cluster, graph = _umap(embeddings, n_components=n_components, min_dist=min_dist, **umap)
+    if not with_plot:
+        plot = np.zeros((n, 0), np.float32)
+    elif graph is None:
+        plot, _ = _umap(embeddings, n_components=2, min_dist=plot_min_dist, **umap)
+    else:
+        plot = plot_layout_from(graph, cluster, min_dist=plot_min_dist, epochs=plot_epochs, random_state=random_state)
     return Reduction(cluster=cluster, plot=plot, method="umap", library="cuml" if gpu else "umap-learn")

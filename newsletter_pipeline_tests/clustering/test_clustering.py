@@ -67,6 +67,26 @@ def test_umap_and_hdbscan_find_the_sample_stories_deterministically(sample_day):
     assert storm[in_cluster].all()
 
 
+def test_the_plot_comes_from_the_clustering_layout_in_one_umap_run(sample_day, monkeypatch):
+    import umap
+
+    _, vectors = sample_day
+    fits = []
+    fit_transform = umap.UMAP.fit_transform
+    monkeypatch.setattr(umap.UMAP, "fit_transform", lambda self, x, **kw: fits.append(self) or fit_transform(self, x))
+    first = reduce.reduce_embeddings(vectors, **REDUCE)
+    assert [model.n_components for model in fits] == [5]  # no second UMAP run for the picture
+    second = reduce.reduce_embeddings(vectors, **REDUCE)
+    np.testing.assert_array_equal(first.plot, second.plot)  # deterministic, as the clusters are
+    # The picture keeps the clusters together: a clustered item's nearest item in it is mostly in its own cluster.
+    labels = cluster.cluster_items(vectors, first.cluster, first.method, **CLUSTER).labels
+    distances = np.linalg.norm(first.plot[:, None] - first.plot[None], axis=2)
+    np.fill_diagonal(distances, np.inf)
+    clustered = labels != NOISE
+    alike = labels[distances.argmin(axis=1)] == labels
+    assert alike[clustered].mean() >= 0.85, alike[clustered].mean()
+
+
 def test_small_day_falls_back_to_agglomerative(embedder):
     texts = [
         "Storm Odile makes landfall on the coast",

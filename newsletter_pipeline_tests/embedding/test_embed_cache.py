@@ -203,7 +203,7 @@ def test_exact_neighbours_match_a_full_sort():
     assert (np.diff(distances, axis=1) >= -1e-7).all()
 
 
-def test_large_days_get_exact_neighbours_once_for_both_layouts(monkeypatch):
+def test_large_days_get_exact_neighbours_once(monkeypatch):
     calls = []
     exact = reduce.exact_cosine_knn
     monkeypatch.setattr(reduce, "exact_cosine_knn", lambda vectors, k: calls.append(k) or exact(vectors, k))
