@@ -29,7 +29,7 @@ from importlib.metadata import version
 import numpy as np
 from sklearn import metrics
 
-from benchmarks.quality_data import LabelledSet, available, load_sets
+from benchmarks.quality_data import LabelledSet, available, load_sets, use_backend
 from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, reduce
 from newsletter_pipeline.defs.params import ClusterParams, ReduceParams, StoryParams
@@ -353,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seeds", default=",".join(map(str, SEEDS)), help="UMAP seeds, the first the pipeline's (default 42,7,1234)"
     )
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        help="embedding backend: torch (default, the reference the tables were recorded with) or the pipeline's auto",
+    )
     args = parser.parse_args(argv)
     seeds = tuple(int(s) for s in args.seeds.split(","))
     if not available():
@@ -360,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "../shared/datasets is absent: the quality benchmark needs the HuffPost and AG News files beside the repo"
         )
         return 2
+    variant = use_backend(args.backend)
     sets = load_sets(with_days=True)
     results, deterministic = [], True
     for labelled in (s for s in sets if s.family in FAMILIES):
@@ -380,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(
             f"{name} {version(name)}" for name in ("scikit-learn", "umap-learn", "hdbscan", "sentence-transformers")
         )
-        + f"; seeds {', '.join(map(str, seeds))}.\n"
+        + f"; seeds {', '.join(map(str, seeds))}; vectors {variant}.\n"
     )
     print(quality_table(results, means) + "\n")
     print(

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from newsletter_pipeline.embedding import embed
 from newsletter_pipeline.embedding.embed import DEFAULT_MODEL, embed_texts, item_texts, load_model
 from newsletter_pipeline.items.parse import ITEM_COLUMNS, normalize_record
 
@@ -27,6 +28,17 @@ DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 HUFFPOST = DATASETS / "huffpost_news_category_v3_10k.jsonl"
 AG_NEWS = DATASETS / "ag_news_test.csv"
 CACHE = Path(__file__).resolve().parent / ".cache"
+MODEL_CACHE = Path(__file__).resolve().parents[1] / "data" / "cache" / "models"  # the pipeline's default
+# The backend the benchmarks embed with: "torch", the reference (the default), or another, as `--backend` says.
+BACKEND = {"name": "torch"}
+
+
+def use_backend(name: str) -> str:
+    """Embed with `name` ("auto" as the pipeline decides it); returns the variant the vectors come from."""
+    BACKEND["name"] = embed.choose_backend(name, "cpu", DEFAULT_MODEL, str(MODEL_CACHE)).backend
+    return embed.variant_name(BACKEND["name"], "cpu")
+
+
 # Full weeks of May 2018 (Mondays): 379, 348 and 332 items.
 HUFFPOST_WEEKS = ["2018-05-07", "2018-05-14", "2018-05-21"]
 AG_NEWS_DAY_SIZES = [500, 800, 1_200, 1_500, 2_000, 1_600]  # 7,600 items: the whole test split
@@ -105,17 +117,23 @@ def agnews_sets(
     return _frame(records, "agnews"), np.array([AG_NEWS_CLASSES[r["label"]] for r in rows]), days
 
 
-def _cache_path(texts: list[str], model_name: str) -> Path:
-    return CACHE / f"{hashlib.sha256(chr(10).join([model_name, 'cpu', *texts]).encode()).hexdigest()[:16]}.npy"
+def _cache_path(texts: list[str], model_name: str, variant: str) -> Path:
+    device = "cpu" if variant == "torch-fp32" else f"cpu {variant}"  # the torch files keep their earlier names
+    return CACHE / f"{hashlib.sha256(chr(10).join([model_name, device, *texts]).encode()).hexdigest()[:16]}.npy"
 
 
 def cached_embeddings(texts: list[str], model_name: str = DEFAULT_MODEL) -> np.ndarray:
-    """Embeddings from the pipeline's own embedding code on the CPU (float32 everywhere), cached by model and the exact
-    texts."""
-    path = _cache_path(texts, model_name)
+    """Embeddings from the pipeline's own embedding code on the CPU with the BACKEND, cached by model, variant and the
+    exact texts."""
+    backend = BACKEND["name"]
+    path = _cache_path(texts, model_name, embed.variant_name(backend, "cpu"))
     if path.exists():
         return np.load(path)
-    vectors = embed_texts(load_model(model_name, device="cpu"), texts)
+    if backend == "torch":
+        vectors = embed_texts(load_model(model_name, device="cpu"), texts)
+    else:
+        encoder = embed.load_encoder(model_name, "cpu", backend, model_cache_dir=str(MODEL_CACHE))
+        vectors = encoder.encode(texts, embed.CPU_BATCH)
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path.with_suffix(".tmp.npy"), vectors)
     path.with_suffix(".tmp.npy").replace(path)

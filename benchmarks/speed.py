@@ -157,7 +157,7 @@ def _peak_rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def run_worker(data: Path, first: str, last: str, backend: str = "torch", cache: str = "1") -> dict:
+def run_worker(data: Path, first: str, last: str, backend: str = "auto", cache: str = "1") -> dict:
     command = [
         sys.executable,
         "-m",
@@ -317,7 +317,7 @@ def layouts(records: list[dict], sizes: list[int], out: Path) -> list[str]:
         )
         categories = np.array([r["category"] for r in chosen])
         knn = None
-        if reduce.UMAP_SMALL_DATA <= size <= reduce.EXACT_KNN_MAX_ITEMS:
+        if reduce.EXACT_KNN_MIN_ITEMS <= size <= reduce.EXACT_KNN_MAX_ITEMS:
             knn = reduce.exact_cosine_knn(vectors, params.n_neighbors)
         umap_kw = {"n_neighbors": params.n_neighbors, "metric": params.metric, "random_state": params.random_state}
         layout, graph = reduce._umap(
@@ -341,10 +341,10 @@ def layouts(records: list[dict], sizes: list[int], out: Path) -> list[str]:
                 {"n_components": 2, "min_dist": params.plot_min_dist, "knn": knn, **umap_kw},
             ),
             (
-                f"from the clustering layout, {params.plot_epochs} epochs (now)",
+                f"from the clustering layout, {reduce.plot_epochs_for(size, params.plot_epochs)} epochs (now)",
                 reduce.plot_layout_from,
                 (),
-                {**from_layout, "epochs": params.plot_epochs},
+                {**from_layout, "epochs": reduce.plot_epochs_for(size, params.plot_epochs)},
             ),
             ("from the clustering layout, 200 epochs", reduce.plot_layout_from, (), {**from_layout, "epochs": 200}),
             ("PCA of the clustering layout", reduce.plot_layout_small, (layout,), {}),
@@ -386,7 +386,7 @@ def _frame(rows):
     return pd.DataFrame(rows, columns=ITEM_COLUMNS)
 
 
-def days(records: list[dict], sizes: list[int], repeats: int, work: Path, backend: str = "torch") -> list[str]:
+def days(records: list[dict], sizes: list[int], repeats: int, work: Path, backend: str = "auto") -> list[str]:
     """A whole day (every asset) cold (empty outputs, no embedding cache) and warm (the same day again), each in a new
     process.
 
@@ -486,6 +486,74 @@ def bertopic(records: list[dict], sizes: list[int], repeats: int, work: Path) ->
         b, c, w = statistics.median(times), statistics.median(cold), statistics.median(warm)
         lines.append(f"| {size:,} | {b:.1f} | {c:.1f} | {c / b:.2f} | {w:.1f} | {len(times)} |")
         print(f"bertopic {size}: {times}; pipeline cold {cold} warm {warm}", file=sys.stderr)
+    return lines
+
+
+# BERTopic as a user runs it by hand: a script that loads the same weights with sentence-transformers (PyTorch) and
+# runs BERTopic with its defaults; timed from the process's start to its exit.
+BERTOPIC_SCRIPT = """
+import json, sys
+from bertopic import BERTopic
+from sentence_transformers import SentenceTransformer
+docs = json.load(open(sys.argv[2], encoding="utf-8"))
+model = SentenceTransformer(sys.argv[1], device="cpu", local_files_only=True)
+topics, _ = BERTopic(embedding_model=model).fit_transform(docs)
+print(len(set(topics)))
+"""
+
+
+def whole(records: list[dict], sizes: list[int], repeats: int, work: Path) -> list[str]:
+    """A cold day as a user compares them, whole processes from start to exit, in pairs: `dagster asset materialize`
+    of every asset for one day in a new data folder (no outputs, no embedding cache; the machine's exported model
+    and numba cache are there, as after its first run) against a plain BERTopic script on the same texts."""
+    try:
+        import bertopic  # noqa: F401
+    except ImportError:
+        return ["BERTopic is not installed (pip install '.[bench]'): not measured."]
+    from newsletter_pipeline.embedding import embed
+    from newsletter_pipeline.items.parse import normalize_record
+
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    weights = embed.resolve_model_path(embed.DEFAULT_MODEL)
+    lines = [
+        "| items | pipeline, `dagster asset materialize` s | BERTopic script s | pipeline / BERTopic (median of pairs) "
+        "| runs |",
+        "|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        chosen = [{**r, "date": DAY} for r in records[:size]]
+        docs = work / f"docs-{size}.json"
+        docs.write_text(
+            json.dumps(
+                embed.item_texts(_frame([normalize_record(r, "huffpost", str(i)) for i, r in enumerate(chosen)]))
+            ),
+            encoding="utf-8",
+        )
+        ours, theirs = [], []
+        for attempt in range(_repeats(size, repeats)):
+            data, home = work / f"whole-{size}-{attempt}", work / f"whole-home-{size}-{attempt}"
+            shutil.rmtree(data, ignore_errors=True)
+            write_landing(data / "landing", chosen)
+            home.mkdir(parents=True, exist_ok=True)
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+            env = {
+                **os.environ,
+                "DAGSTER_HOME": str(home),
+                "NEWSLETTER_DATA_DIR": str(data),
+                "NEWSLETTER_MODEL_CACHE_DIR": str(REPO / "data" / "cache" / "models"),
+                "PYTHONWARNINGS": "ignore",
+            }
+            command = [dagster, "asset", "materialize", "-m", "newsletter_pipeline.definitions", "--select", "*"]
+            ours.append(_timed_process([*command, "--partition", DAY], env))
+            theirs.append(_timed_process([sys.executable, "-c", BERTOPIC_SCRIPT, weights, str(docs)]))
+            shutil.rmtree(data, ignore_errors=True)
+            shutil.rmtree(home, ignore_errors=True)
+        ratio = statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
+        lines.append(
+            f"| {size:,} | {statistics.median(ours):.1f} | {statistics.median(theirs):.1f} | {ratio:.2f} | "
+            f"{len(ours)} |"
+        )
+        print(f"whole {size}: pipeline {ours} bertopic {theirs}", file=sys.stderr)
     return lines
 
 
@@ -597,9 +665,11 @@ def _run(command: list[str], env=None) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def _timed_process(command: list[str]) -> float:
+def _timed_process(command: list[str], env=None) -> float:
     start = time.perf_counter()
-    subprocess.run(command, cwd=REPO, capture_output=True, check=True)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
+    if done.returncode:
+        sys.exit(f"{' '.join(command[:4])} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 
@@ -657,7 +727,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--only",
-        default="throughput,backends,layouts,day,bertopic,backfill,cache,startup",
+        default="throughput,backends,layouts,day,whole,bertopic,backfill,cache,startup",
         help="comma-separated sections",
     )
     parser.add_argument("--sizes", default="500,2000,10000")
@@ -665,7 +735,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data"), parser.add_argument("--first"), parser.add_argument("--last")
     (
-        parser.add_argument("--backend", default="torch"),
+        parser.add_argument("--backend", default="auto"),
         parser.add_argument("--cache", default="1"),
         parser.add_argument("--warmup"),
     )
@@ -694,6 +764,7 @@ def main() -> None:
                 lambda: layouts(records, [s for s in sizes if s >= 2000] or sizes, REPO / "test-artifacts" / "layouts"),
             ),
             ("bertopic", lambda: bertopic(records, sizes, args.repeats, work)),
+            ("whole", lambda: whole(records, sizes, args.repeats, work)),
             ("backfill", lambda: backfill(records, work)),
             ("cache", lambda: cache_lookup(work, args.repeats)),
             ("startup", lambda: startup(args.repeats, work)),

@@ -20,10 +20,12 @@ class Reduction:
     library: str = "numpy"  # what computed the layouts: umap-learn, cuml, or numpy (the small-day PCA)
 
 
-# Below this many items umap-learn computes exact neighbours itself; above it, it would use NN-descent, which is
-# approximate, seeded, and spends tens of seconds compiling in every new process. Up to EXACT_KNN_MAX_ITEMS the
-# pipeline computes exact cosine neighbours with one matrix product per block instead.
-UMAP_SMALL_DATA = 4096
+# From EXACT_KNN_MIN_ITEMS to EXACT_KNN_MAX_ITEMS the pipeline hands UMAP exact cosine neighbours, one matrix product
+# per block. Left to itself, umap-learn computes every pairwise distance below 4,096 items by calling its numba metric
+# once per pair from Python (3.3 s of its 5.4 s at 2,000 items, 0.2 s at 500: below 1,000 items the gain is too small
+# to change those days' layouts for), and above that uses NN-descent, which is approximate, seeded, and compiles for
+# tens of seconds in every new process.
+EXACT_KNN_MIN_ITEMS = 1_000
 EXACT_KNN_MAX_ITEMS = 50_000
 _KNN_BLOCK = 256  # rows per matrix product: about 30 bytes x items each, so 10,000 items take ~80 MB at a time
 
@@ -106,12 +108,25 @@ def _umap(
         return np.asarray(UMAP(**settings, output_type="numpy").fit_transform(embeddings), dtype=np.float32), None
     umap = _import_umap()
     # A fixed random_state already forces one thread; saying so silences UMAP's warning about it.
-    model = umap.UMAP(**settings, n_jobs=1, **({"precomputed_knn": (*knn, None)} if knn is not None else {}))
+    # force_approximation_algorithm: take the neighbours given, also on a day under 4,096 items.
+    given = {"precomputed_knn": (*knn, None), "force_approximation_algorithm": True} if knn is not None else {}
+    model = umap.UMAP(**settings, n_jobs=1, **given)
     with warnings.catch_warnings():
         # "no transform without a search index": the pipeline never calls transform.
         warnings.filterwarnings("ignore", message=r".*precomputed_knn\[2\].*")
         layout = model.fit_transform(embeddings).astype(np.float32)
     return layout, model.graph_
+
+
+# The plot pass's optimisation costs about epochs x items: a day of up to 2,000 items gets BUDGET // items epochs (500,
+# UMAP's own number for small data, at most), so a small day is laid out as carefully as before for the same ~0.3 s;
+# larger days get ReduceParams.plot_epochs.
+PLOT_EPOCH_BUDGET, MAX_PLOT_EPOCHS = 200_000, 500
+
+
+def plot_epochs_for(n_items: int, fewest: int) -> int:
+    """Epochs of the plot pass for a day of `n_items`: PLOT_EPOCH_BUDGET // n_items, between `fewest` and 500."""
+    return int(min(MAX_PLOT_EPOCHS, max(fewest, PLOT_EPOCH_BUDGET // max(n_items, 1))))
 
 
 def plot_layout_from(graph, layout: np.ndarray, *, min_dist: float, epochs: int, random_state: int) -> np.ndarray:
@@ -182,7 +197,8 @@ def reduce_embeddings(
         min_dist: how tightly UMAP packs points in those coordinates.
         metric: the distance between embeddings (cosine).
         plot_min_dist: min_dist of the 2-D layout for plots.
-        plot_epochs: optimisation epochs of the 2-D layout, which starts from the clustering layout and its graph.
+        plot_epochs: the fewest optimisation epochs of the 2-D layout, which starts from the clustering layout and its
+            graph; smaller days get more (plot_epochs_for).
         random_state: UMAP's seed; fixed, so a day gives the same coordinates again.
         min_items: below this many items (or n_components + 2) the cluster coordinates are the embeddings themselves
             and the plot layout is PCA (method "small-day").
@@ -199,7 +215,7 @@ def reduce_embeddings(
     if n < max(min_items, n_components + 2):
         return Reduction(cluster=embeddings.astype(np.float32), plot=plot_layout_small(embeddings), method="small-day")
     knn = None
-    if not gpu and metric == "cosine" and UMAP_SMALL_DATA <= n <= EXACT_KNN_MAX_ITEMS:
+    if not gpu and metric == "cosine" and EXACT_KNN_MIN_ITEMS <= n <= EXACT_KNN_MAX_ITEMS:
         knn = exact_cosine_knn(embeddings, min(n_neighbors, n - 1))
     umap = {"n_neighbors": n_neighbors, "metric": metric, "random_state": random_state, "knn": knn, "gpu": gpu}
     cluster, graph = _umap(embeddings, n_components=n_components, min_dist=min_dist, **umap)
@@ -208,5 +224,6 @@ def reduce_embeddings(
     elif graph is None:
         plot, _ = _umap(embeddings, n_components=2, min_dist=plot_min_dist, **umap)
     else:
-        plot = plot_layout_from(graph, cluster, min_dist=plot_min_dist, epochs=plot_epochs, random_state=random_state)
+        epochs = plot_epochs_for(n, plot_epochs)
+        plot = plot_layout_from(graph, cluster, min_dist=plot_min_dist, epochs=epochs, random_state=random_state)
     return Reduction(cluster=cluster, plot=plot, method="umap", library="cuml" if gpu else "umap-learn")

@@ -80,6 +80,12 @@ class LandingFolder(dg.ConfigurableResource):
         return self.listing().files
 
 
+@functools.lru_cache(maxsize=4)
+def _chosen_backend(backend: str, device: str, model: str, model_cache_dir: str) -> embed.BackendChoice:
+    """Decided once per process and settings: "auto" may export the OpenVINO model (once per machine)."""
+    return embed.choose_backend(backend, device, model, model_cache_dir)
+
+
 @functools.lru_cache(maxsize=2)
 def _cached_encoder(
     model: str, device: str, backend: str, model_cache_dir: str, allow_download: bool, fp16_on_cuda: bool
@@ -108,11 +114,12 @@ class EmbeddingResource(dg.ConfigurableResource):
     )
     device: str = Field(default="auto", description="auto (CUDA when available, else CPU), cpu or cuda.")
     backend: str = Field(
-        default="torch",
-        description="torch (default: CPU or CUDA), openvino (CPU only; 3.0 times PyTorch's speed on the speed "
-        "benchmark, cosine to PyTorch's vectors 0.9999 and up) or openvino-int8 (the int8 extra; faster still, cosine "
-        "0.99 and up). OpenVINO models are exported once from the weights into model_cache_dir. benchmarks/README.md "
-        "has the figures.",
+        default="auto",
+        description="auto (default: openvino on a CPU, torch on a CUDA GPU or where OpenVINO cannot run, with a log "
+        "line saying why), torch, openvino (CPU only; 2.4 times PyTorch's speed on the speed benchmark, cosine to "
+        "PyTorch's vectors 0.9999 and up, the same cluster quality) or openvino-int8 (the int8 extra; faster still, "
+        "cosine 0.99 and up). OpenVINO models are exported once from the weights into model_cache_dir (about 15 s). "
+        "benchmarks/README.md has the figures.",
     )
     model_cache_dir: str = Field(
         default=DEFAULTS.get("NEWSLETTER_MODEL_CACHE_DIR"),
@@ -133,9 +140,14 @@ class EmbeddingResource(dg.ConfigurableResource):
         description="Reuse vectors of texts embedded before (same model and variant), kept under the output root.",
     )
 
+    @property
+    def choice(self) -> embed.BackendChoice:
+        """The backend that embeds, "auto" decided, and why."""
+        return _chosen_backend(self.backend, self.device, self.model, self.model_cache_dir)
+
     def loaded(self) -> embed.Encoder:
         return _cached_encoder(
-            self.model, self.device, self.backend, self.model_cache_dir, self.allow_download, self.fp16_on_cuda
+            self.model, self.device, self.choice.backend, self.model_cache_dir, self.allow_download, self.fp16_on_cuda
         )
 
     @property
@@ -150,7 +162,7 @@ class EmbeddingResource(dg.ConfigurableResource):
     def variant(self) -> str:
         """Backend and precision, known without loading the model (a run that finds every vector cached never
         loads it)."""
-        return embed.variant_name(self.backend, self.device, self.fp16_on_cuda)
+        return embed.variant_name(self.choice.backend, self.device, self.fp16_on_cuda)
 
     def embed(self, texts: list[str], report: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Unit-length vectors of `texts`; `report(done, total)` hears of the progress of a long input."""
@@ -318,7 +330,7 @@ class SheetsResource(dg.ConfigurableResource):
                 f"account disabled); set {sheets.FILE_VAR} or {sheets.JSON_VAR} to a current key"
             ) from None
 
-    def write(self, day: str, tables: dict[str, pd.DataFrame]) -> dict[str, int]:
+    def write(self, day: str, tables: dict[str, pd.DataFrame]) -> export.Totals:
         """Replace the day's rows; returns the data rows of the day's month tabs after the write."""
         if self.spreadsheet_key:
             return export.write_google_sheet(self.open_spreadsheet(), day, tables)

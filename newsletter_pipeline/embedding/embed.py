@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -15,7 +16,7 @@ from newsletter_pipeline.embedding.weights import DEFAULT_MODEL, resolve_model_p
 if TYPE_CHECKING:  # sentence-transformers pulls in torch: import it only when a model is loaded.
     from sentence_transformers import SentenceTransformer
 
-BACKENDS = ("torch", "openvino", "openvino-int8")
+BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
 DEVICES = ("auto", "cpu", "cuda")
 # Texts per forward pass when none is configured: 64 keeps a CPU busy without padding waste; a GPU wants more.
 CPU_BATCH, GPU_BATCH = 64, 256
@@ -121,11 +122,54 @@ class TorchEncoder:
         return embed_texts(self.model, texts, batch_size)
 
 
-def variant_name(backend: str, device: str = "auto", fp16_on_cuda: bool = True) -> str:
-    """Backend and precision, e.g. "torch-fp32": the vectors of two variants differ in their last digits, so the
-    embedding cache keeps them apart. Worked out from the settings, without loading the model."""
+def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"embedding backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+
+
+def _may_have_cuda() -> bool:
+    """False where no NVIDIA driver is loaded (native Linux or WSL), so a CPU machine answers without importing torch,
+    which costs about 2 s: a run whose vectors are all cached never needs it."""
+    return any(os.path.exists(path) for path in ("/proc/driver/nvidia/version", "/dev/dxg")) or os.name != "posix"
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend that embeds (torch, openvino or openvino-int8) and why, for the run log; `fallback` when "auto"
+    wanted OpenVINO and could not have it."""
+
+    backend: str
+    reason: str
+    fallback: bool = False
+
+
+def choose_backend(backend: str, device: str, model: str, model_cache_dir: str) -> BackendChoice:
+    """A configured backend as it is; "auto" (the default): OpenVINO on the CPU, the fastest that keeps the vectors
+    (cosine to PyTorch's 0.9999 and up, the clusters' quality the same: benchmarks/README.md), else PyTorch.
+
+    OpenVINO's model is exported from the weights on the first run on a machine (about 15 s) and reused after; where
+    it cannot be exported or loaded, or on a CUDA GPU (PyTorch in float16 is faster there), PyTorch embeds instead."""
+    _check_backend(backend)
+    if backend != "auto":
+        return BackendChoice(backend, "configured")
+    if device == "cuda" or (device == "auto" and _may_have_cuda() and resolve_device(device) == "cuda"):
+        return BackendChoice("torch", "auto: a CUDA GPU, so PyTorch")
+    try:
+        openvino_backend.export_model(resolve_model_path(model), model_cache_dir)
+        precision = openvino_backend.precision()
+    except Exception as error:  # noqa: BLE001 - any failure means the same: embed with PyTorch, and say why
+        reason = f"auto: PyTorch, since OpenVINO cannot run here ({type(error).__name__}: {error})"
+        return BackendChoice("torch", reason, fallback=True)
+    return BackendChoice("openvino", f"auto: OpenVINO runs on this CPU, in {precision}")
+
+
+def variant_name(backend: str, device: str = "auto", fp16_on_cuda: bool = True) -> str:
+    """Backend and precision, e.g. "torch-fp32": the vectors of two variants differ in their last digits, so the
+    embedding cache keeps them apart. Worked out from the settings (a chosen backend, not "auto"), without loading the
+    model."""
+    _check_backend(backend)
+    if backend == "auto":
+        raise ValueError("variant_name takes the chosen backend (choose_backend), not 'auto'")
     if backend != "torch":
         return f"openvino-{openvino_backend.precision(int8=backend == 'openvino-int8')}"
     # 'cpu' needs no torch import; 'auto' asks torch whether there is a GPU.
@@ -135,15 +179,15 @@ def variant_name(backend: str, device: str = "auto", fp16_on_cuda: bool = True) 
 def load_encoder(
     model: str = DEFAULT_MODEL,
     device: str = "auto",
-    backend: str = "torch",
+    backend: str = "auto",
     *,
     model_cache_dir: str,
     allow_download: bool = False,
     fp16_on_cuda: bool = True,
 ) -> Encoder:
-    """The configured encoder. OpenVINO runs on the CPU from a model exported once into `model_cache_dir`."""
-    if backend not in BACKENDS:
-        raise ValueError(f"embedding backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    """The configured encoder ("auto" as choose_backend decides). OpenVINO runs on the CPU from a model exported once
+    into `model_cache_dir`."""
+    backend = choose_backend(backend, device, model, model_cache_dir).backend
     if backend == "torch":
         return TorchEncoder(load_model(model, device, allow_download=allow_download, fp16_on_cuda=fp16_on_cuda))
     if device == "cuda":

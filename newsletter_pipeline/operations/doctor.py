@@ -85,8 +85,10 @@ def check_model(config: Config) -> str:
         ) from None
     if vectors.shape[0] != 1 or not np.isfinite(vectors).all():
         raise Problem(f"NEWSLETTER_EMBED_MODEL: {embedder.model} loads but gives no finite vector; use another model")
-    where = f"{embedder.backend} on {embedder.device_used}"
-    return f"{embedder.model} loads offline ({where}) and embeds ({vectors.shape[1]} dimensions)"
+    where = f"{embedder.choice.backend} on {embedder.device_used}"
+    return (
+        f"{embedder.model} loads offline ({where}; {embedder.choice.reason}) and embeds ({vectors.shape[1]} dimensions)"
+    )
 
 
 def check_landing(config: Config) -> str:

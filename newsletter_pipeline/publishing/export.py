@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import math
 import os
@@ -406,16 +408,32 @@ def remove_leftovers(path: Path) -> list[Path]:
     return removed
 
 
-def write_workbook(
-    path: Path, day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None
-) -> dict[str, int]:
+class Totals(dict):
+    """The data rows of each of the day's month tabs after an export; `unchanged`: the sheet already held the day's
+    rows, and nothing was written."""
+
+    unchanged: bool = False
+
+
+def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame], now: datetime | None = None) -> Totals:
     """Replace the day's rows in its month's tabs of a local .xlsx workbook and update the index; returns the
-    data rows of each of the day's month tabs after the write. Tabs outside the layout are kept as they are."""
+    data rows of each of the day's month tabs after the write. Tabs outside the layout are kept as they are.
+
+    A workbook that already holds these rows is left alone: the record beside it (`<name>.exported.json`) says what
+    the last export wrote and the file's size and modification time after it. The same day's rows and month's stories
+    tab, in a file nobody has touched since, are what a rewrite would give: reading and rewriting a month of 2,000
+    items a day costs tens of seconds."""
     from openpyxl import Workbook
 
     path = Path(path)
     with _locked(path):
         remove_leftovers(path)
+        record = _exported_record(path)
+        wanted = _digests(day, tables)
+        if path.exists() and record.get("stamp") == _file_stamp(path) and _holds(record, day, wanted):
+            totals = Totals(record["months"][month_of(day)]["totals"])
+            totals.unchanged = True
+            return totals
         existing = read_workbook(path)
         changed = day_rows(existing, day, tables, now)
         tabs = existing | changed
@@ -441,7 +459,66 @@ def write_workbook(
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
-    return {title: len(rows) - 1 for title, rows in changed.items() if title != INDEX_TAB}
+        totals = Totals({title: len(rows) - 1 for title, rows in changed.items() if title != INDEX_TAB})
+        _record_export(path, record, day, wanted, totals)
+    return totals
+
+
+def _digests(day: str, tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """What an export of `day` writes, as digests: its rows (clusters and items) and its month's stories tab."""
+
+    def digest(scope: str, kinds) -> str:
+        hashed = hashlib.sha256(f"{LAYOUT_VERSION}/{scope}".encode())
+        for kind in kinds:
+            hashed.update(json.dumps(table_rows(tables[kind]), default=str).encode())
+        return hashed.hexdigest()[:32]
+
+    return {
+        "rows": digest(day, (k for k in TABS if k not in WHOLE_TABS)),
+        "whole": digest(month_of(day), sorted(WHOLE_TABS)),
+    }
+
+
+def _holds(record: dict, day: str, wanted: dict[str, str]) -> bool:
+    """Whether the workbook, as the record describes it, holds the day's rows and its month's whole tabs."""
+    return (
+        record.get("layout_version") == LAYOUT_VERSION
+        and record.get("days", {}).get(day) == wanted["rows"]
+        and record.get("months", {}).get(month_of(day), {}).get("whole") == wanted["whole"]
+    )
+
+
+def _file_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".exported.json")
+
+
+def _exported_record(path: Path) -> dict:
+    """The record of the last export into `path`; {} when there is none or it cannot be read (the export then
+    rewrites the workbook, as it would without one)."""
+    try:
+        record = json.loads(_record_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _record_export(path: Path, record: dict, day: str, wanted: dict[str, str], totals: dict[str, int]) -> None:
+    """Write the record after the workbook: a crash between the two leaves a record whose stamp no longer matches, so
+    the next export rewrites the workbook."""
+    if record.get("layout_version") != LAYOUT_VERSION:
+        record = {}
+    record.update(layout_version=LAYOUT_VERSION, stamp=_file_stamp(path))
+    record.setdefault("days", {})[day] = wanted["rows"]
+    # A month's totals change with every day written into it: kept per month, as of the latest write.
+    record.setdefault("months", {})[month_of(day)] = {"whole": wanted["whole"], "totals": totals}
+    temporary = _record_path(path).with_suffix(".tmp")
+    temporary.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, _record_path(path))
 
 
 class SheetsFull(ValueError):
@@ -456,7 +533,7 @@ def write_google_sheet(
     now: datetime | None = None,
     max_request_bytes: int | None = None,
     max_cells: int = MAX_CELLS,
-) -> dict[str, int]:
+) -> Totals:
     """Replace the day's rows in its month's tabs of a Google spreadsheet and update the index; returns the data
     rows of each of the day's month tabs after the write.
 
@@ -487,7 +564,7 @@ def write_google_sheet(
             raise e.with_advice(
                 f"every row of {day} is written; only the grids are taller than needed until the next export"
             ) from e.__cause__
-    return {t: len(rows[t]) - 1 for t in wanted if t != INDEX_TAB}
+    return Totals({t: len(rows[t]) - 1 for t in wanted if t != INDEX_TAB})
 
 
 def _grow_grids(spreadsheet, day, wanted, rows, widths, order, grids, max_cells) -> dict[str, tuple[int, int, int]]:

@@ -7,6 +7,7 @@ import pandas as pd
 
 from newsletter_pipeline.defs.params import QualityThresholds
 from newsletter_pipeline.defs.resources import ClusteringResource
+from newsletter_pipeline.embedding.openvino_backend import precision
 from newsletter_pipeline.publishing import export
 from newsletter_pipeline_tests.conftest import SAMPLE_DAYS
 
@@ -62,7 +63,7 @@ def test_a_sample_day_end_to_end(workspace):
     embedded = metadata_of(result, "item_embeddings")
     assert (
         embedded["model"].value == "all-MiniLM-L6-v2"
-        and embedded["device"].value == "cpu"
+        and embedded["device"].value == f"cpu (openvino {precision()})"  # the default backend on a CPU
         and embedded["embed_seconds"].value > 0
     )
     clustered = metadata_of(result, "clusters")
@@ -88,7 +89,7 @@ def test_a_sample_day_end_to_end(workspace):
     assert {"item_id", "source_id", "cluster_id", "probability"} <= set(assignment.columns)
     assert sorted(assignment["item_id"]) == sorted(items["item_id"]) and assignment["source_id"].notna().all()
     embeddings = workspace.store.read_metadata("item_embeddings", DAY)
-    assert embeddings == {"model": "all-MiniLM-L6-v2", "variant": "torch-fp32", "dimension": "384"}
+    assert embeddings == {"model": "all-MiniLM-L6-v2", "variant": f"openvino-{precision()}", "dimension": "384"}
 
     book = export.read_workbook(workspace.workbook)
     assert (

@@ -109,6 +109,14 @@ def test_saving_an_unchanged_day_writes_nothing(embedder, tmp_path):
     assert cache.save(day, TEXTS[day][:1], vectors[:1]) is True  # the day's items changed: its segment follows
 
 
+def checks_of(result, asset: str) -> list[tuple]:
+    return sorted(
+        (e.check_name, e.passed, e.description, e.severity)
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.path[-1] == asset
+    )
+
+
 def _metadata(result, asset: str):
     return next(
         e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset
@@ -116,10 +124,13 @@ def _metadata(result, asset: str):
 
 
 @pytest.mark.slow
-def test_rematerializing_a_day_skips_the_model_and_umap(workspace, monkeypatch):
+def test_rematerializing_an_unchanged_day_skips_every_costly_step(workspace, monkeypatch):
     workspace.add_sample()
     day = SAMPLE_DAYS[0]
+    from newsletter_pipeline import quality
+    from newsletter_pipeline.clustering import cluster, label, plot
     from newsletter_pipeline.defs import resources
+    from newsletter_pipeline.stories import tracking
 
     first_run = workspace.materialize(day)
     first = _metadata(first_run, "item_embeddings")
@@ -129,20 +140,40 @@ def test_rematerializing_a_day_skips_the_model_and_umap(workspace, monkeypatch):
     assert _metadata(first_run, "umap_coordinates")["reused"].value is False
     # The warm run must not even load the model, nor run UMAP on the unchanged vectors.
     monkeypatch.setattr(resources, "_cached_encoder", lambda *args: pytest.fail("the model was loaded"))
-    real_reduce = reduce.reduce_embeddings
     monkeypatch.setattr(reduce, "reduce_embeddings", lambda *args, **kwargs: pytest.fail("UMAP ran again"))
+    # Nor cluster, label, draw, judge or track stories again: their inputs are unchanged.
+    for module, step in (
+        (cluster, "cluster_items"),
+        (label, "summarize_clusters"),
+        (plot, "cluster_scatter_png"),
+        (quality, "cluster_figures"),
+        (tracking, "track_items"),
+    ):
+        monkeypatch.setattr(module, step, lambda *args, step=step, **kwargs: pytest.fail(f"{step} ran again"))
     second_run = workspace.materialize(day)
     second = _metadata(second_run, "item_embeddings")
     assert _metadata(second_run, "umap_coordinates")["reused"].value is True
+    for asset in ("clusters", "stories"):
+        # The same metadata, but `rows`: the IO manager counts the rows it writes, and it writes none.
+        assert (_metadata(first_run, asset).keys() - {"rows"}) | {"reused"} == _metadata(second_run, asset).keys()
+        assert _metadata(second_run, asset)["reused"].value is True
+    assert _metadata(second_run, "clusters")["plot"] == _metadata(first_run, "clusters")["plot"]
+    # The cluster checks report what they found then, and still gate the export.
+    assert checks_of(second_run, "clusters") == checks_of(first_run, "clusters")
+    assert len(checks_of(first_run, "clusters")) >= 5
+    # The workbook holds the day's rows already: it is not rewritten.
+    assert _metadata(first_run, "sheet_export")["sheet"].value == "written"
+    assert _metadata(second_run, "sheet_export")["sheet"].value == "unchanged"
     assert workspace.store.read("umap_coordinates", day).equals(coords_before)
     assert workspace.store.read("clusters", day)[["item_id", "cluster_id"]].equals(
         clusters_before[["item_id", "cluster_id"]]
     )
-    # Other UMAP settings are another result: computed again, not reused.
-    monkeypatch.setattr(reduce, "reduce_embeddings", real_reduce)
+    # Other UMAP settings are another result: computed again, not reused, and so are the steps after it.
+    monkeypatch.undo()
     workspace.clustering = ClusteringResource(reduce=ReduceParams(random_state=7))
     third_run = workspace.materialize(day)
     assert _metadata(third_run, "umap_coordinates")["reused"].value is False
+    assert "reused" not in _metadata(third_run, "clusters") and "reused" not in _metadata(third_run, "stories")
     assert not workspace.store.read("umap_coordinates", day)["x"].equals(coords_before["x"])
     assert first["cache_hits"].value == 0 and first["texts_encoded"].value > 0
     assert second["cache_hits"].value == len(before) and second["texts_encoded"].value == 0
@@ -207,7 +238,7 @@ def test_large_days_get_exact_neighbours_once(monkeypatch):
     calls = []
     exact = reduce.exact_cosine_knn
     monkeypatch.setattr(reduce, "exact_cosine_knn", lambda vectors, k: calls.append(k) or exact(vectors, k))
-    vectors = np.random.default_rng(1).normal(size=(reduce.UMAP_SMALL_DATA + 10, 16)).astype(np.float32)
+    vectors = np.random.default_rng(1).normal(size=(reduce.EXACT_KNN_MIN_ITEMS, 16)).astype(np.float32)
     result = reduce.reduce_embeddings(vectors, **ReduceParams().model_dump())
     assert calls == [15] and result.library == "umap-learn"
     assert result.cluster.shape == (len(vectors), 5) and result.plot.shape == (len(vectors), 2)

@@ -191,3 +191,34 @@ def test_int8_stays_close_to_pytorch(model_path, exported, torch_vectors):
     int8 = eo.openvino_encoder(model_path, exported.parent, int8=True)
     assert int8.model_dir != exported and int8.device == f"cpu (openvino {eo.precision(int8=True)})"
     assert np.sum(int8.encode(TEXTS) * torch_vectors, axis=1).min() >= 0.99
+
+
+def test_auto_embeds_with_openvino_on_a_cpu(exported, torch_vectors):
+    choice = embed.choose_backend("auto", "cpu", embed.DEFAULT_MODEL, str(exported.parent))
+    assert (choice.backend, choice.fallback) == ("openvino", False)
+    assert choice.reason == f"auto: OpenVINO runs on this CPU, in {eo.precision()}"
+    encoder = embed.load_encoder(embed.DEFAULT_MODEL, "cpu", "auto", model_cache_dir=str(exported.parent))
+    assert encoder.model_dir == exported  # the export made once is reused
+    assert np.sum(encoder.encode(TEXTS, 64) * torch_vectors, axis=1).min() >= 0.999
+    assert embed.variant_name(choice.backend, "cpu") == f"openvino-{eo.precision()}"
+    # A configured backend is taken as it is.
+    assert embed.choose_backend("torch", "cpu", embed.DEFAULT_MODEL, str(exported.parent)).backend == "torch"
+
+
+def test_auto_falls_back_to_pytorch_and_says_why(tmp_path, monkeypatch):
+    def no_export(*args, **kwargs):
+        raise NotImplementedError("OpenVINO export handles Transformer + mean Pooling models; this one is ['CLIP']")
+
+    monkeypatch.setattr(eo, "export_model", no_export)
+    choice = embed.choose_backend("auto", "cpu", embed.DEFAULT_MODEL, str(tmp_path))
+    assert (choice.backend, choice.fallback) == ("torch", True)
+    assert choice.reason == (
+        "auto: PyTorch, since OpenVINO cannot run here (NotImplementedError: OpenVINO export handles Transformer + "
+        "mean Pooling models; this one is ['CLIP'])"
+    )
+    assert isinstance(
+        embed.load_encoder(backend="auto", device="cpu", model_cache_dir=str(tmp_path)), embed.TorchEncoder
+    )
+    # A CUDA device is PyTorch's, in float16: OpenVINO is not tried, so this is no fallback.
+    cuda = embed.choose_backend("auto", "cuda", embed.DEFAULT_MODEL, str(tmp_path))
+    assert (cuda.backend, cuda.fallback, cuda.reason) == ("torch", False, "auto: a CUDA GPU, so PyTorch")

@@ -11,6 +11,7 @@ import tomllib
 import pytest
 
 from newsletter_pipeline.config import BY_NAME, load_config
+from newsletter_pipeline.embedding.openvino_backend import precision
 from newsletter_pipeline.operations import doctor
 from newsletter_pipeline_tests import postgres
 from newsletter_pipeline_tests.conftest import REPO, SAMPLE, free_port
@@ -64,7 +65,8 @@ def test_a_healthy_local_setup_passes_every_check(healthy, embedder, capsys):
     status, by_check = run_doctor(capsys)
     assert status == 0, by_check
     assert by_check["configuration"] == ["ok: NEWSLETTER_PIPELINE_ENV=local, every setting valid"]
-    assert by_check["model"] == ["ok: all-MiniLM-L6-v2 loads offline (torch on cpu) and embeds (384 dimensions)"]
+    where = f"openvino on cpu (openvino {precision()}); auto: OpenVINO runs on this CPU, in {precision()}"
+    assert by_check["model"] == [f"ok: all-MiniLM-L6-v2 loads offline ({where}) and embeds (384 dimensions)"]
     assert by_check["landing"] == [f"ok: {healthy}/data/landing: {len(list(SAMPLE.iterdir()))} readable files"]
     assert by_check["instance"] == [f"ok: SqliteRunStorage at {healthy}/home answers"]
     assert by_check["sheets"][0].startswith("ok: not configured: exports go to the workbook")
@@ -180,7 +182,7 @@ def test_a_model_that_does_not_load(healthy, monkeypatch, capsys):
     assert status == 1
     [line] = only_problem(by_check, "model")
     assert line.startswith(
-        f"problem: NEWSLETTER_EMBED_MODEL: {healthy}/no-such-model (backend torch, device cpu) does not load offline ("
+        f"problem: NEWSLETTER_EMBED_MODEL: {healthy}/no-such-model (backend auto, device cpu) does not load offline ("
     )
     assert line.endswith("set it to all-MiniLM-L6-v2 or a local sentence-transformers folder")
 

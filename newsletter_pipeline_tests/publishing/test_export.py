@@ -237,6 +237,46 @@ def test_story_columns_are_blank_without_stories_and_stale_stories_are_refused()
             export.sheet_tables("2026-11-16", items, assignments, summaries, pd.DataFrame([stale]))
 
 
+def test_a_workbook_that_already_holds_the_rows_is_not_rewritten(tmp_path):
+    path = tmp_path / "sheets" / "book.xlsx"
+    first = export.write_workbook(path, "2026-11-16", day_tables("2026-11-16", 3))
+    assert not first.unchanged and (tmp_path / "sheets" / "book.xlsx.exported.json").is_file()
+    later = export.write_workbook(path, "2026-11-17", day_tables("2026-11-17", 4))
+    written = os.stat(path).st_mtime_ns
+
+    # The same rows and the month's stories tab as it stands (the latest state's, as every day of the month exports
+    # it): nothing is read or written, and the totals are the month's as they stand now.
+    same = day_tables("2026-11-16", 3)
+    same["stories"] = day_tables("2026-11-17", 4)["stories"]
+    again = export.write_workbook(path, "2026-11-16", same)
+    assert again.unchanged and again == later and os.stat(path).st_mtime_ns == written
+    # Other rows for the day: written.
+    fewer = export.write_workbook(path, "2026-11-16", day_tables("2026-11-16", 2))
+    assert not fewer.unchanged and fewer["items 2026-11"] == 6
+    # The same day rows under another stories tab (a later day's state): the tab is rewritten.
+    tables = day_tables("2026-11-16", 2)
+    tables["stories"] = day_tables("2026-11-20", 2)["stories"]
+    assert not export.write_workbook(path, "2026-11-16", tables).unchanged
+    assert export.read_workbook(path)["stories 2026-11"][1][3] == "2026-11-20"
+
+    # An editor changed the workbook: the export puts the day's rows back.
+    from openpyxl import load_workbook
+
+    book = load_workbook(path)
+    book["items 2026-11"]["I2"] = "edited by hand"
+    book.save(path)
+    restored = export.write_workbook(path, "2026-11-16", tables)
+    assert not restored.unchanged
+    assert "edited by hand" not in str(export.read_workbook(path)["items 2026-11"])
+    assert export.write_workbook(path, "2026-11-16", tables).unchanged
+    # No record, or an unreadable one: the workbook is rewritten, as before records existed.
+    (tmp_path / "sheets" / "book.xlsx.exported.json").write_text("{not json", encoding="utf-8")
+    assert not export.write_workbook(path, "2026-11-16", tables).unchanged
+    (tmp_path / "sheets" / "book.xlsx.exported.json").unlink()
+    assert not export.write_workbook(path, "2026-11-16", tables).unchanged
+    assert export.write_workbook(path, "2026-11-16", tables).unchanged
+
+
 def test_rerunning_a_day_replaces_its_rows_and_keeps_other_days(tmp_path):
     path = tmp_path / "sheets" / "book.xlsx"
     export.write_workbook(path, "2026-11-17", day_tables("2026-11-17", 4))
@@ -549,7 +589,11 @@ def test_an_unreadable_workbook_is_named_and_left_as_it_is(tmp_path, damage):
         export.write_workbook(path, "2026-11-17", day_tables("2026-11-17"))
     assert str(path) in str(caught.value) and caught.value.__cause__ is not None
     assert path.read_bytes() == before  # never overwritten: it may hold tabs of someone's own
-    assert sorted(p.name for p in path.parent.iterdir()) == ["book.xlsx", "book.xlsx.lock"]
+    # Nothing new beside it (the record of an earlier export may be there: its stamp no longer matches the file).
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(".exported.json")) == [
+        "book.xlsx",
+        "book.xlsx.lock",
+    ]
     with pytest.raises(export.UnreadableWorkbook, match="Move it aside"):
         export.read_layout(path)
     # Moved aside, as the message says: the next export starts a new workbook.
@@ -606,7 +650,9 @@ def test_the_leftover_of_a_killed_save_is_removed_by_the_next_export(tmp_path):
     for name in others:
         (tmp_path / name).write_text("not ours")
     export.write_workbook(path, "2026-11-18", day_tables("2026-11-18"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["book.xlsx", "book.xlsx.lock", *others])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["book.xlsx", "book.xlsx.exported.json", "book.xlsx.lock", *others]
+    )
     assert [row[0] for row in export.read_workbook(path)["items 2026-11"][1:]] == ["2026-11-16"] * 3 + [
         "2026-11-18"
     ] * 3

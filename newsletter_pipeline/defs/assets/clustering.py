@@ -8,7 +8,7 @@ from pydantic import Field
 
 from newsletter_pipeline import quality
 from newsletter_pipeline.clustering import cluster, hold, label, plot, reduce
-from newsletter_pipeline.defs import checks
+from newsletter_pipeline.defs import checks, reuse
 from newsletter_pipeline.defs.assets.common import DAILY, timed, vectors_of
 from newsletter_pipeline.defs.checks import check_specs
 from newsletter_pipeline.defs.io_manager import KEEP, OutputStore, Stored, by_day
@@ -78,6 +78,21 @@ def umap_coordinates(
     )
 
 
+# What clusters, labels, the plot and the checks depend on besides the day's inputs and settings.
+_CLUSTER_CODE = (
+    (
+        "newsletter_pipeline.clustering.cluster",
+        "newsletter_pipeline.clustering.hold",
+        "newsletter_pipeline.clustering.label",
+        "newsletter_pipeline.clustering.plot",
+        "newsletter_pipeline.quality",
+        "newsletter_pipeline.defs.checks",
+        __name__,
+    ),
+    ("hdbscan", "scikit-learn", "numpy", "matplotlib", "cuml-cu12"),
+)
+
+
 def _size_table(summaries: pd.DataFrame, noise: int) -> dg.MetadataValue:
     rows = [(r.cluster_id, r.size, r.n_sources, r.label) for r in summaries.itertuples()]
     return markdown([*rows, ("noise", noise, "", "")], ("cluster", "items", "sources", "label"))
@@ -124,7 +139,7 @@ def clusters(
     """HDBSCAN clusters per item (-1 is noise) with membership probability and plot position; its side table
     `cluster_summaries` labels each cluster."""
     embedded_by_day, reduced_by_day = by_day(context, item_embeddings), by_day(context, umap_coordinates)
-    written, per_day, judged = {}, {}, {}
+    written, per_day, judged, inputs_of, outcomes = {}, {}, {}, {}, {}
     for day, day_items in by_day(context, raw_items).items():
         embedded, reduced = embedded_by_day[day], reduced_by_day[day]
         all_vectors, all_coords = vectors_of(embedded, "embedding"), vectors_of(reduced, "coords")
@@ -136,6 +151,24 @@ def clusters(
         vectors = all_vectors[pd.Index(embedded["item_id"]).get_indexer(items["item_id"])]
         reduced_rows = pd.Index(reduced["item_id"]).get_indexer(items["item_id"])
         coords, xy = all_coords[reduced_rows], reduced[["x", "y"]].to_numpy()[reduced_rows]
+        inputs_of[day] = fingerprint(
+            day_items,
+            embedded["item_id"],
+            all_vectors,
+            reduced[["item_id", "x", "y"]],
+            all_coords,
+            clustering.cluster.model_dump(),
+            clustering.reduce.model_dump(),
+            clustering.quality.model_dump(),
+            clustering.recluster_share,
+            clustering.gpu,
+            code_fingerprint(*_CLUSTER_CODE),
+        )
+        report = None if config.recluster else reuse.saved(store.parquet, "clusters", day, inputs_of[day])
+        if report:  # the same inputs made the stored clusters: they, their labels, plot and checks stand
+            written[day], outcomes[day] = KEEP, report.outcomes
+            per_day[day] = {**report.metadata, "clustering": "kept", "clustering_reason": reuse.REASON, "reused": True}
+            continue
         timings: dict = {}
         # The day's stored clustering (its own earlier output) is the state that a re-run with late items keeps.
         stored = store.parquet.read("clusters", day) if store.parquet.exists("clusters", day) else None
@@ -177,7 +210,7 @@ def clusters(
                 "y": xy[:, 1],
             }
         )
-        state = {"settings": settings, "items_at_full": str(items_at_full), "method": method}
+        state = {"settings": settings, "items_at_full": str(items_at_full), "method": method, "inputs": inputs_of[day]}
         written[day] = {"clusters": Stored(assignments, state), "cluster_summaries": summaries}
         judged[day] = (day_items, vectors, method != "hdbscan")
         noise = int((labels == cluster.NOISE).sum())
@@ -203,7 +236,6 @@ def clusters(
     yield from materialized(
         context, "clusters", written, {d: {k: v for k, v in m.items() if v is not None} for d, m in per_day.items()}
     )
-    outcomes = {}
     for day, (day_items, vectors, small_day) in judged.items():
         stored = store.parquet.read("clusters", day)  # judged as stored
         figures = quality.cluster_figures(vectors, stored["cluster_id"].to_numpy())
@@ -211,4 +243,5 @@ def clusters(
             checks.EVERY_ITEM_ASSIGNED.evaluate(stored, day_items),
             *checks.judge_clusters(figures, clustering.quality, small_day=small_day),
         ]
-    yield from checked(context, "clusters", outcomes)
+        reuse.save(store.parquet, "clusters", day, inputs_of[day], per_day[day], outcomes[day])
+    yield from checked(context, "clusters", dict(sorted(outcomes.items())))

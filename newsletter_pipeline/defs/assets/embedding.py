@@ -30,6 +30,10 @@ def item_embeddings(
     items = by_day(context, raw_items)
     texts = {day: embed.item_texts(day_items) for day, day_items in items.items()}
     timings: dict = {}
+    choice = embedder.choice
+    (context.log.warning if choice.fallback else context.log.info)(
+        f"embedding backend: {choice.backend} ({choice.reason})"
+    )
     cache = embedder.embedding_cache(store.parquet)
     # Every day of the run in one pass: the model is loaded once and the texts no day has seen go in large batches.
     with timed(timings, "embed_seconds"):

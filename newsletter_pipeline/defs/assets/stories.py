@@ -9,13 +9,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from newsletter_pipeline.defs import reuse
 from newsletter_pipeline.defs.assets.common import DAILY, after_update_of, vectors_of
-from newsletter_pipeline.defs.io_manager import OutputStore, Stored, by_day
+from newsletter_pipeline.defs.io_manager import KEEP, OutputStore, Stored, by_day
 from newsletter_pipeline.defs.resources import ClusteringResource
 from newsletter_pipeline.defs.results import markdown, materialized, png_markdown
-from newsletter_pipeline.storage import ParquetStore, vectors_to_arrow_column
+from newsletter_pipeline.storage import ParquetStore, code_fingerprint, fingerprint, vectors_to_arrow_column
 from newsletter_pipeline.stories import timeline
 from newsletter_pipeline.stories import tracking as story_stage
+
+# What a day's stories and their timeline depend on besides the day's inputs, the state before and the settings.
+_STORY_CODE = (
+    ("newsletter_pipeline.stories.tracking", "newsletter_pipeline.stories.timeline", __name__),
+    ("numpy", "matplotlib"),
+)
 
 
 def _clusters_digest(assignments: pd.DataFrame) -> str:
@@ -100,6 +107,14 @@ def stories(
             "story_params": json.dumps(params.model_dump(), sort_keys=True),
             "model": embedded.attrs.get("model", ""),
         }
+        inputs = fingerprint(
+            today, vectors[rows], summaries, json.dumps(made_from, sort_keys=True), code_fingerprint(*_STORY_CODE)
+        )
+        report = reuse.saved(store.parquet, "stories", day, inputs)
+        if report:  # the same clusters continuing the same state made the stored stories: they stand
+            written[day] = KEEP
+            per_day[day] = {**report.metadata, "tracking": "kept", "tracking_reason": reuse.REASON, "reused": True}
+            continue
         kept, tracking, reason = _held_stories(store.parquet, day, today, made_from)
         tracked = story_stage.track_items(
             state, day, today.fillna({"headline": ""}), vectors[rows], **params.model_dump(), kept=kept
@@ -108,10 +123,11 @@ def stories(
         metadata = {
             "dimension": str(dimension),
             "clusters_digest": _clusters_digest(assignments),
+            "inputs": inputs,  # names this state's content: the export's stories tab is kept by it
             **made_from,
         }
         written[day] = {
-            "stories": tracked.stories,
+            "stories": Stored(tracked.stories, {"inputs": inputs}),
             "story_items": tracked.items,
             "story_state": Stored(_state_table(tracked.state, dimension), metadata),
         }
@@ -129,6 +145,9 @@ def stories(
             "timeline": _timeline(tracked.state, day, params.lookback_days),
         }
     yield from materialized(context, "stories", written, per_day, params=dg.MetadataValue.json(params.model_dump()))
+    for day, tables in written.items():
+        if tables is not KEEP:
+            reuse.save(store.parquet, "stories", day, tables["stories"].metadata["inputs"], per_day[day], [])
 
 
 def _continued_state(
@@ -227,7 +246,7 @@ def _previous_state(
     (a range run writes them when it ends), else from the store; (None, None) when there is none."""
     for back in range(1, lookback_days + 1):
         earlier = (dt.date.fromisoformat(day) - dt.timedelta(days=back)).isoformat()
-        if earlier in written:
+        if written.get(earlier) is not None:  # made by this run (a day it kept is read from the store)
             state = written[earlier]["story_state"]
             frame = state.data.to_pandas()
             frame.attrs = dict(state.metadata)
