@@ -177,14 +177,19 @@ def run_worker(data: Path, first: str, last: str, backend: str = "auto", cache: 
         "--cache",
         cache,
     ]
+    return timed_worker(command, f"{first}..{last}")
+
+
+def timed_worker(command: list[str], what: str) -> dict:
+    """Run a worker process; the figures it prints last (JSON), with the whole process's seconds added."""
     started = time.perf_counter()
     done = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
     )
     if done.returncode:
-        sys.exit(f"run failed ({first}..{last}):\n{done.stderr[-3000:]}")
+        sys.exit(f"run failed ({what}):\n{done.stderr[-3000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    figures["process_seconds"] = round(time.perf_counter() - started, 2)  # with interpreter start and imports
+    figures["process_seconds"] = round(time.perf_counter() - started, 3)  # with interpreter start and imports
     return figures
 
 

@@ -39,6 +39,8 @@ class ReduceParams(dg.Config):
     )
     plot_epochs: int = Field(
         default=100,
+        ge=1,
+        le=500,
         description=(
             "Optimisation epochs of the 2-D plot layout on a day of 2,000 items or more (default 100); smaller days "
             "get more, up to 500, for the same ~0.3 s. The layout starts from the clustering layout and its UMAP "

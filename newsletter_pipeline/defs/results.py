@@ -48,6 +48,9 @@ PROGRESS = (
     "embed_seconds",
     "umap_seconds",
     "cluster_seconds",
+    "landing_files",
+    "files_parsed",
+    "files_from_index",
 )
 
 

@@ -36,15 +36,17 @@ class Report:
     outcomes: list[Outcome]
 
 
-def saved(store: ParquetStore, asset: str, day: str, inputs: str) -> Report | None:
-    """The report of `asset` for `day` when both it and the stored output were made from `inputs`, else None."""
+def saved(store: ParquetStore, asset: str, day: str, inputs: str, side_tables: tuple[str, ...] = ()) -> Report | None:
+    """The report of `asset` for `day` when it, the stored output and each of its `side_tables` were made from
+    `inputs`, else None. The step writes `inputs` into the metadata of each of those tables."""
     table = f"{REPORTS}/{asset}"
-    if not (store.made_from(asset, day, inputs) and store.made_from(table, day, inputs)):
+    if not all(store.made_from(t, day, inputs) for t in (asset, *side_tables, table)):
         return None
     stored = json.loads(store.read_metadata(table, day)["report"])
     by_name = {check.name: check for check in checks.of_asset(asset)}
     return Report(
-        {key: _decoded(value) for key, value in stored["metadata"].items()},
+        # Step times are those of the run that computed the output, not of this one: left out.
+        {key: _decoded(value) for key, value in stored["metadata"].items() if not key.endswith("_seconds")},
         [Outcome(by_name[o.pop("check")], quality.Verdict(**o)) for o in stored["outcomes"]],
     )
 

@@ -147,8 +147,10 @@ def choose_backend(backend: str, device: str, model: str, model_cache_dir: str) 
     """A configured backend as it is; "auto" (the default): OpenVINO on the CPU, the fastest that keeps the vectors
     (cosine to PyTorch's 0.9999 and up, the clusters' quality the same: benchmarks/README.md), else PyTorch.
 
-    OpenVINO's model is exported from the weights on the first run on a machine (about 15 s) and reused after; where
-    it cannot be exported or loaded, or on a CUDA GPU (PyTorch in float16 is faster there), PyTorch embeds instead."""
+    OpenVINO's model is exported from the weights on the first run on a machine (about 15 s, paid even when every
+    text of the day is in the embedding cache, since the choice names the cache's variant) and reused after. Where it
+    cannot be imported or exported, or on a CUDA GPU (PyTorch in float16 is faster there), PyTorch embeds instead.
+    Loading the exported model is not tried here: a failure there stops the step with OpenVINO's own error."""
     _check_backend(backend)
     if backend != "auto":
         return BackendChoice(backend, "configured")
@@ -158,7 +160,8 @@ def choose_backend(backend: str, device: str, model: str, model_cache_dir: str) 
         openvino_backend.export_model(resolve_model_path(model), model_cache_dir)
         precision = openvino_backend.precision()
     except Exception as error:  # noqa: BLE001 - any failure means the same: embed with PyTorch, and say why
-        reason = f"auto: PyTorch, since OpenVINO cannot run here ({type(error).__name__}: {error})"
+        said = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""  # one log line, not a dump
+        reason = f"auto: PyTorch, since OpenVINO cannot run here ({type(error).__name__}: {said})"
         return BackendChoice("torch", reason, fallback=True)
     return BackendChoice("openvino", f"auto: OpenVINO runs on this CPU, in {precision}")
 

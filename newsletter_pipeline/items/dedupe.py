@@ -28,6 +28,18 @@ def normalize_link(link: str) -> str:
     )
 
 
+def item_keys(link: str, source: str, source_id: object, day: str, headline: str) -> list[tuple[str, ...]]:
+    """The keys by which an item duplicates an earlier kept one, in the order `find_duplicates` tries them: each is
+    (rule, value...), the rule being the reason it gives. The landing index (items.index) keeps them too."""
+    keys = [("same headline and source on the day", day, source, headline.casefold())]
+    if source_id is not None and source_id == source_id:  # not None, not NaN
+        keys.insert(0, ("same source id", source, source_id))
+    normalized = normalize_link(link) if link else ""
+    if normalized:  # "#" or "?utm_source=x" alone is no link: it must not make unrelated items one
+        keys.insert(0, ("same link", normalized))
+    return keys
+
+
 def find_duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
     """Which items to keep, and a row per duplicate saying of what and why.
 
@@ -41,12 +53,7 @@ def find_duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
     # Python lists: iterating Arrow-backed pandas columns element by element is slow.
     columns = zip(*(items[c].tolist() for c in ("item_id", "link", "source", "source_id", "day", "headline", "origin")))
     for item_id, link, source, source_id, day, headline, origin in columns:
-        keys = [("same headline and source on the day", day, source, headline.casefold())]
-        if source_id is not None and source_id == source_id:  # not None, not NaN
-            keys.insert(0, ("same source id", source, source_id))
-        normalized = normalize_link(link) if link else ""
-        if normalized:  # "#" or "?utm_source=x" alone is no link: it must not make unrelated items one
-            keys.insert(0, ("same link", normalized))
+        keys = item_keys(link, source, source_id, day, headline)
         owner = next(((key[0], owners[key]) for key in keys if key in owners), None)
         if owner is None:
             for key in keys:
@@ -57,4 +64,5 @@ def find_duplicates(items: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
             rows.append(
                 {"item_id": item_id, "duplicate_of": owner[1], "day": day, "reason": owner[0], "origin": origin}
             )
-    return pd.Series(keep, index=items.index, dtype=bool), pd.DataFrame(rows, columns=DUPLICATE_COLUMNS)
+    # Text columns even when empty: a day's table has the same schema whether or not other days had duplicates.
+    return pd.Series(keep, index=items.index, dtype=bool), pd.DataFrame(rows, columns=DUPLICATE_COLUMNS, dtype="str")

@@ -267,7 +267,9 @@ def parse_file(file: LandingFile, column_map: dict[str, str] | None = None, date
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     if "published_at" in columns:
-        frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True)
+        # Microseconds, as every parsed date has them: an empty frame would otherwise be in seconds, and a table's
+        # type would depend on whether other files had items.
+        frame["published_at"] = pd.to_datetime(frame["published_at"], utc=True).astype("datetime64[us, UTC]")
     return frame
 
 
@@ -282,7 +284,12 @@ def parse_landing(
 
     Items dated outside [first_day, last_day] belong to no partition: they are quarantined with no day.
     """
-    parsed = [parse_file(file, column_map, date_format) for file in files]
+    return combine([parse_file(file, column_map, date_format) for file in files], first_day, last_day)
+
+
+def combine(parsed: list[Parsed], first_day: str | None = None, last_day: str | None = None) -> Parsed:
+    """The files' `parse_file` results, in listing order, as one: items dated outside [first_day, last_day]
+    quarantined with no day, duplicates across all files decided, earliest item kept."""
     items = pd.concat([_frame([], ITEM_COLUMNS)] + [p.items for p in parsed], ignore_index=True)
     rejects = [_frame([], REJECT_COLUMNS)] + [p.rejects for p in parsed]
     outside = ((items["day"] < first_day) if first_day else False) | ((items["day"] > last_day) if last_day else False)

@@ -429,8 +429,11 @@ def write_workbook(path: Path, day: str, tables: dict[str, pd.DataFrame], now: d
     with _locked(path):
         remove_leftovers(path)
         record = _exported_record(path)
+        if not (path.exists() and record.get("stamp") == _file_stamp(path)):
+            # Someone else touched the file, or it is gone: the record vouches for no day in it any more.
+            record = {}
         wanted = _digests(day, tables)
-        if path.exists() and record.get("stamp") == _file_stamp(path) and _holds(record, day, wanted):
+        if _holds(record, day, wanted):
             totals = Totals(record["months"][month_of(day)]["totals"])
             totals.unchanged = True
             return totals

@@ -269,6 +269,22 @@ def test_a_workbook_that_already_holds_the_rows_is_not_rewritten(tmp_path):
     assert not restored.unchanged
     assert "edited by hand" not in str(export.read_workbook(path)["items 2026-11"])
     assert export.write_workbook(path, "2026-11-16", tables).unchanged
+    # An edit, then another day's export: that export keeps the edit, so the record no longer vouches for the first day.
+    book = load_workbook(path)
+    book["items 2026-11"]["I2"] = "edited again"
+    book.save(path)
+    other_day = day_tables("2026-11-17", 4)
+    other_day["stories"] = tables["stories"]  # the month's stories tab as the first day wrote it
+    assert not export.write_workbook(path, "2026-11-17", other_day).unchanged
+    assert not export.write_workbook(path, "2026-11-16", tables).unchanged
+    assert "edited again" not in str(export.read_workbook(path)["items 2026-11"])
+    # The workbook moved aside: a new one is started, and no day of the old one counts as written in it.
+    path.rename(path.with_name("aside.xlsx"))
+    assert not export.write_workbook(path, "2026-11-17", other_day).unchanged
+    assert not export.write_workbook(path, "2026-11-16", tables).unchanged
+    assert (
+        export.read_workbook(path)["items 2026-11"][1:] and export.write_workbook(path, "2026-11-16", tables).unchanged
+    )
     # No record, or an unreadable one: the workbook is rewritten, as before records existed.
     (tmp_path / "sheets" / "book.xlsx.exported.json").write_text("{not json", encoding="utf-8")
     assert not export.write_workbook(path, "2026-11-16", tables).unchanged

@@ -405,6 +405,9 @@ def test_three_days_of_the_sample(workspace, tmp_path):
     assert workspace.materialize(DAYS[1], instance=instance, selection=["clusters"]).success
     result = workspace.materialize(DAYS[2], instance=instance, selection=["stories"])
     assert f"the story state of {DAYS[1]} was made from clusters that have changed since" in logs_of(instance, result)
+    # The day's stories stand (their state did not change), but what it reports about that state is today's.
+    (shown,) = [e.materialization.metadata for e in result.get_asset_materialization_events()]
+    assert shown["reused"].value is True and shown["state_stale"].value is True
     workspace.clustering = ClusteringResource()
     assert workspace.materialize(DAYS[1], instance=instance, selection=["clusters", "stories"]).success
 

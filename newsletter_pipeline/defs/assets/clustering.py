@@ -89,7 +89,7 @@ _CLUSTER_CODE = (
         "newsletter_pipeline.defs.checks",
         __name__,
     ),
-    ("hdbscan", "scikit-learn", "numpy", "matplotlib", "cuml-cu12"),
+    ("hdbscan", "scikit-learn", "scipy", "numpy", "pandas", "matplotlib", "cuml-cu12"),
 )
 
 
@@ -164,7 +164,11 @@ def clusters(
             clustering.gpu,
             code_fingerprint(*_CLUSTER_CODE),
         )
-        report = None if config.recluster else reuse.saved(store.parquet, "clusters", day, inputs_of[day])
+        report = (
+            None
+            if config.recluster
+            else reuse.saved(store.parquet, "clusters", day, inputs_of[day], ("cluster_summaries",))
+        )
         if report:  # the same inputs made the stored clusters: they, their labels, plot and checks stand
             written[day], outcomes[day] = KEEP, report.outcomes
             per_day[day] = {**report.metadata, "clustering": "kept", "clustering_reason": reuse.REASON, "reused": True}
@@ -172,7 +176,9 @@ def clusters(
         timings: dict = {}
         # The day's stored clustering (its own earlier output) is the state that a re-run with late items keeps.
         stored = store.parquet.read("clusters", day) if store.parquet.exists("clusters", day) else None
-        settings = fingerprint(clustering.cluster.model_dump(), clustering.reduce.model_dump(), clustering.gpu)
+        # plot_epochs moves only the plot's points (kept with the day), so it is left out: a day holds across it.
+        reduce_settings = clustering.reduce.model_dump(exclude={"plot_epochs"})
+        settings = fingerprint(clustering.cluster.model_dump(), reduce_settings, clustering.gpu)
         decision = hold.decide(
             None if stored is None else set(stored["item_id"]),
             set(items["item_id"]),
@@ -211,7 +217,10 @@ def clusters(
             }
         )
         state = {"settings": settings, "items_at_full": str(items_at_full), "method": method, "inputs": inputs_of[day]}
-        written[day] = {"clusters": Stored(assignments, state), "cluster_summaries": summaries}
+        written[day] = {
+            "clusters": Stored(assignments, state),
+            "cluster_summaries": Stored(summaries, {"inputs": inputs_of[day]}),
+        }
         judged[day] = (day_items, vectors, method != "hdbscan")
         noise = int((labels == cluster.NOISE).sum())
         figures = quality.cluster_figures(vectors, labels)

@@ -10,7 +10,7 @@ from newsletter_pipeline.defs.io_manager import KEEP, UNASSIGNED, OutputStore
 from newsletter_pipeline.defs.partitions import partition_window
 from newsletter_pipeline.defs.resources import ClusteringResource, LandingFolder
 from newsletter_pipeline.defs.results import checked, markdown, materialized
-from newsletter_pipeline.items import parse
+from newsletter_pipeline.items import index, parse
 
 RAW_ITEMS_TABLES = ("raw_items", "duplicates", "quarantine")
 
@@ -23,6 +23,12 @@ class RawItemsConfig(dg.Config):
         description="Let a day that had items drop to none (its landing files were removed on purpose). Without it "
         "such a day is held: its outputs and sheet rows stay, and the day_not_emptied check fails, so a missing or "
         "emptied landing location never wipes a published day.",
+    )
+    parse_all: bool = Field(
+        default=False,
+        description="Parse every landing file, as before the landing index, which is then neither read nor written "
+        "(a run otherwise parses only the files that can hold its days). The result is the same; this is for "
+        "comparison. To rebuild the index, delete <output root>/landing_index/.",
     )
 
 
@@ -42,9 +48,22 @@ def raw_items(
     for skipped in listing.skipped:
         context.log.warning(f"{skipped.name}: {skipped.reason}")
     first_day, last_day = partition_window()
-    parsed = parse.parse_landing(
-        listing.files, landing.column_map, first_day=first_day, last_day=last_day, date_format=landing.date_format
+    # Only the files that can hold the run's days are parsed; the index of what each file holds lives in the store.
+    reading = index.read_landing(
+        listing.files,
+        store.parquet,
+        context.partition_keys,
+        landing.column_map,
+        first_day=first_day,
+        last_day=last_day,
+        date_format=landing.date_format,
+        use_index=not config.parse_all,
     )
+    if reading.rebuilt:
+        context.log.info(f"{reading.rebuilt}: every landing file was parsed to make it")
+    if reading.unsaved:
+        context.log.warning(f"the landing index could not be written ({reading.unsaved}): the next run parses again")
+    parsed = reading.parsed
     for warning in parsed.warnings:
         context.log.warning(warning)
     # Records that belong to no day (no usable date, or a date outside the partitions) are kept in one table.
@@ -87,7 +106,10 @@ def raw_items(
         "raw_items",
         written,
         per_day,
-        landing_files=len(listing.files),
+        landing_files=reading.listed,
+        files_parsed=reading.parsed_files,
+        files_from_index=reading.from_index,
+        files_reindexed=reading.reindexed,
         records_read=parsed.records,
         records_without_a_day=len(unassigned),
         **skipped,
@@ -99,7 +121,7 @@ def raw_items(
         outcomes[day] = [
             checks.UNIQUE_ITEM_ID.evaluate(stored["raw_items"]),
             checks.RECORDS_BALANCE.evaluate(
-                today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], parsed.balanced()
+                today.records, counts["raw_items"], counts["duplicates"], counts["quarantine"], reading.balanced
             ),
             checks.QUARANTINE_SHARE.evaluate(today.records, counts["quarantine"], limits=clustering.quality),
             emptied,

@@ -20,8 +20,13 @@ from newsletter_pipeline.stories import tracking as story_stage
 
 # What a day's stories and their timeline depend on besides the day's inputs, the state before and the settings.
 _STORY_CODE = (
-    ("newsletter_pipeline.stories.tracking", "newsletter_pipeline.stories.timeline", __name__),
-    ("numpy", "matplotlib"),
+    (
+        "newsletter_pipeline.stories.tracking",
+        "newsletter_pipeline.stories.timeline",
+        "newsletter_pipeline.clustering.cluster",
+        __name__,
+    ),
+    ("numpy", "pandas", "matplotlib"),
 )
 
 
@@ -108,12 +113,24 @@ def stories(
             "model": embedded.attrs.get("model", ""),
         }
         inputs = fingerprint(
-            today, vectors[rows], summaries, json.dumps(made_from, sort_keys=True), code_fingerprint(*_STORY_CODE)
+            today,
+            vectors[rows],
+            summaries,
+            json.dumps(made_from, sort_keys=True),
+            *_whole_state(state),  # every column: the digest above leaves out some that the outputs carry
+            code_fingerprint(*_STORY_CODE),
         )
-        report = reuse.saved(store.parquet, "stories", day, inputs)
+        freshly = {"state_from": state_day, "state_stale": stale} if state_day else {}
+        report = reuse.saved(store.parquet, "stories", day, inputs, ("story_items", "story_state"))
         if report:  # the same clusters continuing the same state made the stored stories: they stand
             written[day] = KEEP
-            per_day[day] = {**report.metadata, "tracking": "kept", "tracking_reason": reuse.REASON, "reused": True}
+            per_day[day] = {
+                **{k: v for k, v in report.metadata.items() if k not in ("state_from", "state_stale")},
+                **freshly,  # whether the earlier day changed since is today's news, not the stored report's
+                "tracking": "kept",
+                "tracking_reason": reuse.REASON,
+                "reused": True,
+            }
             continue
         kept, tracking, reason = _held_stories(store.parquet, day, today, made_from)
         tracked = story_stage.track_items(
@@ -128,7 +145,7 @@ def stories(
         }
         written[day] = {
             "stories": Stored(tracked.stories, {"inputs": inputs}),
-            "story_items": tracked.items,
+            "story_items": Stored(tracked.items, {"inputs": inputs}),
             "story_state": Stored(_state_table(tracked.state, dimension), metadata),
         }
         per_item, continued = tracked.items, tracked.items["similarity"].notna()
@@ -140,7 +157,7 @@ def stories(
             "items_in_new_stories": int((~continued & per_item["story_id"].notna()).sum()),
             "items_without_story": int(per_item["story_id"].isna().sum()),  # a candidate's first item
             "tracked_stories": len(tracked.state),
-            **({"state_from": state_day, "state_stale": stale} if state_day else {}),
+            **freshly,
             "story_table": _story_table(tracked.stories, summaries),
             "timeline": _timeline(tracked.state, day, params.lookback_days),
         }
@@ -190,6 +207,14 @@ def _continued_state(
             f"stories from {state_day} on, in order (one range run), to bring the ids up to date"
         )
     return state_day, state, stale
+
+
+def _whole_state(state: pd.DataFrame | None) -> tuple:
+    """A story state as parts of a fingerprint, every column included."""
+    if state is None:
+        return ("no state",)
+    centroids = np.stack(state["centroid"].to_numpy()) if len(state) else np.zeros((0, 0))
+    return state.drop(columns="centroid"), centroids.astype(np.float32)
 
 
 def _state_digest(state: pd.DataFrame) -> str:
