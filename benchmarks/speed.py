@@ -1,6 +1,6 @@
 """Speed benchmark: embedding throughput, cold and warm days, peak memory, BERTopic, backfills, start-up.
 
-    .venv/bin/python -m benchmarks.speed                 # everything (about 40 minutes on 2 cores)
+    .venv/bin/python -m benchmarks.speed                 # everything (about 50 minutes on 2 cores)
     .venv/bin/python -m benchmarks.speed --only day --sizes 500,2000
 
 Every day and backfill runs in a fresh process, as a Dagster run does, through `dg.materialize` with the
@@ -211,7 +211,7 @@ def throughput(records: list[dict], repeats: int) -> list[str]:
     texts = embed.item_texts(_frame([normalize_record(r, "huffpost", str(i)) for i, r in enumerate(records[:2000])]))
     path = embed.resolve_model_path(embed.DEFAULT_MODEL)
     plain, control = (SentenceTransformer(path, device="cpu", local_files_only=True) for _ in range(2))
-    resource_ = EmbeddingResource(device="cpu", cache=False)
+    resource_ = EmbeddingResource(device="cpu", backend="torch", cache=False)
     encode = dict(batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     candidates = {
         "plain encode": lambda: plain.encode(texts, **encode),
